@@ -1,0 +1,30 @@
+# One command each for a fresh machine: `make run` (main job on the embedded default) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+# CPU build by default; a GPU user overrides, e.g. `make run TORCH_SPEC="torch==2.13.0" TORCH_INDEX=...`.
+TORCH_SPEC ?= torch==2.13.0
+PIP_EXTRA ?=
+BIN := $(VENV)/bin
+
+.PHONY: venv run test bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "$(TORCH_SPEC)" $(PIP_EXTRA)
+	$(BIN)/pip install -q -e ".[dev]" $(PIP_EXTRA)
+	touch $@
+
+venv: $(BIN)/.installed
+
+run: venv
+	$(BIN)/python -m rise_exp $(ARGS)
+
+test: venv
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: venv
+	$(BIN)/python benchmarks/bench_index.py
+
+clean:
+	rm -rf outputs/* multirun .cache

@@ -1,0 +1,3 @@
+from rise_exp.cli import main
+
+main()

@@ -1,0 +1,100 @@
+"""Turn records into token ids with a target mask, and batch them by a token budget."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from rise_exp.data.records import Record
+from rise_exp.errors import DataError
+
+
+@dataclass(frozen=True)
+class EncodedRow:
+    """Token ids of one record and which of them are prediction targets.
+
+    ``target_mask[t]`` is True when token ``t`` counts in the loss, i.e. it is predicted from the
+    hidden state at position ``t - 1``. ``target_mask[0]`` is always False.
+    """
+
+    row: int
+    input_ids: np.ndarray  # int64 [L]
+    target_mask: np.ndarray  # bool [L]
+
+    def __len__(self) -> int:
+        return int(self.input_ids.shape[0])
+
+
+def encode_record(
+    record: Record,
+    tokenizer,
+    row: int,
+    *,
+    mask_prompt: bool = True,
+    max_length: int | None = None,
+    add_eos: bool = True,
+) -> EncodedRow:
+    """Tokenize a record; prompt tokens are targets only when ``mask_prompt`` is False.
+
+    Raises:
+        DataError: if the record has no target token left (empty text or empty answer).
+    """
+    prompt_ids: list[int] = tokenizer.encode(record.prompt, add_special_tokens=False) if record.prompt else []
+    resp_ids: list[int] = tokenizer.encode(record.response, add_special_tokens=False) if record.response else []
+    if add_eos and tokenizer.eos_token_id is not None and resp_ids:
+        resp_ids = resp_ids + [tokenizer.eos_token_id]
+    bos = getattr(tokenizer, "bos_token_id", None)
+    head = [bos] if bos is not None else ([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])
+    ids = head + prompt_ids + resp_ids
+    mask = [False] * len(head) + [not mask_prompt] * len(prompt_ids) + [True] * len(resp_ids)
+    if max_length is not None and len(ids) > max_length:
+        ids, mask = ids[:max_length], mask[:max_length]
+    if len(ids) > 0:
+        mask[0] = False
+    if not any(mask):
+        raise DataError(f"record {record.id!r} has no target tokens (empty text or empty answer after masking)")
+    return EncodedRow(row=row, input_ids=np.asarray(ids, dtype=np.int64), target_mask=np.asarray(mask, dtype=bool))
+
+
+def encode_records(records: Sequence[Record], tokenizer, **kwargs) -> list[EncodedRow]:
+    """Encode many records, keeping their positions as ``row``."""
+    return [encode_record(r, tokenizer, i, **kwargs) for i, r in enumerate(records)]
+
+
+def token_budget_batches(rows: Sequence[EncodedRow], max_tokens: int, max_batch: int = 256) -> list[list[int]]:
+    """Indices of ``rows`` grouped into length-sorted batches of at most ``max_tokens`` padded tokens."""
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    batches: list[list[int]] = []
+    cur: list[int] = []
+    for i in order:
+        longest = len(rows[i])  # sorted ascending: the newcomer is the longest
+        if cur and (longest * (len(cur) + 1) > max_tokens or len(cur) >= max_batch):
+            batches.append(cur)
+            cur = []
+        cur.append(i)
+    if cur:
+        batches.append(cur)
+    return batches
+
+
+def collate(rows: Sequence[EncodedRow], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad rows into ``input_ids``, ``attention_mask``, ``target_mask`` and ``row`` tensors."""
+    n, length = len(rows), max(len(r) for r in rows)
+    ids = torch.full((n, length), pad_id, dtype=torch.long)
+    att = torch.zeros((n, length), dtype=torch.long)
+    tgt = torch.zeros((n, length), dtype=torch.bool)
+    for i, r in enumerate(rows):
+        m = len(r)
+        ids[i, :m] = torch.from_numpy(r.input_ids)
+        att[i, :m] = 1
+        tgt[i, :m] = torch.from_numpy(r.target_mask)
+    return {"input_ids": ids, "attention_mask": att, "target_mask": tgt, "row": torch.tensor([r.row for r in rows])}
+
+
+def iter_batches(rows: Sequence[EncodedRow], max_tokens: int, pad_id: int) -> Iterator[dict[str, torch.Tensor]]:
+    """Collated length-sorted token-budget batches."""
+    for idx in token_budget_batches(rows, max_tokens):
+        yield collate([rows[i] for i in idx], pad_id)

@@ -1,0 +1,1 @@
+"""Attribution and valuation methods, one module each, registered by name."""

@@ -1,0 +1,102 @@
+"""Fixed-size token chunks of long rows, batches that keep a row's chunks together, row averaging.
+
+Chunking follows the RISE code (``rise/text.py::explode``): a row of at most ``chunk_len`` tokens
+is one chunk; a longer one gives windows of ``chunk_len`` tokens starting every
+``chunk_len - chunk_overlap`` tokens until a window reaches the row's end (unlike the RISE code,
+no window lying wholly inside the previous one is added). Each chunk is scored on its own: its first
+token is context only, and with ``overlap_targets=True`` (RISE behaviour) every other target of
+the window counts, so overlap tokens count in both chunks; with ``False`` they are context only in
+the later chunk. Chunks left without targets (e.g. all prompt after masking) are dropped. A row's
+signature is the mean of its chunk signatures, L2-normalised again (``normalize_signature``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from rise_exp.data.encoding import EncodedRow
+from rise_exp.errors import DataError
+from rise_exp.methods.rise.config import RiseConfig
+from rise_exp.methods.rise.head import l2_normalize
+
+
+def chunk_spans(length: int, chunk_len: int, overlap: int) -> list[tuple[int, int]]:
+    """``(start, end)`` token windows covering ``length`` tokens."""
+    if length <= chunk_len:
+        return [(0, length)]
+    step = chunk_len - overlap
+    spans = []
+    start = 0
+    while True:
+        end = min(start + chunk_len, length)
+        spans.append((start, end))
+        if end == length:
+            return spans
+        start += step
+
+
+def chunk_row(row: EncodedRow, cfg: RiseConfig) -> list[EncodedRow]:
+    """The chunks of one row (each keeps ``row.row``), without target-less chunks.
+
+    Raises:
+        DataError: if the row has no target token at all.
+    """
+    out = []
+    for start, end in chunk_spans(len(row), cfg.chunk_len, cfg.chunk_overlap):
+        mask = row.target_mask[start:end].copy()
+        mask[0] = False
+        if start > 0 and not cfg.overlap_targets:
+            mask[: cfg.chunk_overlap] = False
+        if mask.any():
+            out.append(EncodedRow(row=row.row, input_ids=row.input_ids[start:end], target_mask=mask))
+    if not out:
+        raise DataError(f"row {row.row} has no target tokens (empty text, or only prompt after masking)")
+    return out
+
+
+def chunk_batches(rows: Sequence[EncodedRow], cfg: RiseConfig, max_tokens: int) -> list[list[EncodedRow]]:
+    """Chunks grouped into batches of at most ``max_tokens`` padded tokens, a row's chunks in one batch.
+
+    Rows are length-sorted to limit padding; a row whose chunks alone exceed the budget gets its
+    own batch.
+    """
+    chunked = [chunk_row(r, cfg) for r in rows]
+    order = sorted(range(len(rows)), key=lambda i: max(len(c) for c in chunked[i]))
+    batches: list[list[EncodedRow]] = []
+    cur: list[EncodedRow] = []
+    longest = 0
+    for i in order:
+        new_longest = max(longest, max(len(c) for c in chunked[i]))
+        if cur and new_longest * (len(cur) + len(chunked[i])) > max_tokens:
+            batches.append(cur)
+            cur, new_longest = [], max(len(c) for c in chunked[i])
+        cur.extend(chunked[i])
+        longest = new_longest
+    if cur:
+        batches.append(cur)
+    return batches
+
+
+def mean_by_row(
+    signatures: torch.Tensor, chunk_rows: torch.Tensor, normalize: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Average chunk signatures ``[n, dim]`` per row id ``chunk_rows`` ``[n]``.
+
+    Returns:
+        ``(rows [m]`` sorted unique ids, ``signatures [m, dim])``.
+    """
+    rows, inverse = torch.unique(chunk_rows, sorted=True, return_inverse=True)
+    acc = torch.zeros((rows.numel(), signatures.shape[1]), dtype=signatures.dtype, device=signatures.device)
+    acc.index_add_(0, inverse, signatures)
+    cnt = torch.zeros(rows.numel(), dtype=signatures.dtype, device=signatures.device)
+    cnt.index_add_(0, inverse, torch.ones_like(inverse, dtype=signatures.dtype))
+    out = acc / cnt.unsqueeze(1)
+    return rows, (l2_normalize(out) if normalize else out)
+
+
+def row_ids(rows: Sequence[EncodedRow]) -> np.ndarray:
+    """The ``row`` field of each encoded row."""
+    return np.asarray([r.row for r in rows], dtype=np.int64)

@@ -1,0 +1,199 @@
+"""The RISE head: final-norm hidden states -> sketched LM-head gradient signatures per chunk.
+
+For each target position t (``target_mask[t]``; hidden state of position t-1, label ``y_t``):
+
+    z_t = W h_t (+ b),   r_t = residual of ``support.select_support`` (sparse, or full)
+    h^_t = CS_h(h_t),    r^_t = CS_r(r_t) (scatter over the support only),
+    g^_t = CS_g(W^T r_t) = sum_v r_t(v) M_g[v]   with  M_g = CS_g(W) = W S_g, built once,
+
+each L2-normalised (``normalize_tokens``; zero vectors stay zero). A chunk's signature is
+
+    phi = [lam_rh sum_t r^ (x) h^,  lam_gh sum_t g^ (x) h^,  lam_rg sum_t r^ (x) g^]
+
+over the fused channels, flattened row-major (``[kr, kh]`` etc.) and L2-normalised
+(``normalize_signature``). Logits are computed only at target positions, in slices of
+``max_tokens_per_batch`` tokens, so the ``[tokens, V]`` buffer is bounded by that setting.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from rise_exp.errors import ConfigError, DataError
+from rise_exp.methods.rise.config import RiseConfig
+from rise_exp.methods.rise.sketch import SketchTables
+from rise_exp.methods.rise.support import select_support
+from rise_exp.methods.rise.trunk import hidden_states, model_logits, unembedding
+
+_LOGIT_TOL = {torch.float64: 1e-8, torch.float32: 1e-3}
+
+
+def l2_normalize(x: torch.Tensor) -> torch.Tensor:
+    """Rows divided by their L2 norm; all-zero rows stay zero."""
+    norm = x.norm(dim=-1, keepdim=True)
+    return x / torch.where(norm > 0, norm, torch.ones_like(norm))
+
+
+class RiseHead:
+    """Computes RISE chunk signatures from hidden states with the model's own unembedding.
+
+    Args:
+        weight: Unembedding ``W`` ``[V, D]``.
+        bias: LM-head bias ``[V]`` or None.
+        cfg: RISE settings.
+        tables: CountSketch tables; drawn from ``cfg.seed`` when omitted.
+    """
+
+    def __init__(
+        self, weight: torch.Tensor, bias: torch.Tensor | None, cfg: RiseConfig, tables: SketchTables | None = None
+    ) -> None:
+        if weight.dim() != 2:
+            raise ConfigError(f"LM-head weight must be [V, D], got shape {tuple(weight.shape)}")
+        self.cfg = cfg
+        self.vocab_size, self.hidden_size = (int(s) for s in weight.shape)
+        if tables is None:
+            tables = SketchTables.create(cfg, self.vocab_size, self.hidden_size)
+        tables.check(cfg, self.vocab_size, self.hidden_size)
+        self.tables = tables.to(weight.device)
+        self.weight = weight.detach()
+        self.bias = None if bias is None else bias.detach()
+        self.dtype = torch.float64 if weight.dtype == torch.float64 else torch.float32
+        self.block_dims = cfg.block_dims(self.vocab_size, self.hidden_size)
+        self.h_matrix = self.tables.h.matrix(self.dtype)
+        self.m_g = None
+        if "gh" in cfg.channels or "rg" in cfg.channels:
+            self.m_g = self.weight.to(self.dtype) @ self.tables.g.matrix(self.dtype)
+        self.verified = not cfg.check_logits
+
+    @classmethod
+    def from_model(cls, model: Any, cfg: RiseConfig, tables: SketchTables | None = None) -> RiseHead:
+        """A head on ``model.get_output_embeddings()`` (must be a plain ``nn.Linear``)."""
+        weight, bias = unembedding(model)
+        return cls(weight, bias, cfg, tables)
+
+    @property
+    def dim(self) -> int:
+        """Signature length."""
+        return sum(self.block_dims.values())
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """``[n, D]`` hidden states -> ``[n, V]`` logits, in the unembedding's dtype."""
+        h = h.to(self.weight.dtype)
+        if self.bias is None:
+            return h @ self.weight.t()
+        return torch.addmm(self.bias, h, self.weight.t())
+
+    @torch.inference_mode()
+    def verify(self, model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_tokens: int = 32) -> float:
+        """Check that ``W h (+ b)`` on the trunk's hidden states equals the model's logits.
+
+        Runs the first row of the batch (at most ``max_tokens`` tokens) through both paths.
+
+        Returns:
+            The relative max-abs difference.
+
+        Raises:
+            ConfigError: when they differ (soft-capped or scaled logits, a non-standard head).
+        """
+        n = int(min(max_tokens, int(attention_mask[0].sum())))
+        ids, att = input_ids[:1, :n], attention_mask[:1, :n]
+        ours = self.logits(hidden_states(model, ids, att)[0]).float()
+        theirs = model_logits(model, ids, att)[0].float()
+        if ours.shape != theirs.shape:
+            raise ConfigError(f"head logits {tuple(ours.shape)} and model logits {tuple(theirs.shape)} differ in shape")
+        err = float((ours - theirs).abs().max() / theirs.abs().max().clamp(min=1e-12))
+        tol = _LOGIT_TOL.get(self.weight.dtype, 3e-2)
+        if not err <= tol:
+            raise ConfigError(
+                f"RISE head logits differ from {type(model).__name__}'s own (relative error {err:.3g} > {tol:g}); "
+                "the LM head is not a plain linear unembedding of the base model's last_hidden_state "
+                "(logit scaling or soft-capping are not supported)"
+            )
+        self.verified = True
+        return err
+
+    @torch.inference_mode()
+    def token_sketches(self, h: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-token sketches ``{"r": [N, kr], "h": [N, kh], "g": [N, kg]}`` of the fused channels.
+
+        Args:
+            h: ``[N, D]`` hidden states predicting ``y``.
+            y: ``[N]`` target token ids.
+        """
+        chans = self.cfg.channels
+        need_r = any("r" in c for c in chans)
+        need_g = any("g" in c for c in chans)
+        out: dict[str, torch.Tensor] = {"h": h.to(self.dtype) @ self.h_matrix}
+        parts_r: list[torch.Tensor] = []
+        parts_g: list[torch.Tensor] = []
+        step = self.cfg.max_tokens_per_batch
+        for s in range(0, h.shape[0], step):
+            sup = select_support(self.logits(h[s : s + step]), y[s : s + step], self.cfg)
+            res = sup.residual.to(self.dtype)
+            if need_r:
+                parts_r.append(self.tables.r.sparse(sup.index, res))
+            if need_g:
+                rows = self.m_g[sup.index]  # [n, w, kg]
+                parts_g.append(torch.bmm(res.unsqueeze(1), rows).squeeze(1))
+        if need_r:
+            out["r"] = _cat(parts_r, self.tables.r.out_dim, self.dtype, h.device)
+        if need_g:
+            out["g"] = _cat(parts_g, self.tables.g.out_dim, self.dtype, h.device)
+        if self.cfg.normalize_tokens:
+            out = {k: l2_normalize(v) for k, v in out.items()}
+        return out
+
+    @torch.inference_mode()
+    def chunk_signatures(
+        self, hidden: torch.Tensor, input_ids: torch.Tensor, target_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Signatures of a right-padded batch of chunks.
+
+        Args:
+            hidden: ``[B, L, D]`` final-norm hidden states.
+            input_ids: ``[B, L]`` token ids.
+            target_mask: ``[B, L]`` bool; ``target_mask[b, t]`` = token t is predicted from t - 1
+                (False on padding and masked prompts; position 0 is never a target).
+
+        Returns:
+            ``([B, dim]`` signatures, ``[B]`` target counts``)``; chunks without targets get zeros.
+        """
+        if hidden.dim() != 3 or hidden.shape[:2] != input_ids.shape or input_ids.shape != target_mask.shape:
+            raise DataError(
+                f"hidden {tuple(hidden.shape)}, input_ids {tuple(input_ids.shape)} and target_mask "
+                f"{tuple(target_mask.shape)} do not match"
+            )
+        tm = target_mask.to(torch.bool).clone()
+        tm[:, 0] = False
+        b_idx, t_idx = tm.nonzero(as_tuple=True)
+        n_chunks = hidden.shape[0]
+        counts = tm.sum(dim=1)
+        sig = torch.zeros((n_chunks, self.dim), dtype=self.dtype, device=hidden.device)
+        if b_idx.numel() == 0:
+            return sig, counts
+        sk = self.token_sketches(hidden[b_idx, t_idx - 1], input_ids[b_idx, t_idx])
+        starts = torch.cumsum(counts, 0) - counts
+        slot = torch.arange(b_idx.numel(), device=hidden.device) - starts[b_idx]
+        width = int(counts.max())
+
+        def padded(x: torch.Tensor) -> torch.Tensor:
+            p = torch.zeros((n_chunks, width, x.shape[1]), dtype=x.dtype, device=x.device)
+            p[b_idx, slot] = x
+            return p
+
+        pads = {k: padded(v) for k, v in sk.items()}
+        lam = {"rh": self.cfg.lam_rh, "gh": self.cfg.lam_gh, "rg": self.cfg.lam_rg}
+        blocks = []
+        for c in self.cfg.channels:
+            a, b = pads[c[0]], pads[c[1]]
+            blocks.append(lam[c] * torch.bmm(a.transpose(1, 2), b).reshape(n_chunks, -1))
+        sig = torch.cat(blocks, dim=1)
+        if self.cfg.normalize_signature:
+            sig = l2_normalize(sig)
+        return sig, counts
+
+
+def _cat(parts: list[torch.Tensor], width: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    return torch.cat(parts) if parts else torch.zeros((0, width), dtype=dtype, device=device)

@@ -1,0 +1,209 @@
+"""STRIDE (Dagli et al., "STRIDE: Training Data Attribution via Sparse Recovery from Subset
+Perturbations", arXiv 2606.05165, 2026).
+
+1. Design: ``S`` random subsets of the training pool, each example in exactly ``subsets_per_example``
+   of them (membership ``M [S, N]``, :mod:`rise_exp.methods._sparse_recovery`).
+2. Operators: one low-rank steering operator per subset at block ``layer``
+   (``h <- h + B_k A h``, :mod:`rise_exp.methods._steering`), trained with the base model frozen on
+   ``fidelity + stability_weight * stability (+ weight_decay ||B_k||^2)``: fidelity is the LM loss of the
+   subset's members under operator ``k`` (mimicking training on the subset), stability the token KL
+   ``KL(p_base || p_k)`` on non-members. Operators are trained jointly, a random group per step.
+3. Measurements: ``y[k, q] = loss_q(base) - loss_q(operator k)`` (loss reduction).
+4. Recovery: per query, Lasso of ``y[:, q]`` on ``M`` with ``alpha_q = lasso_alpha_ratio * alpha_max_q``;
+   the coefficient of example ``n`` is its influence on ``q`` (higher = training on it helps ``q`` more).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rise_exp.data.encoding import EncodedRow, collate, token_budget_batches
+from rise_exp.data.records import Record
+from rise_exp.errors import ConfigError
+from rise_exp.methods._baselines_common import (
+    cfg_get,
+    encode_all,
+    forward_logits,
+    masked_row_loss,
+    model_device,
+    nonneg_float,
+    pad_id,
+    positive_int,
+    row_losses,
+)
+from rise_exp.methods._sparse_recovery import balanced_membership, lasso_recover
+from rise_exp.methods._steering import SteeringBank, decoder_layers
+from rise_exp.methods.base import AttributionMethod, MethodContext
+
+
+def auto_layer(num_layers: int) -> int:
+    """Block steered by default: about two thirds of the depth (the paper's layer 8 of 12)."""
+    return min(num_layers - 1, max(0, round(2 * num_layers / 3)))
+
+
+class Stride(AttributionMethod):
+    """Steering operators on random subsets, influences recovered by Lasso."""
+
+    name = "stride"
+
+    def __init__(self, cfg: Any, ctx: MethodContext) -> None:
+        super().__init__(cfg, ctx)
+        self.n_subsets_cfg = cfg_get(cfg, "n_subsets", None)
+        self.max_subsets = positive_int(cfg, "stride", "max_subsets", 1000)
+        self.per_example = positive_int(cfg, "stride", "subsets_per_example", 10)
+        self.rank = positive_int(cfg, "stride", "rank", 16)
+        self.layer_cfg = cfg_get(cfg, "layer", None)
+        self.steps = positive_int(cfg, "stride", "steps", 300)
+        self.ops_per_step = positive_int(cfg, "stride", "operators_per_step", 32)
+        self.member_batch = positive_int(cfg, "stride", "member_batch", 2)
+        self.nonmember_batch = positive_int(cfg, "stride", "nonmember_batch", 2)
+        self.lr = nonneg_float(cfg, "stride", "lr", 1e-2)
+        self.stability_weight = nonneg_float(cfg, "stride", "stability_weight", 1.0)
+        self.weight_decay = nonneg_float(cfg, "stride", "weight_decay", 0.0)
+        self.alpha_ratio = nonneg_float(cfg, "stride", "lasso_alpha_ratio", 0.01)
+        if self.alpha_ratio <= 0:
+            raise ConfigError(f"stride.lasso_alpha_ratio must be > 0, got {self.alpha_ratio}")
+        self.lasso_iter = positive_int(cfg, "stride", "lasso_max_iter", 5000)
+        self.max_tokens = positive_int(cfg, "stride", "max_tokens", 8192)
+        seed = cfg_get(cfg, "seed", None)
+        self.seed = int(ctx.seed if seed is None else seed)
+        self.membership: np.ndarray | None = None
+        self.bank: SteeringBank | None = None
+        self.layer: int | None = None
+        self.train_log: list[float] = []
+
+    # ----------------------------------------------------------------- settings
+    def _n_subsets(self, n: int) -> int:
+        if self.n_subsets_cfg is None:
+            return max(self.per_example, min(self.max_subsets, n))
+        value = self.n_subsets_cfg
+        if isinstance(value, bool) or not isinstance(value, int) or value < self.per_example:
+            raise ConfigError(
+                f"stride.n_subsets must be null (auto) or an integer >= stride.subsets_per_example "
+                f"({self.per_example}), got {value!r}"
+            )
+        return value
+
+    def _layer(self, num_layers: int) -> int:
+        if self.layer_cfg is None:
+            return auto_layer(num_layers)
+        value = self.layer_cfg
+        if isinstance(value, bool) or not isinstance(value, int) or not -num_layers <= value < num_layers:
+            raise ConfigError(f"stride.layer must be null (auto) or a block index in [0, {num_layers}), got {value!r}")
+        return value % num_layers
+
+    # ----------------------------------------------------------------- training
+    def _steered_logits(
+        self, rows: Sequence[EncodedRow], ops: Sequence[int]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        assert self.bank is not None
+        batch = collate(rows, pad_id(self.ctx.tokenizer))
+        self.bank.op_ids = torch.tensor(list(ops), dtype=torch.long)
+        return forward_logits(self.ctx.model, batch), batch
+
+    def _train_operators(self, rows: Sequence[EncodedRow], rng: np.random.Generator) -> None:
+        assert self.bank is not None and self.membership is not None
+        device = model_device(self.ctx.model)
+        members = [np.flatnonzero(m) for m in self.membership]
+        n = len(rows)
+        opt = torch.optim.Adam(self.bank.parameters(), lr=self.lr)
+        n_ops = self.membership.shape[0]
+        for _ in range(self.steps):
+            ops = rng.choice(n_ops, size=min(self.ops_per_step, n_ops), replace=False)
+            fid_rows, fid_ops, stab_rows, stab_ops = [], [], [], []
+            for k in ops:
+                mem = members[k]
+                for i in rng.choice(mem, size=min(self.member_batch, len(mem)), replace=False):
+                    fid_rows.append(rows[i])
+                    fid_ops.append(int(k))
+                outside = rng.integers(0, n, size=4 * self.nonmember_batch)
+                outside = [i for i in outside if not self.membership[k, i]][: self.nonmember_batch]
+                for i in outside:
+                    stab_rows.append(rows[i])
+                    stab_ops.append(int(k))
+            logits, batch = self._steered_logits(fid_rows, fid_ops)
+            loss = masked_row_loss(logits, batch["input_ids"].to(device), batch["target_mask"].to(device)).mean()
+            if stab_rows and self.stability_weight > 0:
+                loss = loss + self.stability_weight * self._stability(stab_rows, stab_ops)
+            if self.weight_decay > 0:
+                loss = loss + self.weight_decay * self.bank.write[torch.as_tensor(ops)].pow(2).sum() / len(ops)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            self.train_log.append(float(loss.detach()))
+
+    def _stability(self, rows: Sequence[EncodedRow], ops: Sequence[int]) -> torch.Tensor:
+        """Mean over target tokens of ``KL(p_base || p_steered)``."""
+        device = model_device(self.ctx.model)
+        with torch.no_grad():
+            base_logits, _ = self._steered_logits(rows, [-1] * len(rows))
+        logits, batch = self._steered_logits(rows, ops)
+        mask = batch["target_mask"][:, 1:].to(device)
+        base_logp = F.log_softmax(base_logits[:, :-1].float(), dim=-1)
+        logp = F.log_softmax(logits[:, :-1].float(), dim=-1)
+        kl = (base_logp.exp() * (base_logp - logp)).sum(-1)
+        return (kl * mask).sum() / mask.sum().clamp_min(1)
+
+    # ----------------------------------------------------------------- API
+    def build(self, train: Sequence[Record]) -> None:
+        rows = encode_all(train, self.ctx)
+        model = self.ctx.model
+        layers = decoder_layers(model)
+        self.layer = self._layer(len(layers))
+        rng = np.random.default_rng(self.seed)
+        n_ops = self._n_subsets(len(rows))
+        self.membership = balanced_membership(len(rows), n_ops, self.per_example, rng)
+        hidden = int(getattr(model.config, "hidden_size"))
+        gen = torch.Generator().manual_seed(self.seed)
+        self.bank = SteeringBank(n_ops, hidden, min(self.rank, hidden), gen).to(model_device(model))
+        flags = [p.requires_grad for p in model.parameters()]
+        was_training = model.training
+        model.eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        try:
+            with self.bank.attached(layers[self.layer]):
+                self._train_operators(rows, rng)
+        finally:
+            for p, f in zip(model.parameters(), flags):
+                p.requires_grad_(f)
+            model.train(was_training)
+        state = sum(p.numel() * p.element_size() for p in self.bank.parameters())
+        self.index_bytes = int(state + self.membership.nbytes)
+
+    @torch.no_grad()
+    def measure(self, queries: Sequence[Record]) -> np.ndarray:
+        """Loss reduction ``[S, Q]`` of every query under every operator."""
+        if self.bank is None or self.membership is None or self.layer is None:
+            raise RuntimeError("Stride.score called before build")
+        rows = encode_all(queries, self.ctx)
+        model, device = self.ctx.model, model_device(self.ctx.model)
+        model.eval()
+        pad = pad_id(self.ctx.tokenizer)
+        n_ops = self.membership.shape[0]
+        with self.bank.attached(decoder_layers(model)[self.layer]):
+            self.bank.op_ids = None
+            base = row_losses(model, rows, pad, max_tokens=self.max_tokens).numpy()
+            out = np.zeros((n_ops, len(rows)), dtype=np.float64)
+            pairs = [(k, q) for q in range(len(rows)) for k in range(n_ops)]
+            paired = [rows[q] for _, q in pairs]
+            for idx in token_budget_batches(paired, self.max_tokens):
+                batch = collate([paired[i] for i in idx], pad)
+                self.bank.op_ids = torch.tensor([pairs[i][0] for i in idx], dtype=torch.long)
+                logits = forward_logits(model, batch)
+                loss = masked_row_loss(logits, batch["input_ids"].to(device), batch["target_mask"].to(device))
+                for i, value in zip(idx, loss.double().cpu().numpy()):
+                    k, q = pairs[i]
+                    out[k, q] = base[q] - value
+        return out
+
+    def score(self, queries: Sequence[Record]) -> np.ndarray:
+        y = self.measure(queries)
+        assert self.membership is not None
+        beta = lasso_recover(self.membership.astype(np.float64), y, self.alpha_ratio, max_iter=self.lasso_iter)
+        return beta.T.astype(np.float32)

@@ -1,0 +1,42 @@
+"""Writing and printing run results."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+MAIN_KEYS = ("auprc@5", "auprc@10", "auprc@50", "auroc@10", "p@10", "auprc", "auroc", "p@10%", "p@25%")
+
+
+def _clean(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if hasattr(v, "item"):
+        return _clean(v.item())
+    return v
+
+
+def write_json(path: Path, obj: Mapping[str, Any]) -> None:
+    """Write JSON atomically (NaN becomes null)."""
+    tmp = Path(str(path) + ".tmp")
+    tmp.write_text(json.dumps({k: _clean(v) for k, v in obj.items()}, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def print_metrics(metrics: Mapping[str, Any], title: str) -> None:
+    """A results table on the console: headline metrics first, then costs."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    keys = [k for k in MAIN_KEYS if k in metrics] + sorted(k for k in metrics if k not in MAIN_KEYS and "/" not in k)
+    for k in keys:
+        v = metrics[k]
+        table.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
+    Console().print(table)

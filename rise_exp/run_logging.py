@@ -1,0 +1,66 @@
+"""Run loggers from the ``logger`` config group: W&B (offline by default) and CSV, or none."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from rise_exp.errors import allowed
+
+LOGGER_KINDS = ("wandb", "csv", "none")
+
+
+def make_loggers(cfg: Mapping[str, Any], run_dir: Path, *, name: str, group: str | None = None,
+                 config: Mapping[str, Any] | None = None) -> list[Any]:
+    """Lightning loggers for one stage; every kind but ``none`` also writes CSV into the run dir."""
+    kind = cfg.get("kind", "none")
+    if kind not in LOGGER_KINDS:
+        raise allowed("logger.kind", kind, LOGGER_KINDS)
+    if kind == "none":
+        return []
+    from lightning.pytorch.loggers import CSVLogger
+
+    loggers: list[Any] = [CSVLogger(save_dir=str(run_dir), name="csv", version=name)]
+    if kind == "wandb":
+        from lightning.pytorch.loggers import WandbLogger
+
+        os.environ.setdefault("WANDB_SILENT", "true")
+        loggers.append(
+            WandbLogger(
+                project=cfg.get("project", "rise-exp"),
+                entity=cfg.get("entity"),
+                name=name,
+                group=group,
+                save_dir=str(run_dir),
+                offline=bool(cfg.get("offline", True)),
+                mode="offline" if cfg.get("offline", True) else "online",
+                tags=list(cfg.get("tags", []) or []),
+                config=dict(config or {}),
+                reinit="finish_previous",
+            )
+        )
+    return loggers
+
+
+def log_summary(loggers: list[Any], metrics: Mapping[str, float], config: Any | None = None) -> None:
+    """Log final metrics (and hyper-parameters) to every logger and flush them."""
+    flat = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+    for lg in loggers:
+        if config is not None:
+            hp = OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else dict(config)
+            lg.log_hyperparams(hp)
+        lg.log_metrics(flat)
+        lg.save()
+
+
+def close_loggers(loggers: list[Any]) -> None:
+    """Finish W&B runs so the next stage starts its own."""
+    for lg in loggers:
+        lg.finalize("success")
+        exp = getattr(lg, "_experiment", None)
+        if exp is not None and hasattr(exp, "finish"):
+            exp.finish()

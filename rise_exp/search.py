@@ -1,0 +1,175 @@
+"""Exact inner-product search streamed over index blocks, with an optional FAISS backend.
+
+Scores are computed in float32 one block at a time and merged into a running top-k, so memory is
+``O(Q * (k + block_rows))`` whatever the pool size. Ties are broken by row id (smaller first), for
+both ``largest=True`` and ``largest=False``: each (score, row) pair is packed into one uint64 key
+whose order is the wanted order, so selection never has equal keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Union
+
+import numpy as np
+
+from rise_exp.errors import ConfigError, DataError, allowed
+from rise_exp.index import SignatureIndex
+
+Blocks = Iterable[tuple[np.ndarray, np.ndarray]]
+IndexLike = Union[SignatureIndex, np.ndarray, Blocks]
+BACKENDS = ("numpy", "faiss")
+DEFAULT_BLOCK_ROWS = 16384
+_LOW = np.uint64(0xFFFFFFFF)
+_SHIFT = np.uint64(32)
+
+
+def iter_blocks(index: IndexLike, block_rows: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(row ids, vectors)`` blocks of an index, a matrix, or an iterable of blocks.
+
+    Blocks longer than ``block_rows`` are split, so no block handed out exceeds it.
+    """
+    if block_rows is not None and block_rows < 1:
+        raise ConfigError(f"search block_rows must be >= 1, got {block_rows}")
+    if isinstance(index, np.ndarray):
+        if index.ndim != 2:
+            raise DataError(f"an index matrix must be 2-D [rows, dim], got shape {index.shape}")
+        source: Iterable = [(np.arange(index.shape[0], dtype=np.int64), index)]
+        block_rows = block_rows or DEFAULT_BLOCK_ROWS
+    elif isinstance(index, SignatureIndex):
+        source = index.iter_blocks()
+    else:
+        source = index
+    for rows, vecs in source:
+        step = block_rows or max(len(rows), 1)
+        for start in range(0, len(rows), step):
+            yield np.asarray(rows[start : start + step], dtype=np.int64), vecs[start : start + step]
+
+
+def _queries(queries: np.ndarray) -> np.ndarray:
+    q = np.asarray(queries, dtype=np.float32)
+    if q.ndim != 2:
+        raise DataError(f"queries must be 2-D [num_queries, dim], got shape {q.shape}")
+    return q
+
+
+def _ordered_bits(scores: np.ndarray) -> np.ndarray:
+    """Map float32 to uint32 so that unsigned order equals numeric order (-0.0 folded onto +0.0)."""
+    bits = (scores.astype(np.float32) + np.float32(0.0)).view(np.uint32)
+    neg = (bits >> np.uint32(31)).astype(bool)
+    return np.where(neg, ~bits, bits | np.uint32(0x80000000)).astype(np.uint64)
+
+
+def _unordered_bits(keys_high: np.ndarray) -> np.ndarray:
+    bits = keys_high.astype(np.uint32)
+    pos = (bits >> np.uint32(31)).astype(bool)
+    return np.where(pos, bits & np.uint32(0x7FFFFFFF), ~bits).view(np.float32)
+
+
+def _keys(scores: np.ndarray, rows: np.ndarray, largest: bool) -> np.ndarray:
+    """Unique uint64 keys; the k largest (largest=True) or smallest keys are the wanted top-k."""
+    low = (_LOW - rows.astype(np.uint64)) if largest else rows.astype(np.uint64)
+    return (_ordered_bits(scores) << _SHIFT) | low[None, :]
+
+
+def _select(keys: np.ndarray, k: int, largest: bool) -> np.ndarray:
+    """The k best keys per row, sorted best first."""
+    if keys.shape[1] > k:
+        part = np.argpartition(keys, keys.shape[1] - k if largest else k - 1, axis=1)
+        part = part[:, -k:] if largest else part[:, :k]
+        keys = np.take_along_axis(keys, part, axis=1)
+    keys = np.sort(keys, axis=1)
+    return keys[:, ::-1] if largest else keys
+
+
+def _decode(keys: np.ndarray, largest: bool) -> tuple[np.ndarray, np.ndarray]:
+    low = keys & _LOW
+    rows = (_LOW - low) if largest else low
+    return np.ascontiguousarray(_unordered_bits(keys >> _SHIFT)), rows.astype(np.int64)
+
+
+def _faiss_block(q: np.ndarray, vecs: np.ndarray, k: int, largest: bool) -> tuple[np.ndarray, np.ndarray]:
+    import faiss
+
+    flat = faiss.IndexFlatIP(vecs.shape[1])
+    flat.add(np.ascontiguousarray(vecs, dtype=np.float32))
+    dist, pos = flat.search(np.ascontiguousarray(q if largest else -q), min(k, vecs.shape[0]))
+    return (dist if largest else -dist).astype(np.float32), pos
+
+
+def topk(
+    index: IndexLike,
+    queries: np.ndarray,
+    k: int,
+    *,
+    largest: bool = True,
+    block_rows: int | None = None,
+    backend: str = "numpy",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k (or bottom-k) rows by inner product with each query.
+
+    Args:
+        index: A :class:`SignatureIndex`, an in-memory ``[N, dim]`` matrix, or ``(rows, vectors)`` blocks.
+        queries: ``[Q, dim]`` query vectors.
+        k: Results per query; at most N are returned.
+        largest: True for the highest scores, False for the lowest.
+        block_rows: Split blocks to at most this many rows (bounds memory).
+        backend: ``"numpy"`` (exact, default) or ``"faiss"`` (``faiss.IndexFlatIP`` per block).
+
+    Returns:
+        ``(scores, rows)``: float32 and int64 ``[Q, min(k, N)]``, best first, ties by smaller row id.
+
+    Raises:
+        ConfigError: bad ``k``, ``block_rows`` or ``backend``, or faiss requested but not installed.
+        DataError: queries of the wrong shape.
+    """
+    if backend not in BACKENDS:
+        raise allowed("search backend", backend, BACKENDS)
+    if backend == "faiss":
+        try:
+            import faiss  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                "search backend 'faiss' needs the faiss package (pip install faiss-cpu or faiss-gpu); "
+                "use backend='numpy' for exact streaming search"
+            ) from None
+    if int(k) < 1:
+        raise ConfigError(f"top-k needs k >= 1, got {k}")
+    k = int(k)
+    q = _queries(queries)
+    best = np.zeros((q.shape[0], 0), dtype=np.uint64)
+    for rows, vecs in iter_blocks(index, block_rows):
+        if vecs.shape[1] != q.shape[1]:
+            raise DataError(f"queries have dim {q.shape[1]} but the index has dim {vecs.shape[1]}")
+        if rows.size and int(rows.max()) > 0xFFFFFFFF:
+            raise DataError("row ids above 2**32 - 1 are not supported by search")
+        if backend == "faiss":
+            scores, pos = _faiss_block(q, vecs, k, largest)
+            low = (_LOW - rows[pos].astype(np.uint64)) if largest else rows[pos].astype(np.uint64)
+            keys = (_ordered_bits(scores) << _SHIFT) | low
+        else:
+            scores = q @ np.asarray(vecs, dtype=np.float32).T
+            keys = _keys(scores, rows, largest)
+        best = _select(np.concatenate([best, keys], axis=1), k, largest)
+    return _decode(best, largest)
+
+
+def all_scores(index: IndexLike, queries: np.ndarray, *, block_rows: int | None = None) -> np.ndarray:
+    """Inner products of every query with every row, float32 ``[Q, N]`` in row order.
+
+    For an iterable of blocks, N is one more than the largest row id.
+    """
+    q = _queries(queries)
+    if isinstance(index, np.ndarray):
+        n = index.shape[0]
+    elif isinstance(index, SignatureIndex):
+        n = index.num_rows
+    else:
+        index = list(index)
+        n = max((int(r.max()) + 1 for r, _ in index if len(r)), default=0)
+    out = np.zeros((q.shape[0], n), dtype=np.float32)
+    for rows, vecs in iter_blocks(index, block_rows):
+        if vecs.shape[1] != q.shape[1]:
+            raise DataError(f"queries have dim {q.shape[1]} but the index has dim {vecs.shape[1]}")
+        out[:, rows] = q @ np.asarray(vecs, dtype=np.float32).T
+    return out

@@ -1,0 +1,32 @@
+"""Shared fixtures: a tiny tokenizer and tiny models that need no network."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+WORDS = ("the a of to bank loan rate stock market interest patient doctor dose blood heart fever "
+         "howdy question answer ship star galaxy robot space planet city river mountain").split()
+
+
+def _sentences(n: int, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.choices(WORDS, k=rng.randint(5, 15))) for _ in range(n)]
+
+
+@pytest.fixture(scope="session")
+def sentences() -> list[str]:
+    return _sentences(200)
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(sentences):
+    from rise_exp.models import train_tokenizer
+
+    return train_tokenizer(sentences, vocab_size=300)

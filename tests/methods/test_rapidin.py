@@ -1,0 +1,180 @@
+"""RapidIn: exact per-example gradients, RapidGrad inner-product preservation, end-to-end scoring."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, PreTrainedTokenizerFast
+
+from rise_exp.data.encoding import EncodedRow, collate
+from rise_exp.data.records import Record
+from rise_exp.errors import ConfigError
+from rise_exp.methods._baselines_common import encode_all, masked_row_loss
+from rise_exp.methods._rapidgrad import RapidGrad
+from rise_exp.methods.base import MethodContext
+from rise_exp.methods.rapidin import RapidIn, layer_normalised_flat, per_example_grads, select_params
+
+CONF = Path(__file__).resolve().parents[2] / "conf" / "method"
+WORDS = "the a bank loan rate stock market patient doctor dose blood heart star ship robot river".split()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest (and stably on a loaded 2-core box) with one intra-op thread."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+class RecordingCfg(dict):
+    """A config that remembers which settings the method read."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        self.read: set[str] = set()
+
+    def get(self, key, default=None):  # type: ignore[override]
+        self.read.add(key)
+        return super().get(key, default)
+
+
+def tiny_model(vocab: int = 500, seed: int = 0) -> GPTNeoXForCausalLM:
+    torch.manual_seed(seed)
+    cfg = GPTNeoXConfig(
+        vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=128, max_position_embeddings=128,
+    )
+    return GPTNeoXForCausalLM(cfg).eval()
+
+
+def random_rows(n: int, vocab: int, seed: int = 0) -> list[EncodedRow]:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        length = int(rng.integers(4, 12))
+        mask = rng.random(length) < 0.7
+        mask[0], mask[-1] = False, True
+        rows.append(EncodedRow(i, rng.integers(0, vocab, length).astype(np.int64), mask))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def word_tokenizer() -> PreTrainedTokenizerFast:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {w: i for i, w in enumerate(["<pad>", "<eos>", "<unk>", *WORDS])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>")
+
+
+def records(n: int, seed: int) -> list[Record]:
+    rng = np.random.default_rng(seed)
+    return [Record(id=f"r{i}", text=" ".join(rng.choice(WORDS, int(rng.integers(3, 9))))) for i in range(n)]
+
+
+def test_per_example_grads_sum_to_the_gradient_of_the_summed_loss():
+    model = tiny_model()
+    rows = random_rows(6, 500)
+    params = [p for _, p in select_params(model, lora=False)]
+    total = [torch.zeros_like(p) for p in params]
+    for grads in per_example_grads(model, rows, params, pad=0, reduction="mean"):
+        total = [t + g for t, g in zip(total, grads)]
+    batch = collate(rows, pad_id=0)
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    loss = masked_row_loss(logits, batch["input_ids"], batch["target_mask"], "mean").sum()
+    ref = torch.autograd.grad(loss, params)
+    for t, r in zip(total, ref):
+        torch.testing.assert_close(t, r, rtol=1e-4, atol=1e-6)
+
+
+def test_rapidgrad_is_a_signed_permutation_when_k_covers_the_dimension():
+    comp = RapidGrad(dim=1000, k=1024, shuffle_lambda=20, seed=3)
+    out = comp(torch.eye(1000))
+    assert torch.equal(out.abs().sum(dim=1), torch.ones(1000))
+    assert out.abs().argmax(dim=1).unique().numel() == 1000  # distinct buckets: a permutation
+    x, y = torch.randn(2, 1000, dtype=torch.float64).float()
+    assert torch.dot(comp(x), comp(y)).item() == pytest.approx(torch.dot(x, y).item(), rel=1e-4)
+
+
+def test_rapidgrad_is_seeded_and_pads_to_a_multiple_of_k():
+    a, b, c = RapidGrad(1001, 64, 20, seed=1), RapidGrad(1001, 64, 20, seed=1), RapidGrad(1001, 64, 20, seed=2)
+    x = torch.randn(3, 1001)
+    assert a.padded == 1024
+    assert torch.equal(a(x), b(x))
+    assert not torch.equal(a(x), c(x))
+    # Linear: C(2x + y) = 2 C(x) + C(y); every bucket pools 1024 / 64 = 16 padded entries.
+    torch.testing.assert_close(a(2 * x[0] + x[1]), 2 * a(x[0]) + a(x[1]), rtol=1e-5, atol=1e-5)
+    assert a(torch.ones(1001)).abs().max() <= 16
+
+
+def test_rapidgrad_preserves_real_gradient_inner_products():
+    model = tiny_model()
+    rows = random_rows(24, 500, seed=1)
+    params = [p for _, p in select_params(model, lora=False)]
+    flats = torch.stack([layer_normalised_flat(g) for g in per_example_grads(model, rows, params, pad=0)])
+    assert flats.shape[1] == 57472
+    exact = (flats @ flats.T).numpy()
+    off = ~np.eye(exact.shape[0], dtype=bool)
+    comp = RapidGrad(flats.shape[1], 2**12, shuffle_lambda=20, seed=0)(flats)  # 14x compression
+    r = np.corrcoef(exact[off], (comp @ comp.T).numpy()[off])[0, 1]
+    assert r > 0.95, f"Pearson {r:.3f} of compressed vs exact normalised-gradient inner products"  # seen: 0.989
+    comp = RapidGrad(flats.shape[1], 2**16, shuffle_lambda=20, seed=0)(flats)  # K >= P: exact
+    np.testing.assert_allclose((comp @ comp.T).numpy(), exact, rtol=1e-4, atol=1e-4)
+
+
+def make_ctx(tokenizer, tmp_path, model=None) -> MethodContext:
+    model = model if model is not None else tiny_model(vocab=len(tokenizer))
+    return MethodContext(model=model, tokenizer=tokenizer, work_dir=tmp_path, max_length=32, mask_prompt=True, seed=7)
+
+
+def test_rapidin_scores_equal_exact_layer_normalised_inner_products(word_tokenizer, tmp_path):
+    ctx = make_ctx(word_tokenizer, tmp_path)
+    train, queries = records(10, seed=0), records(3, seed=1)
+    method = RapidIn({"k": 2**16, "storage": "memmap"}, ctx)
+    method.build(train)
+    scores = method.score(queries)
+    assert scores.shape == (3, 10) and scores.dtype == np.float32
+    assert method.index_bytes == 10 * 2**16 * 4
+    assert (tmp_path / "rapidin_grads.npy").exists()
+    # Plain reference: exact layer-normalised gradients (K >= P makes RapidGrad exact).
+    params = [p for _, p in ctx.model.named_parameters()]
+    pad = word_tokenizer.pad_token_id
+
+    def flats(recs: list[Record]) -> torch.Tensor:
+        grads = per_example_grads(ctx.model, encode_all(recs, ctx), params, pad)
+        return torch.stack([layer_normalised_flat(g) for g in grads])
+
+    ref = (flats(queries) @ flats(train).T).numpy()
+    np.testing.assert_allclose(scores, ref, rtol=1e-4, atol=1e-4)
+    again = RapidIn({"k": 2**16, "storage": "memory"}, ctx)
+    again.build(train)
+    np.testing.assert_array_equal(again.score(queries), scores)
+
+
+def test_rapidin_lora_without_adapter_says_what_is_missing(word_tokenizer, tmp_path):
+    method = RapidIn({"lora": True}, make_ctx(word_tokenizer, tmp_path))
+    with pytest.raises(ConfigError, match=r"lora=true needs .*LoRA adapter.*no peft_config.*lora=false"):
+        method.build(records(2, seed=0))
+
+
+def test_rapidin_rejects_bad_settings(word_tokenizer, tmp_path):
+    with pytest.raises(ConfigError, match="rapidin.k must be an integer >= 1"):
+        RapidIn({"k": 0}, make_ctx(word_tokenizer, tmp_path))
+    with pytest.raises(ConfigError, match="rapidin.storage"):
+        RapidIn({"storage": "disk"}, make_ctx(word_tokenizer, tmp_path))
+
+
+def test_yaml_defaults_are_the_settings_rapidin_reads(word_tokenizer, tmp_path):
+    from omegaconf import OmegaConf
+
+    yaml = OmegaConf.to_container(OmegaConf.load(CONF / "rapidin.yaml"))
+    cfg = RecordingCfg(yaml)
+    method = RapidIn(cfg, make_ctx(word_tokenizer, tmp_path))
+    assert set(yaml) - {"name", "needs_model"} <= cfg.read
+    assert (method.k, method.shuffle_lambda, method.lora, method.storage) == (65536, 20, False, "memmap")
+    assert RapidIn(OmegaConf.create(yaml), make_ctx(word_tokenizer, tmp_path)).k == 65536  # DictConfig works too

@@ -1,0 +1,130 @@
+"""The batched head (slices, padding, chunking, prompt masking, Lightning) vs a plain per-row loop."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+from rise_exp.data.encoding import EncodedRow
+from rise_exp.methods.rise import RiseConfig, RiseHead, RiseIndexingModule, SketchTables, compute_signatures
+from rise_exp.methods.rise.module import predict_loader
+
+CFG = RiseConfig(fusion="rh+gh+rg", kr=32, kh=16, kg=8, lam_rg=0.5, topk=12, rho=0.9, min_keep=3, tau=0.5,
+                 chunk_len=12, chunk_overlap=4, max_tokens_per_batch=7)
+
+
+def model() -> GPTNeoXForCausalLM:
+    torch.manual_seed(0)
+    cfg = GPTNeoXConfig(vocab_size=400, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, max_position_embeddings=128)
+    m = GPTNeoXForCausalLM(cfg).eval()
+    m.set_output_embeddings(torch.nn.Linear(32, 400, bias=True))  # a biased head
+    return m.eval()
+
+
+def make_rows() -> list[EncodedRow]:
+    g = np.random.default_rng(0)
+    rows = []
+    for i, n in enumerate((5, 30, 12, 9, 27, 13)):
+        mask = np.ones(n, dtype=bool)
+        mask[0] = False
+        if i % 2:  # prompt-masked rows: the first 40% are prompt
+            mask[: int(0.4 * n)] = False
+        rows.append(EncodedRow(row=10 + i, input_ids=g.integers(0, 400, n), target_mask=mask))
+    return rows
+
+
+def unit(x: torch.Tensor) -> torch.Tensor:
+    return x / x.norm()
+
+
+def loop_signature(m, row: EncodedRow, cfg: RiseConfig, tables: SketchTables) -> torch.Tensor:
+    """Plain reference: windows, then one token at a time with dense sketch matrices."""
+    w = m.get_output_embeddings().weight.detach().double()
+    b = m.get_output_embeddings().bias.detach().double()
+    s_h, s_r, s_g = (t.matrix(torch.float64) for t in (tables.h, tables.r, tables.g))
+    n, step = len(row), cfg.chunk_len - cfg.chunk_overlap
+    starts = [0] if n <= cfg.chunk_len else list(range(0, n - cfg.chunk_overlap, step))
+    chunk_sigs = []
+    for st in starts:
+        ids = torch.from_numpy(row.input_ids[st : st + cfg.chunk_len])
+        mask = row.target_mask[st : st + cfg.chunk_len].copy()
+        mask[0] = False
+        if not mask.any():
+            continue
+        with torch.no_grad():
+            hid = m.base_model(input_ids=ids[None]).last_hidden_state[0].double()
+        acc = {"rh": 0.0, "gh": 0.0, "rg": 0.0}
+        for t in np.flatnonzero(mask):
+            h = hid[t - 1]
+            s = (w @ h + b) / cfg.tau
+            vals, idx = torch.topk(s, cfg.topk)
+            idx = idx.tolist()
+            y = int(ids[t])
+            if y not in idx:
+                idx[-1] = y
+            p = torch.softmax(s[idx], 0)
+            cut = int((p.cumsum(0) >= cfg.rho).nonzero()[0, 0]) + 1
+            cut = max(cut, cfg.min_keep)
+            keep = sorted(set(idx[:cut]) | {y})
+            r = torch.zeros(400, dtype=torch.float64)
+            r[keep] = torch.softmax(s[keep], 0)
+            r[y] -= 1.0
+            hv, rv, gv = unit(h @ s_h), unit(r @ s_r), unit((r @ w) @ s_g)
+            acc["rh"] = acc["rh"] + torch.outer(rv, hv)
+            acc["gh"] = acc["gh"] + torch.outer(gv, hv)
+            acc["rg"] = acc["rg"] + torch.outer(rv, gv)
+        phi = torch.cat([1.0 * acc["rh"].flatten(), 0.3 * acc["gh"].flatten(), 0.5 * acc["rg"].flatten()])
+        chunk_sigs.append(unit(phi))
+    return unit(torch.stack(chunk_sigs).mean(0))
+
+
+def test_batched_head_matches_plain_loop_with_chunks_masks_and_padding() -> None:
+    m = model()
+    rows = make_rows()
+    tables = SketchTables.create(CFG, 400, 32)
+    got = compute_signatures(m, 0, rows, CFG, tables, batch_tokens=40)  # several padded batches
+    assert got.shape == (len(rows), CFG.signature_dim)
+    for i, row in enumerate(rows):
+        want = loop_signature(m, row, CFG, tables).float().numpy()
+        cos = float(got[i] @ want / (np.linalg.norm(got[i]) * np.linalg.norm(want)))
+        assert cos > 0.9999, (i, cos)
+    # prompt masking matters: the masked rows differ from their unmasked versions
+    plain = EncodedRow(row=0, input_ids=rows[1].input_ids, target_mask=np.r_[False, np.ones(29, bool)])
+    other = compute_signatures(m, 0, [plain], CFG, tables)[0]
+    assert float(other @ got[1]) < 0.999
+
+
+def test_lightning_predict_step_and_overlap_context_only() -> None:
+    m = model()
+    rows = make_rows()
+    tables = SketchTables.create(CFG, 400, 32)
+    module = RiseIndexingModule(m, CFG, tables)
+    outs = [module.predict_step(b, i) for i, b in enumerate(predict_loader(rows, CFG, pad_id=0, batch_tokens=60))]
+    got = {int(r): s for o in outs for r, s in zip(o["rows"], o["signatures"])}
+    assert sorted(got) == [r.row for r in rows]
+    ref = compute_signatures(m, 0, rows, CFG, tables)
+    for i, r in enumerate(rows):
+        assert np.allclose(got[r.row].numpy(), ref[i], atol=1e-5)
+    # overlap tokens as context only changes only rows with several chunks
+    ctx = compute_signatures(m, 0, rows, RiseConfig(**{**CFG.to_dict(), "overlap_targets": False}), tables)
+    assert np.allclose(ctx[0], ref[0], atol=1e-6)  # 5 tokens: one chunk
+    assert float(ctx[1] @ ref[1]) < 0.9999  # 30 tokens: three chunks
+
+
+def test_gh_identity_equals_projected_error() -> None:
+    m = model()
+    cfg = RiseConfig(fusion="gh", sketch="identity", tau=1.0, full_support=True, normalize_tokens=False,
+                     normalize_signature=False)
+    row = make_rows()[2]
+    head = RiseHead.from_model(m, cfg)
+    got = torch.from_numpy(compute_signatures(m, 0, [row], cfg, head=head)[0]).double()
+    ids = torch.from_numpy(row.input_ids)
+    with torch.no_grad():
+        hid = m.base_model(input_ids=ids[None]).last_hidden_state[0].double()
+        w, b = m.get_output_embeddings().weight.double(), m.get_output_embeddings().bias.double()
+        pos = torch.from_numpy(np.flatnonzero(row.target_mask))
+        r = torch.softmax(hid[pos - 1] @ w.T + b, 1) - torch.nn.functional.one_hot(ids[pos], 400).double()
+        want = cfg.lam_gh * ((r @ w).T @ hid[pos - 1]).flatten()  # lam_gh sum_t (W^T r_t) (x) h_t
+    assert torch.allclose(got, want, rtol=1e-4, atol=1e-5)

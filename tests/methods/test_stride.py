@@ -1,0 +1,178 @@
+"""STRIDE: subset design, planted sparse recovery, and the method end to end on a tiny model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, PreTrainedTokenizerFast
+
+from rise_exp.data.records import Record
+from rise_exp.errors import ConfigError
+from rise_exp.methods._sparse_recovery import balanced_membership, lasso_alpha_max, lasso_recover
+from rise_exp.methods._steering import SteeringBank, decoder_layers
+from rise_exp.methods.base import MethodContext
+from rise_exp.methods.stride import Stride, auto_layer
+
+CONF = Path(__file__).resolve().parents[2] / "conf" / "method"
+WORDS = "the a bank loan rate stock market patient doctor dose blood heart star ship robot river".split()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest (and stably on a loaded 2-core box) with one intra-op thread."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+class RecordingCfg(dict):
+    """A config that remembers which settings the method read."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        self.read: set[str] = set()
+
+    def get(self, key, default=None):  # type: ignore[override]
+        self.read.add(key)
+        return super().get(key, default)
+
+
+def test_membership_is_exact_per_example_and_balanced_per_subset():
+    m = balanced_membership(n=103, n_subsets=40, per_example=7, rng=np.random.default_rng(0))
+    assert m.shape == (40, 103) and m.dtype == bool
+    assert (m.sum(axis=0) == 7).all()
+    sizes = m.sum(axis=1)
+    assert sizes.max() - sizes.min() <= 1 and sizes.sum() == 103 * 7
+    again = balanced_membership(n=103, n_subsets=40, per_example=7, rng=np.random.default_rng(0))
+    np.testing.assert_array_equal(m, again)
+    with pytest.raises(ConfigError, match="subsets_per_example"):
+        balanced_membership(n=5, n_subsets=3, per_example=4, rng=np.random.default_rng(0))
+
+
+def test_lasso_recovers_planted_sparse_influences():
+    rng = np.random.default_rng(1)
+    n, s, q = 300, 200, 4
+    m = balanced_membership(n, s, per_example=10, rng=rng).astype(np.float64)
+    beta = np.zeros((n, q))
+    supports = [rng.choice(n, 5, replace=False) for _ in range(q)]
+    for j, sup in enumerate(supports):
+        beta[sup, j] = rng.choice([-1.0, 1.0], 5) * rng.uniform(1.0, 2.0, 5)
+    y = m @ beta + 0.3 + 0.05 * rng.standard_normal((s, q))  # intercept + noise
+    est = lasso_recover(m, y, alpha_ratio=0.05)
+    for j, sup in enumerate(supports):
+        top = np.argsort(-np.abs(est[:, j]))[:5]
+        assert set(top) == set(sup)
+        np.testing.assert_array_equal(np.sign(est[sup, j]), np.sign(beta[sup, j]))
+    # the penalty scale: alpha_max zeroes everything, just below it does not
+    amax = lasso_alpha_max(m, y)
+    assert np.abs(lasso_recover(m, y[:, :1], alpha_ratio=1.0)).max() == 0.0
+    assert np.abs(lasso_recover(m, y[:, :1], alpha_ratio=0.9)).max() > 0.0
+    assert (amax > 0).all()
+
+
+def tiny_model(vocab: int) -> GPTNeoXForCausalLM:
+    torch.manual_seed(0)
+    cfg = GPTNeoXConfig(
+        vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=128, max_position_embeddings=128,
+    )
+    return GPTNeoXForCausalLM(cfg).eval()
+
+
+@pytest.fixture(scope="module")
+def word_tokenizer() -> PreTrainedTokenizerFast:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {w: i for i, w in enumerate(["<pad>", "<eos>", "<unk>", *WORDS])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>")
+
+
+def records(n: int, seed: int) -> list[Record]:
+    rng = np.random.default_rng(seed)
+    return [Record(id=f"r{i}", text=" ".join(rng.choice(WORDS, int(rng.integers(3, 9))))) for i in range(n)]
+
+
+def test_steering_bank_starts_as_identity_and_steers_only_tagged_rows():
+    model = tiny_model(50)
+    bank = SteeringBank(n_ops=3, hidden=32, rank=4, generator=torch.Generator().manual_seed(0))
+    x = torch.randint(0, 50, (2, 6))
+    base = model(x).logits
+    with bank.attached(decoder_layers(model)[1]):
+        bank.op_ids = torch.tensor([0, -1])
+        torch.testing.assert_close(model(x).logits, base)  # B_k = 0 at init
+        with torch.no_grad():
+            bank.write[0].normal_()
+        steered = model(x).logits
+    assert not torch.allclose(steered[0], base[0])
+    torch.testing.assert_close(steered[1], base[1])  # op id -1: untouched
+    torch.testing.assert_close(model(x).logits, base)  # hook removed on exit
+
+
+def test_auto_layer_follows_two_thirds_depth():
+    assert auto_layer(12) == 8 and auto_layer(24) == 16 and auto_layer(2) == 1 and auto_layer(1) == 0
+
+
+@pytest.fixture(scope="module")
+def built(word_tokenizer, tmp_path_factory):
+    ctx = MethodContext(
+        model=tiny_model(len(word_tokenizer)), tokenizer=word_tokenizer,
+        work_dir=tmp_path_factory.mktemp("stride"), max_length=32, seed=3,
+    )
+    train = records(60, seed=0)
+    method = Stride({"steps": 120, "operators_per_step": 16, "subsets_per_example": 6}, ctx)
+    method.build(train)
+    return method, train
+
+
+def test_stride_end_to_end_scores_and_self_attribution(built):
+    method, train = built
+    assert method.membership.shape == (60, 60) and method.layer == 1
+    assert method.train_log[-1] < method.train_log[0]
+    scores = method.score(records(4, seed=1))
+    assert scores.shape == (4, 60) and scores.dtype == np.float32 and np.isfinite(scores).all()
+    assert method.index_bytes > 0
+    # Operators mimic training on their subsets: members' losses drop far more than non-members'.
+    y = method.measure(train)
+    assert y[method.membership].mean() > 3 * y[~method.membership].mean()
+    # A training row used as the query should attribute most to itself.
+    self_scores = method.score(train[:20])
+    top1 = np.mean([np.argmax(self_scores[i]) == i for i in range(20)])
+    assert top1 >= 0.8, f"self-attribution top-1 rate {top1:.2f}"
+
+
+def test_stride_is_deterministic_given_the_seed(built, word_tokenizer, tmp_path):
+    method, train = built
+    ctx = MethodContext(model=method.ctx.model, tokenizer=word_tokenizer, work_dir=tmp_path, max_length=32, seed=3)
+    other = Stride({"steps": 120, "operators_per_step": 16, "subsets_per_example": 6}, ctx)
+    other.build(train)
+    q = records(2, seed=5)
+    np.testing.assert_allclose(other.score(q), method.score(q), rtol=1e-5, atol=1e-7)
+
+
+def test_stride_rejects_bad_settings(word_tokenizer, tmp_path):
+    ctx = MethodContext(model=tiny_model(len(word_tokenizer)), tokenizer=word_tokenizer, work_dir=tmp_path)
+    with pytest.raises(ConfigError, match="stride.n_subsets must be null"):
+        Stride({"n_subsets": 3}, ctx).build(records(20, seed=0))
+    with pytest.raises(ConfigError, match=r"stride.layer must be null \(auto\) or a block index in \[0, 2\)"):
+        Stride({"layer": 5}, ctx).build(records(20, seed=0))
+    with pytest.raises(ConfigError, match="stride.lasso_alpha_ratio must be > 0"):
+        Stride({"lasso_alpha_ratio": 0}, ctx)
+
+
+def test_yaml_defaults_are_the_settings_stride_reads(word_tokenizer, tmp_path):
+    from omegaconf import OmegaConf
+
+    ctx = MethodContext(model=tiny_model(len(word_tokenizer)), tokenizer=word_tokenizer, work_dir=tmp_path)
+    yaml = OmegaConf.to_container(OmegaConf.load(CONF / "stride.yaml"))
+    cfg = RecordingCfg(yaml)
+    method = Stride(cfg, ctx)
+    assert set(yaml) - {"name", "needs_model"} <= cfg.read
+    assert (method.max_subsets, method.per_example, method.rank) == (1000, 10, 16)
+    assert method._n_subsets(500) == 500 and method._n_subsets(5000) == 1000
+    assert Stride(OmegaConf.create(yaml), ctx).rank == 16

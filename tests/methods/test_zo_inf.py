@@ -1,0 +1,194 @@
+"""ZO-Inf: the estimator against hand-computed values, the method against a plain reference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, PreTrainedTokenizerFast
+
+from rise_exp.data.records import Record
+from rise_exp.errors import ConfigError
+from rise_exp.methods._baselines_common import encode_all, row_losses
+from rise_exp.methods.base import MethodContext
+from rise_exp.methods.zo_inf import ZOInf, neighbours, spearman_matrix, zo_influence
+
+CONF = Path(__file__).resolve().parents[2] / "conf" / "method"
+WORDS = "the a bank loan rate stock market patient doctor dose blood heart star ship robot river".split()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest (and stably on a loaded 2-core box) with one intra-op thread."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+class RecordingCfg(dict):
+    """A config that remembers which settings the method read."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        self.read: set[str] = set()
+
+    def get(self, key, default=None):  # type: ignore[override]
+        self.read.add(key)
+        return super().get(key, default)
+
+
+def gram_1d(theta: list[float]) -> np.ndarray:
+    t = np.asarray(theta, dtype=np.float64)[:, None]
+    return t @ t.T
+
+
+def test_neighbour_window_is_symmetric_and_clipped():
+    assert neighbours(0, 3, 2) == [1]
+    assert neighbours(1, 3, 2) == [0, 2]
+    assert neighbours(2, 5, 4) == [0, 1, 3, 4]
+    assert neighbours(0, 5, 4) == [1, 2]
+
+
+def test_three_checkpoints_by_hand():
+    # 1-D parameters theta = (0, 1, 3); neighbours (k=2): N(0)={1}, N(1)={0,2}, N(2)={1}.
+    # In 1-D, g_e(z) = sum_j d_ej / D_ej: a sum of finite-difference slopes.
+    # train z1: l = (4, 3, 1): g0 = (4-3)/(0-1) = -1; g1 = (3-4)/1 + (3-1)/(1-3) = -2; g2 = (1-3)/(3-1) = -1
+    # train z2: l = (1, 2, 2): g0 = 1;                g1 = 1 + 0 = 1;               g2 = 0
+    # query q:  l = (2, 1.5, 0.5): g0 = -0.5;         g1 = -0.5 - 0.5 = -1;         g2 = -0.5
+    # I(z1, q) = (0.5 + 2 + 0.5) / 3 = 1.0;  I(z2, q) = (-0.5 - 1 + 0) / 3 = -0.5
+    train = np.array([[4.0, 1.0], [3.0, 2.0], [1.0, 2.0]])
+    test = np.array([[2.0], [1.5], [0.5]])
+    plain = zo_influence(train, test, gram_1d([0, 1, 3]), neighbors=2, center_losses=False, weight_by_correlation=False)
+    np.testing.assert_allclose(plain, [[1.0], [-0.5]], atol=1e-12)
+    # Spearman over checkpoints: z1 (4,3,1) vs q (2,1.5,.5): +1. z2 ranks (1, 2.5, 2.5) vs q ranks (3, 2, 1):
+    # centred (-1, .5, .5) . (1, 0, -1) = -1.5, norms sqrt(1.5) * sqrt(2) -> rho = -1.5 / sqrt(3) = -0.8660.
+    weighted = zo_influence(
+        train, test, gram_1d([0, 1, 3]), neighbors=2, center_losses=False, weight_by_correlation=True
+    )
+    np.testing.assert_allclose(weighted, [[1.0], [0.5 * 1.5 / np.sqrt(3.0)]], atol=1e-12)
+
+
+def test_two_checkpoints_vectors_centering_and_norm_power_by_hand():
+    # theta0 = (0, 0), theta1 = (1, 2): ||D||^2 = 5. Each checkpoint has the other as its one neighbour and
+    # both give the same term, so I = d(z) d(q) <D, D> / ||D||^(2p) = d(z) d(q) * 5 / 5^p.
+    w = np.array([[0.0, 0.0], [0.0, 5.0]])  # Gram of (0,0), (1,2)
+    train = np.array([[3.0, 2.0], [1.0, 1.5]])  # d = l0 - l1 = (2, 0.5)
+    test = np.array([[2.0, 0.0], [1.0, 1.0]])  # d = (1, -1)
+    out = zo_influence(train, test, w, neighbors=4, center_losses=False, weight_by_correlation=False)
+    np.testing.assert_allclose(out, [[0.4, -0.4], [0.1, -0.1]], atol=1e-12)
+    out4 = zo_influence(train, test, w, neighbors=4, center_losses=False, weight_by_correlation=False, norm_power=4)
+    np.testing.assert_allclose(out4, np.array([[0.4, -0.4], [0.1, -0.1]]) / 25.0, atol=1e-12)
+    # Centering: train l0 (3,2) - 2.5 = (.5,-.5), l1 (1,1.5) - 1.25 = (-.25,.25) -> d = (.75, -.75);
+    # test l0 (2,0) - 1 = (1,-1), l1 (1,1) - 1 = (0,0) -> d = (1, -1); I = d d' / 5.
+    cen = zo_influence(train, test, w, neighbors=4, center_losses=True, weight_by_correlation=False)
+    np.testing.assert_allclose(cen, [[0.15, -0.15], [-0.15, 0.15]], atol=1e-12)
+
+
+def test_spearman_of_a_constant_trajectory_is_zero():
+    rho = spearman_matrix(np.array([[1.0, 3.0], [1.0, 2.0], [1.0, 1.0]]), np.array([[3.0], [2.0], [1.0]]))
+    np.testing.assert_allclose(rho, [[0.0], [1.0]], atol=1e-12)
+
+
+def tiny_model(vocab: int, seed: int) -> GPTNeoXForCausalLM:
+    torch.manual_seed(seed)
+    cfg = GPTNeoXConfig(
+        vocab_size=vocab, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32, max_position_embeddings=64,
+    )
+    return GPTNeoXForCausalLM(cfg).eval()
+
+
+@pytest.fixture(scope="module")
+def word_tokenizer() -> PreTrainedTokenizerFast:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {w: i for i, w in enumerate(["<pad>", "<eos>", "<unk>", *WORDS])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>")
+
+
+def records(n: int, seed: int) -> list[Record]:
+    rng = np.random.default_rng(seed)
+    return [Record(id=f"r{i}", text=" ".join(rng.choice(WORDS, int(rng.integers(3, 9))))) for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def trajectory(tmp_path_factory, word_tokenizer):
+    """Three saved checkpoints: a base model and two drifts of it (stand-ins for finetuning epochs)."""
+    root = tmp_path_factory.mktemp("ckpts")
+    model = tiny_model(len(word_tokenizer), seed=0)
+    paths, models = [], []
+    gen = torch.Generator().manual_seed(1)
+    for e in range(3):
+        if e:
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.add_(0.05 * torch.randn(p.shape, generator=gen))
+        path = root / f"epoch{e}"
+        model.save_pretrained(path)
+        paths.append(path)
+        models.append(GPTNeoXForCausalLM.from_pretrained(path).eval())
+    return paths, models
+
+
+def test_zo_inf_end_to_end_matches_explicit_displacement_reference(word_tokenizer, trajectory, tmp_path):
+    paths, models = trajectory
+    ctx = MethodContext(model=models[-1], tokenizer=word_tokenizer, work_dir=tmp_path, checkpoints=paths, max_length=32)
+    train, queries = records(8, seed=0), records(3, seed=1)
+    method = ZOInf({"neighbors": 2}, ctx)
+    method.build(train)
+    scores = method.score(queries)
+    assert scores.shape == (3, 8) and scores.dtype == np.float32 and np.isfinite(scores).all()
+    assert method.index_bytes == 3 * 8 * 8 + 3 * 3 * 8
+    # Plain reference: explicit LM-head displacement vectors and per-epoch gradient estimates g_e.
+    pad = word_tokenizer.pad_token_id
+    tr = np.stack([row_losses(m, encode_all(train, ctx), pad).numpy() for m in models])
+    te = np.stack([row_losses(m, encode_all(queries, ctx), pad).numpy() for m in models])
+    thetas = [m.get_output_embeddings().weight.detach().double().reshape(-1).numpy() for m in models]
+    trc, tec = tr - tr.mean(1, keepdims=True), te - te.mean(1, keepdims=True)
+    ref = np.zeros((8, 3))
+    for e in range(3):
+        nb = neighbours(e, 3, 2)
+        disp = [thetas[e] - thetas[j] for j in nb]
+        g_tr = sum(np.outer(trc[e] - trc[j], d) / (d @ d) for j, d in zip(nb, disp))
+        g_te = sum(np.outer(tec[e] - tec[j], d) / (d @ d) for j, d in zip(nb, disp))
+        ref += g_tr @ g_te.T / 3
+    ref *= spearman_matrix(tr, te)
+    np.testing.assert_allclose(scores, ref.T, rtol=1e-4, atol=1e-6 * np.abs(ref).max())
+
+
+def test_zo_inf_without_checkpoints_says_how_to_get_them(word_tokenizer, tmp_path):
+    ctx = MethodContext(model=tiny_model(len(word_tokenizer), 0), tokenizer=word_tokenizer, work_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"needs at least 2 finetuning checkpoints .* but has 0.*save_every_epoch"):
+        ZOInf({}, ctx)
+    ctx.checkpoints = [tmp_path / "a"]
+    with pytest.raises(ConfigError, match="but has 1"):
+        ZOInf({"min_checkpoints": 2}, ctx)
+    ctx.checkpoints = [tmp_path / "a", tmp_path / "b"]
+    with pytest.raises(ConfigError, match="checkpoint directories not found"):
+        ZOInf({}, ctx)
+
+
+def test_zo_inf_rejects_unknown_param_scope(word_tokenizer, trajectory, tmp_path):
+    paths, models = trajectory
+    ctx = MethodContext(model=models[-1], tokenizer=word_tokenizer, work_dir=tmp_path, checkpoints=paths)
+    with pytest.raises(ConfigError, match="zo_inf.params.*allowed values: all, lm_head"):
+        ZOInf({"params": "attention"}, ctx)
+
+
+def test_yaml_defaults_are_the_settings_zo_inf_reads(word_tokenizer, trajectory, tmp_path):
+    from omegaconf import OmegaConf
+
+    paths, models = trajectory
+    ctx = MethodContext(model=models[-1], tokenizer=word_tokenizer, work_dir=tmp_path, checkpoints=paths)
+    yaml = OmegaConf.to_container(OmegaConf.load(CONF / "zo_inf.yaml"))
+    cfg = RecordingCfg(yaml)
+    method = ZOInf(cfg, ctx)
+    assert set(yaml) - {"name", "needs_model", "needs_checkpoints"} <= cfg.read
+    settings = (method.neighbors, method.center_losses, method.weight_by_correlation, method.scope)
+    assert settings == (4, True, True, "lm_head")
+    assert ZOInf(OmegaConf.create(yaml), ctx).min_checkpoints == 2

@@ -1,0 +1,57 @@
+"""The command line: the default pipeline writes its files; user errors are one clear line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, RISE_EXP_CACHE=str(tmp_path / "cache"), WANDB_MODE="offline", HF_HUB_OFFLINE="1")
+    return subprocess.run(
+        [sys.executable, "-m", "rise_exp", f"hydra.run.dir={tmp_path / 'run'}", *overrides],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )
+
+
+def test_bm25_pipeline_writes_metrics_topk_and_config(tmp_path):
+    res = run_cli(tmp_path, "method=bm25", "logger=wandb", "task.n_train=120", "task.n_queries=6")
+    assert res.returncode == 0, res.stderr[-3000:]
+    run = tmp_path / "run"
+    metrics = json.loads((run / "metrics.json").read_text())
+    for key in ("auprc@5", "auprc@10", "auprc@50", "auroc@10", "p@10", "num_train", "num_queries",
+                "index_seconds", "index_bytes", "peak_rss_mb"):
+        assert key in metrics, key
+    assert metrics["num_train"] == 120 and metrics["num_queries"] == 6
+    top = [json.loads(line) for line in (run / "topk.jsonl").read_text().splitlines()]
+    assert len(top) == 6 and len(top[0]["top"]) == 10
+    assert [t["rank"] for t in top[0]["top"]] == list(range(1, 11))
+    scores = [t["score"] for t in top[0]["top"]]
+    assert scores == sorted(scores, reverse=True)
+    assert "method:" in (run / "config.yaml").read_text()
+    assert json.loads((run / "status.json").read_text())["status"] == "ok"
+    assert list((run / "wandb").glob("offline-run-*")), "W&B offline run missing"
+    assert (run / "csv" / "attribute" / "metrics.csv").exists()
+
+
+def test_malformed_jsonl_is_one_clear_line(tmp_path):
+    bad = tmp_path / "pool.jsonl"
+    bad.write_text('{"id": "a", "instruction": "hi", "output": "there"}\n{"id": "b", "instruction": \n')
+    res = run_cli(tmp_path, "method=bm25", "logger=none", "task.source=local", f"task.train_path={bad}",
+                  f"task.queries_path={bad}")
+    assert res.returncode == 2
+    assert f"{bad}:2" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert json.loads((tmp_path / "run" / "status.json").read_text())["status"] == "failed"
+
+
+def test_unknown_method_lists_the_allowed_ones(tmp_path):
+    res = run_cli(tmp_path, "method=nope")
+    assert res.returncode != 0
+    assert "nope" in res.stderr and "bm25" in res.stderr and "rise" in res.stderr
+    assert "Traceback" not in res.stderr
