@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rise_exp.data.tasks import Task, build_task
 from rise_exp.methods.base import MethodContext
-from rise_exp.models import ModelSpec, load_base_model, load_pretrained
+from rise_exp.models import ModelSpec, config_hash, load_base_model, load_pretrained
 from rise_exp.stages.finetune import FinetuneResult, finetune_key, run_finetune
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,8 @@ def prepare(cfg: DictConfig, run_dir: Path, *, need_model: bool = True, loggers:
     result: FinetuneResult | None = None
     model_id = spec.identity
     if int(ft_cfg.get("epochs", 0)) > 0:
-        key = finetune_key(spec.identity, task.data_hash(), ft_cfg, int(cfg.seed))
+        texts_hash = config_hash([r.full_text for r in task.train], n=16)  # as formatted for training
+        key = finetune_key(spec.identity, f"{task.data_hash()}:{texts_hash}", ft_cfg, int(cfg.seed))
         result = run_finetune(model, tokenizer, task.train, ft_cfg=ft_cfg, trainer_cfg=to_dict(cfg.trainer),
                               out_dir=cache / "finetune" / key, seed=int(cfg.seed), loggers=loggers or [])
         if result.cached:

@@ -31,7 +31,8 @@ def check_heldout(task_name: str, heldout: Mapping[str, Sequence[Record]], names
         DataError: naming the task, the missing sets and the sets it has.
     """
     if not names:
-        raise ConfigError("stage.eval.heldout is empty; name the held-out sets to measure perplexity on, e.g. [high, junk]")
+        raise ConfigError("stage.eval.heldout is empty; name the held-out sets to measure perplexity on, "
+                          "e.g. [high, junk]")
     missing = [n for n in names if not heldout.get(n)]
     if missing:
         have = ", ".join(f"{k} ({len(v)})" for k, v in heldout.items()) or "none"

@@ -69,7 +69,8 @@ def markdown_table(aggs: Sequence[Mapping[str, Any]], columns: Sequence[str],
     if base:
         lines.append("| start | - | - | " + " | ".join(_fmt(base[c]) if c in base else "-" for c in columns) + " |")
     for a in aggs:
-        lines.append(f"| {a['selector']} | {a['budget']:g} | {a['n']} | " + " | ".join(cell(a, c) for c in columns) + " |")
+        cells = " | ".join(cell(a, c) for c in columns)
+        lines.append(f"| {a['selector']} | {a['budget']:g} | {a['n']} | {cells} |")
     return "\n".join(lines) + "\n"
 
 

@@ -63,7 +63,8 @@ def check_selectors(names: Sequence[str], method_names: Sequence[str]) -> list[s
     choices = allowed_selectors(method_names)
     for n in names:
         if n not in choices:
-            raise ConfigError(f"unknown selector {n!r} in stage.selectors; allowed values: {', '.join(sorted(choices))}")
+            raise ConfigError(f"unknown selector {n!r} in stage.selectors; "
+                              f"allowed values: {', '.join(sorted(choices))}")
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise ConfigError(f"stage.selectors lists {dup} more than once")
@@ -112,7 +113,8 @@ def method_config(name: str, conf_dir: str | Path, overrides: Mapping[str, Any] 
             raise ConfigError(f"selector {name!r}: no method config {path}")
         cfg = OmegaConf.load(path)
     if overrides:
-        extra = OmegaConf.to_container(overrides, resolve=True) if isinstance(overrides, DictConfig) else dict(overrides)
+        extra = (OmegaConf.to_container(overrides, resolve=True) if isinstance(overrides, DictConfig)
+                 else dict(overrides))
         if extra.get("name", name) != name:
             raise ConfigError(f"stage.methods.{name}.name must be {name!r} (got {extra['name']!r})")
         cfg = OmegaConf.merge(cfg, extra)

@@ -28,7 +28,8 @@ class TokenCounter(L.Callback):
         self.targets = 0
         self.batches = 0
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
         self.tokens += int(batch["attention_mask"].sum())
         self.targets += int(batch["target_mask"][:, 1:].sum())
         self.batches += 1
@@ -49,7 +50,8 @@ def check_train_cfg(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """``stage.train`` with unknown keys rejected and values range-checked."""
     unknown = sorted(set(cfg) - set(TRAIN_KEYS))
     if unknown:
-        raise ConfigError(f"unknown setting(s) {['stage.train.' + k for k in unknown]}; allowed: {', '.join(TRAIN_KEYS)}")
+        raise ConfigError(f"unknown setting(s) {['stage.train.' + k for k in unknown]}; "
+                          f"allowed: {', '.join(TRAIN_KEYS)}")
     out = {"lr": 1e-5, "weight_decay": 0.0, "warmup_ratio": 0.1, "min_lr_ratio": 0.0, "betas": (0.9, 0.999),
            "grad_clip": 1.0, "max_tokens_per_batch": 4096, **dict(cfg)}
     if not float(out["lr"]) > 0:

@@ -5,8 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-PROMPT_TEMPLATE = "### Instruction:\n{instruction}\n\n### Response:\n"
-PROMPT_TEMPLATE_WITH_INPUT = "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
+# The RISE code's default sample format ("auto"): fields joined by newlines, no template. A fixed
+# template would put the same tokens, in the same context, at the start of every row: identical
+# per-token sketches that add a constant to every score and bias the cosine towards short rows.
+PROMPT_FORMATS = {
+    "plain": ("{instruction}\n", "{instruction}\n{input}\n"),
+    "alpaca": ("### Instruction:\n{instruction}\n\n### Response:\n",
+               "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"),
+}
+PROMPT_FORMAT = "plain"
 
 
 @dataclass(frozen=True)
@@ -45,9 +52,10 @@ class Record:
         """The prompt part (empty for plain text)."""
         if not self.is_instruction:
             return ""
+        plain, with_input = PROMPT_FORMATS[PROMPT_FORMAT]
         if self.input:
-            return PROMPT_TEMPLATE_WITH_INPUT.format(instruction=self.instruction, input=self.input)
-        return PROMPT_TEMPLATE.format(instruction=self.instruction)
+            return with_input.format(instruction=self.instruction, input=self.input)
+        return plain.format(instruction=self.instruction)
 
     @property
     def response(self) -> str:

@@ -99,7 +99,7 @@ class RapidIn(AttributionMethod):
         self.shuffle_lambda = positive_int(cfg, "rapidin", "shuffle_lambda", 20, minimum=0)
         self.lora = bool(cfg_get(cfg, "lora", False))
         self.reduction = choice(cfg, "rapidin", "loss_reduction", "mean", REDUCTIONS)
-        self.storage = choice(cfg, "rapidin", "storage", "memory", ("memory", "memmap"))
+        self.storage = choice(cfg, "rapidin", "storage", "memmap", ("memmap", "memory"))
         self.dtype = np.dtype(choice(cfg, "rapidin", "dtype", "float32", ("float32", "float16")))
         self.batch_rows = positive_int(cfg, "rapidin", "compress_batch", 16)
         seed = cfg_get(cfg, "seed", None)

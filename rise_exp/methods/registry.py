@@ -11,9 +11,9 @@ from rise_exp.methods.base import AttributionMethod, MethodContext
 METHODS: dict[str, str] = {
     "rise": "rise_exp.methods.rise.method:RiseMethod",
     "bm25": "rise_exp.methods.bm25:BM25Method",
-    "rapidin": "rise_exp.methods.rapidin:RapidInMethod",
-    "zo_inf": "rise_exp.methods.zo_inf:ZOInfMethod",
-    "stride": "rise_exp.methods.stride:StrideMethod",
+    "rapidin": "rise_exp.methods.rapidin:RapidIn",
+    "zo_inf": "rise_exp.methods.zo_inf:ZOInf",
+    "stride": "rise_exp.methods.stride:Stride",
 }
 
 

@@ -160,8 +160,8 @@ class ZOInf(AttributionMethod):
         if len(found) < self.min_checkpoints:
             raise ConfigError(
                 f"zo_inf needs at least {self.min_checkpoints} finetuning checkpoints (zo_inf.min_checkpoints) "
-                f"but has {len(found)}; the finetune stage writes them when its save_every_epoch / "
-                f"num_checkpoints setting asks for >= {self.min_checkpoints} saved checkpoints"
+                f"but has {len(found)}; the finetune stage saves the starting weights and one checkpoint per "
+                f"epoch, so run it with finetune.epochs >= {self.min_checkpoints - 1} (not finetune=none)"
             )
         missing = [str(p) for p in found if not p.is_dir()]
         if missing:

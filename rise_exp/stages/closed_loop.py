@@ -3,8 +3,9 @@
 For every budget x seed x selector a fresh copy of the starting model (the one :func:`prepare` returns)
 is trained on the selection packed into the same number of fixed-length token blocks with the same
 schedule, then evaluated (held-out perplexity; lm-eval-harness when installed). Writes
-``closed_loop.md``, ``closed_loop.csv``, ``closed_loop_budget.png``, ``selections.jsonl`` and
-``metrics.json`` into the run directory, logs to the configured loggers and prints the table.
+``closed_loop.md``, ``closed_loop.csv``, ``closed_loop_budget.png``, ``selections.jsonl``,
+``values_<method>.npy`` and ``metrics.json`` into the run directory, logs to the configured loggers
+and prints the table.
 """
 
 from __future__ import annotations
@@ -65,13 +66,19 @@ def start_source(prep: Prepared, cache_dir: Path) -> tuple[str, str | None]:
     return str(spec.hub_id), spec.revision
 
 
-def method_values(cfg: DictConfig, prep: Prepared, names: list[str], mode: str | None) -> dict[str, np.ndarray]:
-    """Values of every candidate for each method selector (built on the candidates, valued on the queries)."""
-    overrides = _plain(cfg.stage.get("methods")) or {}
+def method_overrides(node: Any, names: list[str]) -> dict[str, Any]:
+    """``stage.methods`` as a dict; every key must be a method selector of this run."""
+    overrides = _plain(node) or {}
     unknown = sorted(set(overrides) - set(names))
     if unknown:
         raise ConfigError(f"stage.methods has settings for {unknown}, which are not method selectors in "
                           f"stage.selectors ({', '.join(names) or 'none'})")
+    return dict(overrides)
+
+
+def method_values(cfg: DictConfig, prep: Prepared, names: list[str], overrides: dict[str, Any],
+                  mode: str | None) -> dict[str, np.ndarray]:
+    """Values of every candidate for each method selector (built on the candidates, valued on the queries)."""
     out: dict[str, np.ndarray] = {}
     for name in names:
         mcfg = method_config(name, CONF_DIR, overrides.get(name), base=cfg.get("method"))
@@ -111,6 +118,8 @@ def run_closed_loop(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     t_start = time.perf_counter()
     run_dir = Path(run_dir)
     selectors = check_selectors(list(st.selectors), tuple(METHODS))
+    method_names = [s for s in selectors if s not in BUILTIN_SELECTORS]
+    overrides = method_overrides(st.get("methods"), method_names)
     unit = str(st.get("budget_unit", "rows"))
     budgets = check_budgets(list(st.budgets or []), unit)
     seeds = _seeds(st.get("seeds"))
@@ -130,7 +139,9 @@ def run_closed_loop(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     task, tokenizer = prep.task, prep.ctx.tokenizer
     token_lists = text_tokens(task.candidates, tokenizer)
     counts = np.asarray([len(t) for t in token_lists], dtype=np.int64)
-    values = method_values(cfg, prep, [s for s in selectors if s not in BUILTIN_SELECTORS], st.get("mode"))
+    values = method_values(cfg, prep, method_names, overrides, st.get("mode"))
+    for name, v in values.items():
+        np.save(run_dir / f"values_{name}.npy", v)
     lm_skip = lm_eval_status(lm_cfg)
     if lm_skip is not None:
         log.warning("lm_eval: %s", lm_skip)

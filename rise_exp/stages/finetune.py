@@ -64,8 +64,9 @@ def mean_token_loss(model: torch.nn.Module, rows: Sequence[EncodedRow], pad_id: 
     was_training = model.training
     model.eval()
     total, count = 0.0, 0.0
+    device = next(model.parameters()).device
     for batch in make_loader(rows, pad_id, max_tokens):
-        s, c = token_losses(model, batch)
+        s, c = token_losses(model, {k: v.to(device) for k, v in batch.items()})
         total, count = total + float(s.sum()), count + float(c.sum())
     model.train(was_training)
     return total / max(count, 1.0)

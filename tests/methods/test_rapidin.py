@@ -178,3 +178,16 @@ def test_yaml_defaults_are_the_settings_rapidin_reads(word_tokenizer, tmp_path):
     assert set(yaml) - {"name", "needs_model"} <= cfg.read
     assert (method.k, method.shuffle_lambda, method.lora, method.storage) == (65536, 20, False, "memmap")
     assert RapidIn(OmegaConf.create(yaml), make_ctx(word_tokenizer, tmp_path)).k == 65536  # DictConfig works too
+
+
+def test_lora_selects_only_adapter_parameters_when_an_adapter_exists():
+    model = tiny_model()
+    layer = model.gpt_neox.layers[0].attention.dense
+    layer.lora_A = torch.nn.Parameter(torch.zeros(2, 32))  # stand-in for a PEFT adapter's tensors
+    layer.lora_B = torch.nn.Parameter(torch.zeros(32, 2))
+    with pytest.raises(ConfigError, match="no peft_config"):
+        select_params(model, lora=True)
+    model.peft_config = {"default": object()}
+    names = [n for n, _ in select_params(model, lora=True)]
+    assert names == ["gpt_neox.layers.0.attention.dense.lora_A", "gpt_neox.layers.0.attention.dense.lora_B"]
+    assert len(select_params(model, lora=False)) == len(list(model.parameters()))

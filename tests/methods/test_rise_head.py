@@ -128,3 +128,21 @@ def test_gh_identity_equals_projected_error() -> None:
         r = torch.softmax(hid[pos - 1] @ w.T + b, 1) - torch.nn.functional.one_hot(ids[pos], 400).double()
         want = cfg.lam_gh * ((r @ w).T @ hid[pos - 1]).flatten()  # lam_gh sum_t (W^T r_t) (x) h_t
     assert torch.allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_trainer_predict_returns_one_signature_per_row() -> None:
+    import lightning as L
+
+    m = model()
+    rows = make_rows()
+    tables = SketchTables.create(CFG, 400, 32)
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, enable_checkpointing=False)
+    outs = trainer.predict(RiseIndexingModule(m, CFG, tables), predict_loader(rows, CFG, pad_id=0, batch_tokens=60))
+    rows_out = torch.cat([o["rows"] for o in outs])
+    sigs = torch.cat([o["signatures"] for o in outs])
+    assert sorted(rows_out.tolist()) == [r.row for r in rows]
+    ref = compute_signatures(m, 0, rows, CFG, tables)
+    order = {r.row: i for i, r in enumerate(rows)}
+    for r, s in zip(rows_out.tolist(), sigs):
+        assert np.allclose(s.numpy(), ref[order[r]], atol=1e-5)

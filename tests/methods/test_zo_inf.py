@@ -163,7 +163,7 @@ def test_zo_inf_end_to_end_matches_explicit_displacement_reference(word_tokenize
 
 def test_zo_inf_without_checkpoints_says_how_to_get_them(word_tokenizer, tmp_path):
     ctx = MethodContext(model=tiny_model(len(word_tokenizer), 0), tokenizer=word_tokenizer, work_dir=tmp_path)
-    with pytest.raises(ConfigError, match=r"needs at least 2 finetuning checkpoints .* but has 0.*save_every_epoch"):
+    with pytest.raises(ConfigError, match=r"needs at least 2 finetuning checkpoints .* but has 0.*finetune.epochs"):
         ZOInf({}, ctx)
     ctx.checkpoints = [tmp_path / "a"]
     with pytest.raises(ConfigError, match="but has 1"):

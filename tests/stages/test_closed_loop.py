@@ -190,7 +190,8 @@ def test_pack_blocks_exact_length_whole_texts_and_cycling():
 
 
 def test_report_mean_std_and_markdown():
-    rows = [{"selector": "a", "budget": 0.3, "seed": 0, "x": 1.0}, {"selector": "a", "budget": 0.3, "seed": 1, "x": 3.0},
+    rows = [{"selector": "a", "budget": 0.3, "seed": 0, "x": 1.0},
+            {"selector": "a", "budget": 0.3, "seed": 1, "x": 3.0},
             {"selector": "b", "budget": 0.3, "seed": 0, "x": 5.0}]
     aggs = aggregate(rows, ["x"])
     assert aggs[0]["x_mean"] == 2.0 and aggs[0]["x_std"] == pytest.approx(math.sqrt(2.0))
@@ -236,7 +237,8 @@ def test_lm_eval_scores_calls_the_harness_api(monkeypatch):
     cfg = {"tasks": ["arc_challenge_chat"], "limit": 5, "batch_size": 2, "apply_chat_template": "auto"}
     assert lm_eval_status(cfg) is None
     scores = lm_eval_scores(model, tok, cfg)
-    assert scores == {"lm_eval/arc_challenge_chat/exact_match[strict-match]": 0.25, "lm_eval/arc_challenge_chat/acc": 0.5}
+    assert scores == {"lm_eval/arc_challenge_chat/exact_match[strict-match]": 0.25,
+                      "lm_eval/arc_challenge_chat/acc": 0.5}
     assert calls["hflm"][0] is model and calls["hflm"][1] is tok and calls["hflm"][2]["batch_size"] == 2
     assert calls["eval"][1] == ["arc_challenge_chat"] and calls["eval"][2]["limit"] == 5
     assert calls["eval"][2]["apply_chat_template"] is False
@@ -264,3 +266,10 @@ def test_task_without_heldout_sets_fails_before_training(tmp_path):
     with pytest.raises(DataError, match=r"task 'howdy' has no held-out set\(s\) \['high', 'junk'\]"):
         run_closed_loop(cfg, tmp_path / "run")
     assert not (tmp_path / "models").exists()  # nothing was built or trained
+
+
+def test_method_overrides_must_name_a_method_selector(tmp_path):
+    cfg = _cfg(tmp_path, "stage.selectors=[random,oracle]", "+stage.methods.bm25.k1=0.9")
+    with pytest.raises(ConfigError, match=r"stage.methods has settings for \['bm25'\]"):
+        run_closed_loop(cfg, tmp_path / "run")
+    assert not (tmp_path / "models").exists()

@@ -40,6 +40,7 @@ class RiseConfig:
         overlap_targets: Whether overlap tokens are also targets of the later chunk (True, as the
             RISE code: every chunk is scored on all its own tokens) or context only (False).
         max_tokens_per_batch: Target tokens per head slice; bounds the ``[tokens, V]`` logits buffer.
+            The default keeps a slice's logits (128 x 50k fp32 = 26 MB) cache-resident between passes.
         dtype: Storage dtype of signatures in the index.
         check_logits: Verify once that the head's recomputed logits match the model's.
     """
@@ -63,7 +64,7 @@ class RiseConfig:
     chunk_len: int = 256
     chunk_overlap: int = 50
     overlap_targets: bool = True
-    max_tokens_per_batch: int = 1024
+    max_tokens_per_batch: int = 128
     dtype: str = "float16"
     check_logits: bool = True
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from rise_exp.errors import ConfigError, DataError
 from rise_exp.methods.rise.config import RiseConfig
@@ -135,8 +136,8 @@ class RiseHead:
             if need_r:
                 parts_r.append(self.tables.r.sparse(sup.index, res))
             if need_g:
-                rows = self.m_g[sup.index]  # [n, w, kg]
-                parts_g.append(torch.bmm(res.unsqueeze(1), rows).squeeze(1))
+                # sum_v r(v) M_g[v] without materialising the [n, w, kg] rows
+                parts_g.append(F.embedding_bag(sup.index, self.m_g, per_sample_weights=res, mode="sum"))
         if need_r:
             out["r"] = _cat(parts_r, self.tables.r.out_dim, self.dtype, h.device)
         if need_g:

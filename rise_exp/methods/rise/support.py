@@ -108,11 +108,12 @@ def select_support(z: torch.Tensor, y: torch.Tensor, cfg: RiseConfig) -> Support
 
 
 def apply_rule(s_top: torch.Tensor, idx: torch.Tensor, s_y: torch.Tensor, y: torch.Tensor, cfg: RiseConfig) -> Support:
-    """Steps 2-5 of the rule on the sorted top-K ``s_top``/``idx`` ``[n, K]``; ``s_y`` ``[n, 1]``."""
+    """Steps 2-5 of the rule on the sorted top-K ``s_top``/``idx`` ``[n, K]``; ``s_y`` ``[n, 1]``.
+
+    ``s_top`` and ``idx`` are modified in place (the ground truth replaces the K-th slot).
+    """
     n, k = s_top.shape
     dev = s_top.device
-    idx = idx.clone()
-    s_top = s_top.clone()
     absent = ~(idx == y[:, None]).any(dim=1)
     idx[:, -1] = torch.where(absent, y, idx[:, -1])
     s_top[:, -1] = torch.where(absent, s_y[:, 0], s_top[:, -1])
