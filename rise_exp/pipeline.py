@@ -72,9 +72,10 @@ def prepare(cfg: DictConfig, run_dir: Path, *, need_model: bool = True, loggers:
     model_id = spec.identity
     if int(ft_cfg.get("epochs", 0)) > 0:
         texts_hash = config_hash([r.full_text for r in task.train], n=16)  # as formatted for training
-        key = finetune_key(spec.identity, f"{task.data_hash()}:{texts_hash}", ft_cfg, int(cfg.seed))
+        ft_seed = int(ft_cfg.get("seed", 0))
+        key = finetune_key(spec.identity, f"{task.data_hash()}:{texts_hash}", ft_cfg, ft_seed)
         result = run_finetune(model, tokenizer, task.train, ft_cfg=ft_cfg, trainer_cfg=to_dict(cfg.trainer),
-                              out_dir=cache / "finetune" / key, seed=int(cfg.seed), loggers=loggers or [])
+                              out_dir=cache / "finetune" / key, seed=ft_seed, loggers=loggers or [])
         if result.cached:
             log.info("reusing cached finetune %s", result.final_dir)
         model, tokenizer = load_pretrained(result.final_dir, dtype=spec.dtype)

@@ -208,6 +208,10 @@ def _setting_value(rec: RunRecord, key: str) -> Any:
     return value
 
 
+def _override_keys(records: Sequence[RunRecord]) -> set[str]:
+    return {kv[0] for rec in records for o in rec.overrides if (kv := _parse_override(o)) is not None}
+
+
 def _varied_settings(records: Sequence[RunRecord]) -> dict[str, str]:
     """Override keys (other than seed and the named groups) whose values differ between jobs -> column."""
     keys: list[str] = []
@@ -216,7 +220,16 @@ def _varied_settings(records: Sequence[RunRecord]) -> dict[str, str]:
             kv = _parse_override(o)
             if kv and kv[0] not in keys and kv[0] != SEED_KEY and kv[0] not in NAME_KEYS:
                 keys.append(kv[0])
+    # settings a config group (e.g. ablation=kr32) changed without naming them: differing method values
+    for rec in records:
+        method = rec.config.get("method") if isinstance(rec.config, Mapping) else None
+        for k, v in (method or {}).items():
+            key = f"method.{k}"
+            if key not in keys and key != f"method.{SEED_KEY}" and not isinstance(v, (Mapping, list)):
+                keys.append(key)
     varied = [k for k in keys if len({repr(_setting_value(r, k)) for r in records}) > 1]
+    if len({repr(_setting_value(r, "method.name")) for r in records}) > 1:  # keep per-method values only
+        varied = [k for k in varied if not k.startswith("method.") or k in _override_keys(records)]
     short = [k.removeprefix("method.") for k in varied]
     columns: dict[str, str] = {}
     for key, name in zip(varied, short):

@@ -30,3 +30,14 @@ def tiny_tokenizer(sentences):
     from rise_exp.models import train_tokenizer
 
     return train_tokenizer(sentences, vocab_size=300)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tiny models run fastest on one thread (thread start-up dominates; CI machines are shared)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

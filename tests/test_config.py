@@ -38,7 +38,7 @@ def test_every_model_task_method_combination_composes():
             assert resolved["method"]["name"] == method
 
 
-@pytest.mark.parametrize("group", ["trainer", "logger", "stage", "finetune"])
+@pytest.mark.parametrize("group", ["trainer", "logger", "stage", "finetune", "ablation"])
 def test_every_option_of_other_groups_composes(group):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         for opt in options(group):

@@ -1,0 +1,65 @@
+"""Every method runs on every task through the same pipeline and writes the same metrics fields."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+
+from rise_exp.cli import CONF_DIR, run
+
+TINY = ["model.layers=1", "model.hidden_size=32", "model.heads=2", "model.intermediate_size=64",
+        "model.vocab_size=300", "finetune.epochs=2", "finetune.max_tokens_per_batch=2048", "logger=none"]
+SIZES = {"howdy": ["task.n_train=48", "task.n_queries=4"],
+         "finance_medical": ["task.n_train=48", "task.n_queries=4"],
+         "brain_rot": ["task.n_train=48", "task.n_queries=4", "task.n_heldout=4"]}
+METHOD_TINY = {"rapidin": ["method.k=4096"], "stride": ["method.steps=10", "method.max_subsets=16", "method.subsets_per_example=2"],
+               "rise": ["method.kr=32", "method.kh=32", "method.kg=16"], "zo_inf": [], "bm25": []}
+RETRIEVAL_FIELDS = {"auprc@5", "auprc@10", "auprc@50", "auroc@10", "p@10", "num_train", "num_queries",
+                    "index_seconds", "index_bytes", "peak_rss_mb"}
+
+
+def compose_run(overrides: list[str]):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose("config", overrides=overrides)
+
+
+@pytest.fixture()
+def cache(tmp_path_factory, monkeypatch):
+    root = tmp_path_factory.getbasetemp() / "protocol-cache"  # shared: one tiny model per task
+    monkeypatch.setenv("RISE_EXP_CACHE", str(root))
+    return root
+
+
+@pytest.mark.parametrize("task", ["howdy", "finance_medical", "brain_rot"])
+@pytest.mark.parametrize("method", ["rise", "bm25", "rapidin", "zo_inf", "stride"])
+def test_method_runs_on_task_and_writes_the_protocol_fields(tmp_path, cache, task, method):
+    cfg = compose_run([f"task={task}", f"method={method}", *TINY, *SIZES[task], *METHOD_TINY[method]])
+    metrics = run(cfg, tmp_path)
+    on_disk = json.loads((tmp_path / "metrics.json").read_text())
+    assert RETRIEVAL_FIELDS <= set(on_disk)
+    assert on_disk["num_train"] == 48 and on_disk["num_queries"] == 4
+    for k in ("auprc@5", "auprc@10", "p@10"):
+        assert 0.0 <= on_disk[k] <= 1.0
+    assert metrics["index_bytes"] > 0
+    scores = np.load(tmp_path / "scores.npy")
+    assert scores.shape == (4, 48) and np.isfinite(scores).all()
+    assert len((tmp_path / "topk.jsonl").read_text().splitlines()) == 4
+
+
+@pytest.mark.parametrize("method", ["rise", "bm25"])
+def test_valuate_stage_writes_a_ranked_selection(tmp_path, cache, method):
+    cfg = compose_run(["stage=valuate", "task=brain_rot", f"method={method}", *TINY, *SIZES["brain_rot"],
+                       *METHOD_TINY[method]])
+    metrics = run(cfg, tmp_path)
+    for k in ("auprc", "auroc", "p@10%", "p@25%", "num_candidates"):
+        assert k in metrics
+    rows = [json.loads(line) for line in (tmp_path / "selection.jsonl").read_text().splitlines()]
+    assert len(rows) == 48 and [r["rank"] for r in rows] == list(range(1, 49))
+    values = [r["value"] for r in rows]
+    assert values == sorted(values, reverse=True)
+    assert sorted(r["row"] for r in rows) == list(range(48))
+    assert np.allclose(np.load(tmp_path / "values.npy")[[r["row"] for r in rows]], values, atol=1e-6)
