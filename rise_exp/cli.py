@@ -44,13 +44,19 @@ def _quiet_libraries() -> None:
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("WANDB_SILENT", "true")
+    import lightning  # noqa: F401  (import first: it sets its own logger levels on import)
     import transformers
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*GPU available but not used.*")
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "bm25s", "datasets", "urllib3"):
+    warnings.filterwarnings("ignore", ".*Couldn't infer the batch indices.*")
+    warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
+    warnings.filterwarnings("ignore", ".*litlogger.*")
+    warnings.filterwarnings("ignore", ".*LeafSpec.*")
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero",
+                 "lightning.fabric.utilities.rank_zero", "bm25s", "datasets", "urllib3"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 

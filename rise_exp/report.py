@@ -545,10 +545,16 @@ def plot_ablation(summary: pd.DataFrame, setting: str, metric: str, ax: Axes | N
     if data["_x"].nunique() < 2:
         return None
     settings = list(summary.attrs.get("settings", []) if settings is None else settings)
-    keys = _series_keys(data) + [s for s in settings if s != setting and s in data]
+    # A line joins runs equal in every other *value* setting; a label that names the variant itself
+    # (e.g. ablation=kr32, a config-group choice) would otherwise make every run a line of its own.
+    others = [s for s in settings if s != setting and s in data]
+    labels = [s for s in others if pd.to_numeric(data[s], errors="coerce").isna().all()
+              and data.groupby(s)["_x"].nunique().max() <= 1 and data[s].nunique() == len(data)]
+    keys = _series_keys(data) + [s for s in others if s not in labels]
+    groups = [g.sort_values("_x") for _, g in data.groupby(keys, dropna=False, sort=False)]
+    groups = [g for g in groups if g["_x"].nunique() >= 2] or groups
     fig, ax = _new_axes(ax)
-    for _, grp in data.groupby(keys, dropna=False, sort=False):
-        grp = grp.sort_values("_x")
+    for grp in groups:
         x, y = grp["_x"].to_numpy(float), grp[col].to_numpy(float)
         s = grp[f"{metric}_std"].fillna(0.0).to_numpy(float)
         (line,) = ax.plot(x, y, marker="o", label=_label(grp.iloc[0], keys))

@@ -59,3 +59,24 @@ def make_loader(rows: Sequence[EncodedRow], pad_id: int, max_tokens: int, *, shu
     ds = EncodedDataset(rows)
     sampler = TokenBudgetSampler(ds.rows, max_tokens, shuffle=shuffle, seed=seed)
     return DataLoader(ds, batch_sampler=sampler, collate_fn=lambda b: collate(b, pad_id), num_workers=num_workers)
+
+
+class RankShardSampler(Sampler[int]):
+    """Indices ``0..n-1``, every ``world``-th one per DDP rank, without padding (for prediction only:
+    unequal shares are fine there, and duplicated rows would be written to an index twice)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def _mine(self) -> range:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            return range(dist.get_rank(), self.n, dist.get_world_size())
+        return range(self.n)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._mine())
+
+    def __len__(self) -> int:
+        return len(self._mine())

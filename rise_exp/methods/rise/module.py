@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 
 from rise_exp.data.encoding import EncodedRow, collate
 from rise_exp.errors import DataError
+from rise_exp.lightning.data import RankShardSampler
 from rise_exp.methods.rise.chunking import chunk_batches, mean_by_row
 from rise_exp.methods.rise.config import RiseConfig
 from rise_exp.methods.rise.head import RiseHead
@@ -66,8 +67,13 @@ class _Batches(torch.utils.data.Dataset):
 def predict_loader(
     rows: Sequence[EncodedRow], cfg: RiseConfig, pad_id: int, batch_tokens: int = DEFAULT_BATCH_TOKENS, **kwargs: Any
 ) -> DataLoader:
-    """A DataLoader of collated chunk batches for :class:`RiseIndexingModule` (``batch_size=None``)."""
-    return DataLoader(_Batches(chunk_batches(rows, cfg, batch_tokens), pad_id), batch_size=None, **kwargs)
+    """A DataLoader of collated chunk batches for :class:`RiseIndexingModule` (``batch_size=None``).
+
+    Under DDP each rank takes every ``world``-th batch (Lightning's sampler replacement is off).
+    """
+    batches = _Batches(chunk_batches(rows, cfg, batch_tokens), pad_id)
+    kwargs.setdefault("sampler", RankShardSampler(len(batches)))
+    return DataLoader(batches, batch_size=None, **kwargs)
 
 
 class RiseIndexingModule(L.LightningModule):

@@ -1,0 +1,406 @@
+"""Cost of every attribution method on the same model and pool: build time, storage, memory, queries, auPRC@10.
+
+One command runs every method under the attribute protocol on the embedded default (tiny-pythia,
+synthetic Howdy). The task and the shared finetuned model are prepared once here
+(``rise_exp.pipeline.prepare``, cached on disk); then each method runs in a fresh subprocess
+(``--single METHOD``) so its peak resident memory is its own. Per method it reports
+
+- ``build_s``: ``method.build(train)`` (index or preparation time; the shared finetune is not included),
+- ``bytes_per_row``: ``method.index_bytes / N``,
+- ``peak_rss_mb``: the subprocess's peak RSS, and ``rss_over_base_mb``: its rise over the peak right
+  after ``prepare`` (what the method itself added),
+- ``query_s_per_100``: ``method.score`` time for 100 queries (the synthetic generator has 56 distinct
+  Howdy queries; the distinct ones are repeated cyclically up to ``--queries``),
+- ``auprc@10``: ``rise_exp.metrics.retrieval_metrics`` on the distinct queries only.
+
+It also prints the analytic storage per row of RISE and RapidIn at the paper's dims (from
+``conf/method/{rise,rapidin}.yaml``, not measured).
+
+    python benchmarks/bench_methods.py [--methods rise,bm25,rapidin,zo_inf,stride] [--n-train 500]
+        [--queries 100] [--json PATH] [hydra overrides ...] [METHOD:override ...]
+
+Overrides apply to every method's config (e.g. ``model.layers=1``); ``METHOD:key=value`` applies to
+one method only (e.g. ``rapidin:method.k=4096``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # run as a plain script from anywhere
+    sys.path.insert(0, str(REPO))
+
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+from rise_exp.cli import CONF_DIR  # noqa: E402
+from rise_exp.data.records import Record  # noqa: E402
+from rise_exp.errors import ConfigError, RiseError, allowed  # noqa: E402
+
+METHOD_NAMES: tuple[str, ...] = ("rise", "bm25", "rapidin", "zo_inf", "stride")
+HOWDY_DISTINCT_QUERIES = 56  # rise_exp.data.synthetic.howdy: the distinct triggered queries it can draw
+TABLE_COLUMNS: tuple[str, ...] = ("method", "build_s", "bytes_per_row", "peak_rss_mb", "rss_over_base_mb",
+                                  "query_s_per_100", "auprc@10")
+RECORD_KEYS: tuple[str, ...] = (*TABLE_COLUMNS, "model", "n_train", "n_queries")
+DTYPE_BYTES: dict[str, int] = {"float16": 2, "bfloat16": 2, "float32": 4}
+PAPER_CLAIM = 112.0  # "reduces index storage by up to 112x compared to RapidIn" (RISE abstract)
+
+log = logging.getLogger("bench_methods")
+
+
+# ---------------------------------------------------------------- arguments and configs
+
+
+def parse_methods(text: str) -> list[str]:
+    """``"rise,bm25"`` -> ``["rise", "bm25"]``; unknown names raise ConfigError."""
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    if not names:
+        raise ConfigError(f"--methods must name at least one of {', '.join(METHOD_NAMES)}; got {text!r}")
+    for m in names:
+        if m not in METHOD_NAMES:
+            raise allowed("--methods entry", m, METHOD_NAMES)
+    return names
+
+
+def split_overrides(overrides: Sequence[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """Separate overrides for every method from ``METHOD:key=value`` ones for a single method."""
+    common: list[str] = []
+    per_method: dict[str, list[str]] = {m: [] for m in METHOD_NAMES}
+    for o in overrides:
+        m = re.match(r"^([a-z_0-9]+):([^=]+=.*)$", o)
+        if m and m.group(1) in METHOD_NAMES:
+            per_method[m.group(1)].append(m.group(2))
+        elif m and "=" not in o.split(":", 1)[0]:
+            raise allowed(f"method prefix of override {o!r}", m.group(1), METHOD_NAMES)
+        else:
+            common.append(o)
+    return common, per_method
+
+
+def query_count(requested: int, overrides: Sequence[str]) -> int:
+    """Distinct queries to ask the task for: ``requested``, capped for the synthetic Howdy generator.
+
+    An explicit ``task.n_queries=`` override wins; the cap applies only to the default synthetic Howdy task.
+    """
+    if any(o.startswith(("task.n_queries=", "task=", "task.source=")) for o in overrides):
+        return requested
+    return min(requested, HOWDY_DISTINCT_QUERIES)
+
+
+def compose_config(method: str, n_train: int, n_queries: int, overrides: Sequence[str]) -> DictConfig:
+    """The default run config for ``method`` with the benchmark's sizes, no logger, then ``overrides``."""
+    from hydra import compose, initialize_config_dir
+
+    base = [f"method={method}", f"task.n_train={n_train}", f"task.n_queries={n_queries}", "logger=none"]
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose("config", overrides=[*base, *overrides])
+
+
+def timed_queries(queries: Sequence[Record], target: int) -> tuple[list[Record], str]:
+    """The queries to time: ``queries`` repeated cyclically up to ``target`` rows (first len(queries) unchanged).
+
+    Repeats get distinct ids (``<id>#rep<k>``). Returns the list and a sentence saying what was done.
+    """
+    if target < 1:
+        raise ConfigError(f"--queries must be >= 1; got {target}")
+    if not queries:
+        raise ConfigError("the task produced no queries to time")
+    n = len(queries)
+    out = list(queries[:target])
+    k = 1
+    while len(out) < target:
+        out += [dataclasses.replace(q, id=f"{q.id}#rep{k}") for q in queries[: target - len(out)]]
+        k += 1
+    if n >= target:
+        note = f"{target} distinct queries timed and evaluated"
+    else:
+        note = (f"{n} distinct queries (the generator's limit) repeated cyclically to {target} for timing; "
+                f"auPRC@10 on the {n} distinct ones")
+    return out, note
+
+
+# ---------------------------------------------------------------- one method, in this process
+
+
+def _quiet() -> None:
+    """Silence progress bars and library chatter (after importing them: they set their own levels)."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import warnings
+
+    import lightning  # noqa: F401
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*val_dataloader.*")
+    warnings.filterwarnings("ignore", ".*LeafSpec.*")
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero",
+                 "bm25s", "datasets"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process image, in MiB.
+
+    Linux: ``VmHWM`` of ``/proc/self/status``, which starts afresh at ``exec``. ``ru_maxrss`` does not:
+    a child started by fork/vfork + exec inherits the parent's high-water mark, so every subprocess
+    would report at least the driver's peak. Elsewhere falls back to ``ru_maxrss``.
+    """
+    try:
+        text = Path("/proc/self/status").read_text()
+    except OSError:
+        text = ""
+    m = re.search(r"^VmHWM:\s+(\d+)\s+kB", text, re.M)
+    if m:
+        return int(m.group(1)) / 1024.0
+    import resource
+
+    per_mib = 2**20 if sys.platform == "darwin" else 1024  # macOS reports bytes, Linux KiB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / per_mib
+
+
+def measure_method(cfg: DictConfig, work_dir: Path, n_timed: int) -> dict[str, Any]:
+    """Prepare, build and score one method (``cfg.method``) in this process; returns its record."""
+    import numpy as np
+
+    from rise_exp.methods.registry import build_method
+    from rise_exp.metrics import retrieval_metrics
+    from rise_exp.pipeline import prepare
+
+    need_model = bool(cfg.method.get("needs_model", True))
+    prep = prepare(cfg, work_dir, need_model=need_model)
+    base_rss = peak_rss_mb()
+    task = prep.task
+    queries, note = timed_queries(task.queries, n_timed)
+    method = build_method(cfg.method, prep.ctx)
+    t0 = time.perf_counter()
+    method.build(task.train)
+    build_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    scores = np.asarray(method.score(queries), dtype=np.float32)
+    query_s = time.perf_counter() - t0
+    if scores.shape != (len(queries), len(task.train)):
+        raise RuntimeError(f"{method.name}: scores of shape {scores.shape}, expected {(len(queries), len(task.train))}")
+    n_real = len(task.queries)
+    metrics = retrieval_metrics(scores[:n_real], task.labels, ks=(10,))
+    peak = peak_rss_mb()
+    return {
+        "method": str(cfg.method.name), "build_s": build_s,
+        "bytes_per_row": float(method.index_bytes) / len(task.train),
+        "peak_rss_mb": peak, "rss_over_base_mb": peak - base_rss,
+        "query_s_per_100": query_s * 100.0 / len(queries), "auprc@10": float(metrics["auprc@10"]),
+        "model": str(cfg.model.name), "n_train": len(task.train), "n_queries": n_real,
+        "queries_timed": len(queries), "query_s": query_s, "queries_note": note,
+        "index_bytes": int(method.index_bytes), "base_rss_mb": base_rss, "p@10": float(metrics["p@10"]),
+    }
+
+
+def run_single(args: argparse.Namespace) -> None:
+    """``--single METHOD``: measure one method and write its record to ``--record-out``."""
+    _quiet()
+    method = args.single
+    common, per_method = split_overrides(args.overrides)
+    cfg = compose_config(method, args.n_train, query_count(args.queries, common), [*common, *per_method[method]])
+    record = measure_method(cfg, Path(args.work_dir), args.queries)
+    Path(args.record_out).write_text(json.dumps(record))
+
+
+# ---------------------------------------------------------------- the driver
+
+
+def failed_record(method: str, error: str, model: str, n_train: int) -> dict[str, Any]:
+    """A table row for a method whose subprocess failed (numbers NaN, the error kept)."""
+    row: dict[str, Any] = {k: math.nan for k in TABLE_COLUMNS}
+    row.update(method=method, model=model, n_train=n_train, n_queries=0, error=error)
+    return row
+
+
+def run_in_subprocess(method: str, args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
+    """Measure ``method`` in a fresh interpreter (so its peak RSS is its own); returns its record."""
+    out = work_dir / f"{method}.record.json"
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--single", method, "--n-train", str(args.n_train),
+           "--queries", str(args.queries), "--work-dir", str(work_dir / method), "--record-out", str(out),
+           *args.overrides]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, cwd=os.getcwd())
+    if proc.returncode != 0 or not out.exists():
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-15:]
+        raise RuntimeError(f"method {method} failed (exit {proc.returncode}):\n" + "\n".join(tail))
+    record = json.loads(out.read_text())
+    record["wall_s"] = time.perf_counter() - t0
+    return record
+
+
+def prepare_shared(args: argparse.Namespace, methods: Sequence[str], work_dir: Path) -> dict[str, Any]:
+    """Build the task and finetune the shared model once (cached on disk), before any method runs."""
+    from rise_exp.pipeline import prepare
+
+    common, per_method = split_overrides(args.overrides)
+    method = next((m for m in methods if m != "bm25"), methods[0])
+    cfg = compose_config(method, args.n_train, query_count(args.queries, common), [*common, *per_method[method]])
+    need_model = any(m != "bm25" for m in methods)
+    t0 = time.perf_counter()
+    prep = prepare(cfg, work_dir / "prepare", need_model=need_model)
+    return {"prepare_s": time.perf_counter() - t0, "model": str(cfg.model.name), "model_id": prep.ctx.model_id,
+            "finetune_cached": bool(prep.finetune.cached) if prep.finetune else None,
+            "n_train": len(prep.task.train), "n_distinct_queries": len(prep.task.queries),
+            "checkpoints": len(prep.ctx.checkpoints)}
+
+
+# ---------------------------------------------------------------- analytic storage at the paper's dims
+
+
+def _method_yaml(name: str) -> dict[str, Any]:
+    node = OmegaConf.load(Path(CONF_DIR) / "method" / f"{name}.yaml")
+    return OmegaConf.to_container(node, resolve=False)  # type: ignore[return-value]
+
+
+def paper_storage() -> dict[str, Any]:
+    """Bytes per row of RISE and RapidIn at the dims of ``conf/method/{rise,rapidin}.yaml`` (the paper's).
+
+    RISE: ``signature_dim * bytes(dtype)``, ``signature_dim = kr*kh + kg*kh`` for fusion rh+gh.
+    RapidIn: ``K * 2`` (fp16, as the official code stores) and ``K * bytes(conf dtype)`` (ours).
+    """
+    from rise_exp.methods.rise.method import split_config
+
+    rise = _method_yaml("rise")
+    rise["seed"] = 0  # ${seed} interpolation; irrelevant to the size
+    rcfg, _ = split_config(rise)
+    rapid = _method_yaml("rapidin")
+    k = int(rapid["k"])
+    rise_bytes = rcfg.signature_dim * DTYPE_BYTES[rcfg.dtype]
+    ours = str(rapid.get("dtype", "float32"))
+    rows = [
+        {"what": f"RISE {rcfg.fusion} kr/kh/kg={rcfg.kr}/{rcfg.kh}/{rcfg.kg} {rcfg.dtype}",
+         "dims": rcfg.signature_dim, "bytes_per_row": rise_bytes},
+        {"what": f"RapidIn K={k} float16 (official code)", "dims": k, "bytes_per_row": k * 2},
+        {"what": f"RapidIn K={k} {ours} (conf/method/rapidin.yaml)", "dims": k, "bytes_per_row": k * DTYPE_BYTES[ours]},
+        {"what": "RapidIn K=2^20 float16 (a larger K)", "dims": 2**20, "bytes_per_row": 2**20 * 2},
+    ]
+    for r in rows:
+        r["ratio_vs_rise"] = r["bytes_per_row"] / rise_bytes
+    return {"rows": rows, "rise_bytes": rise_bytes, "rapidin_fp16_bytes": k * 2,
+            "rise_dims_for_claim": k * 2 / PAPER_CLAIM / DTYPE_BYTES[rcfg.dtype]}
+
+
+def storage_lines(storage: dict[str, Any]) -> list[str]:
+    """The analytic storage table and the honest comparison with the paper's 'up to 112x'."""
+    from tabulate import tabulate
+
+    table = tabulate([[r["what"], r["dims"], r["bytes_per_row"], f"{r['ratio_vs_rise']:.2f}x"] for r in storage["rows"]],
+                     headers=["storage per row (analytic)", "dims", "bytes", "vs RISE"], tablefmt="github")
+    fp16 = storage["rows"][1]["ratio_vs_rise"]
+    fp32 = storage["rows"][2]["ratio_vs_rise"]
+    note = (f"At the paper's default dims RISE stores {fp16:.2f}x less per row than RapidIn's fp16 2^16-dim "
+            f"vectors ({fp32:.2f}x less than our fp32 default). The paper's 'up to {PAPER_CLAIM:.0f}x' is not "
+            f"reached at these dims: against fp16 K=2^16 it would need ~{storage['rise_dims_for_claim']:.0f}-dim "
+            f"signatures (the smaller per-model sketch dims of the paper's large-model rows), or a RapidIn "
+            f"setting we could not confirm from the sources available offline.")
+    return [table, "", note]
+
+
+# ---------------------------------------------------------------- output
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "failed"
+        return f"{v:.0f}" if abs(v) >= 1000 else f"{v:.3g}" if abs(v) < 1 else f"{v:.2f}"
+    return str(v)
+
+
+def format_table(records: Sequence[dict[str, Any]]) -> str:
+    """The results table (GitHub Markdown) over :data:`TABLE_COLUMNS`."""
+    from tabulate import tabulate
+
+    rows = [[_fmt(r.get(c, math.nan)) for c in TABLE_COLUMNS] for r in records]
+    return tabulate(rows, headers=list(TABLE_COLUMNS), tablefmt="github", disable_numparse=True)
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--methods", default=",".join(METHOD_NAMES), help="comma-separated subset of the methods")
+    ap.add_argument("--n-train", type=int, default=500, help="training rows (task.n_train)")
+    ap.add_argument("--queries", type=int, default=100, help="queries to time (distinct ones repeated if fewer)")
+    ap.add_argument("--json", default=None, help="write the records as a JSON list here")
+    ap.add_argument("--timeout", type=float, default=3600.0, help="seconds per method subprocess")
+    ap.add_argument("--work-dir", default=None, help="method state (indexes, gradients); default a temp dir")
+    ap.add_argument("--single", default=None, choices=METHOD_NAMES, help=argparse.SUPPRESS)
+    ap.add_argument("--record-out", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("overrides", nargs="*", help="Hydra overrides; METHOD:key=value for one method only")
+    return ap
+
+
+def run_all(args: argparse.Namespace) -> dict[str, Any]:
+    """Prepare once, measure each method in its own subprocess, print and optionally write the results."""
+    _quiet()
+    methods = parse_methods(args.methods)
+    if args.n_train < 1:
+        raise ConfigError(f"--n-train must be >= 1; got {args.n_train}")
+    if args.queries < 1:
+        raise ConfigError(f"--queries must be >= 1; got {args.queries}")
+    split_overrides(args.overrides)  # fail early on a bad method prefix
+    with tempfile.TemporaryDirectory(prefix="bench_methods_") as tmp:
+        work_dir = Path(args.work_dir) if args.work_dir else Path(tmp)
+        work_dir.mkdir(parents=True, exist_ok=True)
+        shared = prepare_shared(args, methods, work_dir)
+        print(f"model {shared['model']}, {shared['n_train']} training rows, prepare (task + shared finetune, "
+              f"{'cached' if shared['finetune_cached'] else 'trained'}) {shared['prepare_s']:.1f} s", flush=True)
+        records = []
+        for m in methods:
+            try:
+                rec = run_in_subprocess(m, args, work_dir)
+            except (RuntimeError, subprocess.TimeoutExpired) as e:
+                print(str(e), file=sys.stderr)
+                rec = failed_record(m, str(e), shared["model"], shared["n_train"])
+            print(f"  {m}: done", flush=True)
+            records.append(rec)
+    note = next((r["queries_note"] for r in records if "queries_note" in r), "")
+    storage = paper_storage()
+    print()
+    print(f"queries: {note}")
+    print(format_table(records))
+    print()
+    print("\n".join(storage_lines(storage)))
+    by = {r["method"]: r for r in records}
+    if "rise" in by and "rapidin" in by and not math.isnan(by["rise"]["build_s"]) and not math.isnan(by["rapidin"]["build_s"]):
+        print(f"\nmeasured: RapidIn/RISE bytes per row {by['rapidin']['bytes_per_row'] / by['rise']['bytes_per_row']:.2f}x, "
+              f"build time {by['rapidin']['build_s'] / by['rise']['build_s']:.2f}x")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(records, indent=1))
+    return {"records": records, "storage": storage, "shared": shared}
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
+    """Entry point; user errors print one line and exit 2."""
+    args = build_arg_parser().parse_args(argv)
+    try:
+        if args.single:
+            if not args.record_out or not args.work_dir:
+                raise ConfigError("--single needs --record-out and --work-dir")
+            run_single(args)
+            return None
+        return run_all(args)
+    except RiseError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
