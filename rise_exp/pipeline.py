@@ -84,3 +84,17 @@ def prepare(cfg: DictConfig, run_dir: Path, *, need_model: bool = True, loggers:
     ctx.model, ctx.tokenizer, ctx.model_id = model, tokenizer, model_id
     ctx.checkpoints = list(result.checkpoints) if result else []
     return Prepared(task, ctx, spec, result)
+
+
+def prepare_logged(cfg: DictConfig, run_dir: Path, *, need_model: bool = True) -> Prepared:
+    """:func:`prepare` with the finetune stage logged (config, losses, timings) as its own W&B / CSV run."""
+    from rise_exp.run_logging import close_loggers, log_summary, make_loggers
+
+    if not need_model:
+        return prepare(cfg, run_dir, need_model=False)
+    loggers = make_loggers(cfg.logger, run_dir, name="finetune", group=str(cfg.task.name), config=to_dict(cfg))
+    prep = prepare(cfg, run_dir, loggers=loggers)
+    if prep.finetune is not None:
+        log_summary(loggers, {**prep.finetune.metrics, "finetune/cached": float(prep.finetune.cached)})
+    close_loggers(loggers)
+    return prep

@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from rise_exp.methods.registry import build_method
 from rise_exp.metrics import retrieval_metrics
-from rise_exp.pipeline import peak_rss_mb, prepare, to_dict
+from rise_exp.pipeline import peak_rss_mb, prepare_logged, to_dict
 from rise_exp.results import print_metrics, write_json
 from rise_exp.run_logging import close_loggers, log_summary, make_loggers
 
@@ -39,9 +39,7 @@ def run_attribute(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     """Run the attribution protocol for ``cfg.method`` and write metrics.json and topk.jsonl."""
     method_cfg = cfg.method
     need_model = bool(method_cfg.get("needs_model", True))
-    ft_loggers = make_loggers(cfg.logger, run_dir, name="finetune", group=str(cfg.task.name)) if need_model else []
-    prep = prepare(cfg, run_dir, need_model=need_model, loggers=ft_loggers)
-    close_loggers(ft_loggers)
+    prep = prepare_logged(cfg, run_dir, need_model=need_model)
     task = prep.task
 
     method = build_method(method_cfg, prep.ctx)

@@ -6,16 +6,13 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from rise_exp.pipeline import prepare
+from rise_exp.pipeline import prepare_logged
 from rise_exp.results import print_metrics, write_json
-from rise_exp.run_logging import close_loggers, make_loggers
 
 
 def run_finetune_stage(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     """Finetune the configured model on the task's pool; writes metrics.json with the losses."""
-    loggers = make_loggers(cfg.logger, run_dir, name="finetune", group=str(cfg.task.name))
-    prep = prepare(cfg, run_dir, loggers=loggers)
-    close_loggers(loggers)
+    prep = prepare_logged(cfg, run_dir)
     metrics = dict(prep.finetune.metrics) if prep.finetune else {}
     metrics["checkpoints"] = len(prep.ctx.checkpoints)
     write_json(run_dir / "metrics.json", metrics)

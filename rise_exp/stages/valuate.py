@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from rise_exp.errors import DataError
 from rise_exp.methods.registry import build_method
 from rise_exp.metrics import valuation_metrics
-from rise_exp.pipeline import peak_rss_mb, prepare, to_dict
+from rise_exp.pipeline import peak_rss_mb, prepare_logged, to_dict
 from rise_exp.results import print_metrics, write_json
 from rise_exp.run_logging import close_loggers, log_summary, make_loggers
 
@@ -39,7 +39,7 @@ def run_valuate(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     """Score the candidates zero-shot against the task's queries; write metrics.json and selection.jsonl."""
     method_cfg = cfg.method
     need_model = bool(method_cfg.get("needs_model", True))
-    prep = prepare(cfg, run_dir, need_model=need_model)
+    prep = prepare_logged(cfg, run_dir, need_model=need_model)
     task = prep.task
     labels = candidate_labels(task)
     method = build_method(method_cfg, prep.ctx)

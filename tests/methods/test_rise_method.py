@@ -39,7 +39,7 @@ def make(model, tok, tmp_path, trainer=CPU, **over):
 def test_lightning_index_equals_plain_signatures(model, tiny_tokenizer, pool, tmp_path):
     m = make(model, tiny_tokenizer, tmp_path)
     m.build(pool)
-    plain = m.signatures(pool) if not m.mask_query_prompt else None
+    plain = m.signatures(pool)  # train and query rows are encoded alike by default
     stored = m.index.vectors(dtype="float32")
     np.testing.assert_allclose(stored, plain, atol=2e-3)  # fp16 storage
     assert m.index_bytes == len(pool) * m.rise.signature_dim * 2
@@ -48,6 +48,7 @@ def test_lightning_index_equals_plain_signatures(model, tiny_tokenizer, pool, tm
     assert list(scores.argmax(1)) == [0, 1, 2]  # a row is most similar to itself
     ids, mask = m.index.row_tokens(5)  # the recompute data is stored
     assert ids.shape == mask.shape and mask.any()
+    assert m.index.row_meta(5)["id"] == pool[5].id
 
 
 def test_ddp_indexing_equals_one_process(model, tiny_tokenizer, pool, tmp_path):

@@ -59,14 +59,16 @@ def rows_hash(rows: Sequence[EncodedRow]) -> str:
 
 
 class _IndexingModule(RiseIndexingModule):
-    """Adds each row's token ids and target mask to the outputs, for the index's recompute data."""
+    """Adds each row's id (row metadata) and, optionally, its token ids and target mask (recompute data)."""
 
-    def __init__(self, model: Any, cfg: RiseConfig, tables: SketchTables, rows: dict[int, EncodedRow] | None) -> None:
+    def __init__(self, model: Any, cfg: RiseConfig, tables: SketchTables, rows: dict[int, EncodedRow] | None,
+                 ids: Sequence[str]) -> None:
         super().__init__(model, cfg, tables)
-        self._rows = rows
+        self._rows, self._ids = rows, list(ids)
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int = 0) -> dict[str, Any]:
         out = super().predict_step(batch, batch_idx)
+        out["meta"] = [{"id": self._ids[int(r)]} for r in out["rows"]]
         if self._rows is not None:
             rows = [self._rows[int(r)] for r in out["rows"]]
             out["tokens"] = [r.input_ids for r in rows]
@@ -113,7 +115,7 @@ class RiseMethod(AttributionMethod):
             log.info("RISE: indexing %d of %d rows into %s", len(pending), len(rows), path)
             todo = [rows[i] for i in pending]
             module = _IndexingModule(self.ctx.model, self.rise, self.tables,
-                                     {r.row: r for r in todo} if store_tokens else None)
+                                     {r.row: r for r in todo} if store_tokens else None, [r.id for r in train])
             writer = IndexPredictionWriter(path, resume=True, **writer_args)
             trainer = make_trainer(self.ctx.trainer, root_dir=self.ctx.work_dir, callbacks=[writer])
             loader = predict_loader(todo, self.rise, self.ctx.tokenizer.pad_token_id,
