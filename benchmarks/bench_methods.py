@@ -269,24 +269,34 @@ def _method_yaml(name: str) -> dict[str, Any]:
     return OmegaConf.to_container(node, resolve=False)  # type: ignore[return-value]
 
 
+def rise_signature_dim(kr: int, kh: int, kg: int, fusion: str) -> int:
+    """Signature length of CountSketch RISE: ``rh -> kr*kh``, ``gh -> kg*kh``, ``rg -> kr*kg``, summed over ``fusion``."""
+    sizes = {"rh": kr * kh, "gh": kg * kh, "rg": kr * kg}
+    parts = fusion.split("+")
+    bad = [p for p in parts if p not in sizes]
+    if bad or not parts:
+        raise allowed("method.fusion channel", "+".join(bad) or fusion, tuple(sizes))
+    return sum(sizes[p] for p in set(parts))
+
+
 def paper_storage() -> dict[str, Any]:
     """Bytes per row of RISE and RapidIn at the dims of ``conf/method/{rise,rapidin}.yaml`` (the paper's).
 
     RISE: ``signature_dim * bytes(dtype)``, ``signature_dim = kr*kh + kg*kh`` for fusion rh+gh.
     RapidIn: ``K * 2`` (fp16, as the official code stores) and ``K * bytes(conf dtype)`` (ours).
     """
-    from rise_exp.methods.rise.method import split_config
-
     rise = _method_yaml("rise")
-    rise["seed"] = 0  # ${seed} interpolation; irrelevant to the size
-    rcfg, _ = split_config(rise)
+    kr, kh, kg, fusion, rdtype = int(rise["kr"]), int(rise["kh"]), int(rise["kg"]), str(rise["fusion"]), str(rise["dtype"])
+    dim = rise_signature_dim(kr, kh, kg, fusion)
     rapid = _method_yaml("rapidin")
     k = int(rapid["k"])
-    rise_bytes = rcfg.signature_dim * DTYPE_BYTES[rcfg.dtype]
     ours = str(rapid.get("dtype", "float32"))
+    for setting, value in (("rise dtype", rdtype), ("rapidin dtype", ours)):
+        if value not in DTYPE_BYTES:
+            raise allowed(setting, value, tuple(DTYPE_BYTES))
+    rise_bytes = dim * DTYPE_BYTES[rdtype]
     rows = [
-        {"what": f"RISE {rcfg.fusion} kr/kh/kg={rcfg.kr}/{rcfg.kh}/{rcfg.kg} {rcfg.dtype}",
-         "dims": rcfg.signature_dim, "bytes_per_row": rise_bytes},
+        {"what": f"RISE {fusion} kr/kh/kg={kr}/{kh}/{kg} {rdtype}", "dims": dim, "bytes_per_row": rise_bytes},
         {"what": f"RapidIn K={k} float16 (official code)", "dims": k, "bytes_per_row": k * 2},
         {"what": f"RapidIn K={k} {ours} (conf/method/rapidin.yaml)", "dims": k, "bytes_per_row": k * DTYPE_BYTES[ours]},
         {"what": "RapidIn K=2^20 float16 (a larger K)", "dims": 2**20, "bytes_per_row": 2**20 * 2},
@@ -294,7 +304,7 @@ def paper_storage() -> dict[str, Any]:
     for r in rows:
         r["ratio_vs_rise"] = r["bytes_per_row"] / rise_bytes
     return {"rows": rows, "rise_bytes": rise_bytes, "rapidin_fp16_bytes": k * 2,
-            "rise_dims_for_claim": k * 2 / PAPER_CLAIM / DTYPE_BYTES[rcfg.dtype]}
+            "rise_dims_for_claim": k * 2 / PAPER_CLAIM / DTYPE_BYTES[rdtype]}
 
 
 def storage_lines(storage: dict[str, Any]) -> list[str]:

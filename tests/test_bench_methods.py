@@ -128,3 +128,11 @@ def test_end_to_end_bm25_record_matches_a_direct_run(tmp_path, monkeypatch):
     scores = method.score(prep.task.queries)
     assert method.index_bytes == r["index_bytes"]
     assert math.isclose(retrieval_metrics(scores, prep.task.labels, ks=(10,))["auprc@10"], r["auprc@10"], rel_tol=1e-9)
+
+
+def test_signature_dim_by_fusion():
+    assert bench.rise_signature_dim(128, 128, 64, "rh+gh") == 128 * 128 + 64 * 128
+    assert bench.rise_signature_dim(4, 3, 2, "rh+gh+rg") == 12 + 6 + 8
+    assert bench.rise_signature_dim(4, 3, 2, "gh") == 6
+    with pytest.raises(ConfigError, match="fusion"):
+        bench.rise_signature_dim(4, 3, 2, "rh+xx")

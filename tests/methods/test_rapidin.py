@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, PreTrainedTokenizerFast
 
 from rise_exp.data.encoding import EncodedRow, collate
 from rise_exp.data.records import Record
@@ -18,37 +17,6 @@ from rise_exp.methods.base import MethodContext
 from rise_exp.methods.rapidin import RapidIn, layer_normalised_flat, per_example_grads, select_params
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "method"
-WORDS = "the a bank loan rate stock market patient doctor dose blood heart star ship robot river".split()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest (and stably on a loaded 2-core box) with one intra-op thread."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-class RecordingCfg(dict):
-    """A config that remembers which settings the method read."""
-
-    def __init__(self, *args: object) -> None:
-        super().__init__(*args)
-        self.read: set[str] = set()
-
-    def get(self, key, default=None):  # type: ignore[override]
-        self.read.add(key)
-        return super().get(key, default)
-
-
-def tiny_model(vocab: int = 500, seed: int = 0) -> GPTNeoXForCausalLM:
-    torch.manual_seed(seed)
-    cfg = GPTNeoXConfig(
-        vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=128, max_position_embeddings=128,
-    )
-    return GPTNeoXForCausalLM(cfg).eval()
 
 
 def random_rows(n: int, vocab: int, seed: int = 0) -> list[EncodedRow]:
@@ -62,23 +30,8 @@ def random_rows(n: int, vocab: int, seed: int = 0) -> list[EncodedRow]:
     return rows
 
 
-@pytest.fixture(scope="module")
-def word_tokenizer() -> PreTrainedTokenizerFast:
-    from tokenizers import Tokenizer, models, pre_tokenizers
-
-    vocab = {w: i for i, w in enumerate(["<pad>", "<eos>", "<unk>", *WORDS])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>")
-
-
-def records(n: int, seed: int) -> list[Record]:
-    rng = np.random.default_rng(seed)
-    return [Record(id=f"r{i}", text=" ".join(rng.choice(WORDS, int(rng.integers(3, 9))))) for i in range(n)]
-
-
-def test_per_example_grads_sum_to_the_gradient_of_the_summed_loss():
-    model = tiny_model()
+def test_per_example_grads_sum_to_the_gradient_of_the_summed_loss(tiny_gpt_neox):
+    model = tiny_gpt_neox()
     rows = random_rows(6, 500)
     params = [p for _, p in select_params(model, lora=False)]
     total = [torch.zeros_like(p) for p in params]
@@ -112,8 +65,8 @@ def test_rapidgrad_is_seeded_and_pads_to_a_multiple_of_k():
     assert a(torch.ones(1001)).abs().max() <= 16
 
 
-def test_rapidgrad_preserves_real_gradient_inner_products():
-    model = tiny_model()
+def test_rapidgrad_preserves_real_gradient_inner_products(tiny_gpt_neox):
+    model = tiny_gpt_neox()
     rows = random_rows(24, 500, seed=1)
     params = [p for _, p in select_params(model, lora=False)]
     flats = torch.stack([layer_normalised_flat(g) for g in per_example_grads(model, rows, params, pad=0)])
@@ -127,14 +80,20 @@ def test_rapidgrad_preserves_real_gradient_inner_products():
     np.testing.assert_allclose((comp @ comp.T).numpy(), exact, rtol=1e-4, atol=1e-4)
 
 
-def make_ctx(tokenizer, tmp_path, model=None) -> MethodContext:
-    model = model if model is not None else tiny_model(vocab=len(tokenizer))
-    return MethodContext(model=model, tokenizer=tokenizer, work_dir=tmp_path, max_length=32, mask_prompt=True, seed=7)
+@pytest.fixture
+def make_ctx(tiny_gpt_neox):
+    def make(tokenizer, tmp_path, model=None) -> MethodContext:
+        model = model if model is not None else tiny_gpt_neox(vocab=len(tokenizer))
+        return MethodContext(
+            model=model, tokenizer=tokenizer, work_dir=tmp_path, max_length=32, mask_prompt=True, seed=7
+        )
+
+    return make
 
 
-def test_rapidin_scores_equal_exact_layer_normalised_inner_products(word_tokenizer, tmp_path):
+def test_rapidin_scores_equal_exact_layer_normalised_inner_products(word_tokenizer, make_ctx, make_records, tmp_path):
     ctx = make_ctx(word_tokenizer, tmp_path)
-    train, queries = records(10, seed=0), records(3, seed=1)
+    train, queries = make_records(10, seed=0), make_records(3, seed=1)
     method = RapidIn({"k": 2**16, "storage": "memmap"}, ctx)
     method.build(train)
     scores = method.score(queries)
@@ -156,32 +115,32 @@ def test_rapidin_scores_equal_exact_layer_normalised_inner_products(word_tokeniz
     np.testing.assert_array_equal(again.score(queries), scores)
 
 
-def test_rapidin_lora_without_adapter_says_what_is_missing(word_tokenizer, tmp_path):
+def test_rapidin_lora_without_adapter_says_what_is_missing(word_tokenizer, make_ctx, make_records, tmp_path):
     method = RapidIn({"lora": True}, make_ctx(word_tokenizer, tmp_path))
     with pytest.raises(ConfigError, match=r"lora=true needs .*LoRA adapter.*no peft_config.*lora=false"):
-        method.build(records(2, seed=0))
+        method.build(make_records(2, seed=0))
 
 
-def test_rapidin_rejects_bad_settings(word_tokenizer, tmp_path):
+def test_rapidin_rejects_bad_settings(word_tokenizer, make_ctx, tmp_path):
     with pytest.raises(ConfigError, match="rapidin.k must be an integer >= 1"):
         RapidIn({"k": 0}, make_ctx(word_tokenizer, tmp_path))
     with pytest.raises(ConfigError, match="rapidin.storage"):
         RapidIn({"storage": "disk"}, make_ctx(word_tokenizer, tmp_path))
 
 
-def test_yaml_defaults_are_the_settings_rapidin_reads(word_tokenizer, tmp_path):
+def test_yaml_defaults_are_the_settings_rapidin_reads(word_tokenizer, make_ctx, recording_cfg, tmp_path):
     from omegaconf import OmegaConf
 
     yaml = OmegaConf.to_container(OmegaConf.load(CONF / "rapidin.yaml"))
-    cfg = RecordingCfg(yaml)
+    cfg = recording_cfg(yaml)
     method = RapidIn(cfg, make_ctx(word_tokenizer, tmp_path))
     assert set(yaml) - {"name", "needs_model"} <= cfg.read
     assert (method.k, method.shuffle_lambda, method.lora, method.storage) == (65536, 20, False, "memmap")
     assert RapidIn(OmegaConf.create(yaml), make_ctx(word_tokenizer, tmp_path)).k == 65536  # DictConfig works too
 
 
-def test_lora_selects_only_adapter_parameters_when_an_adapter_exists():
-    model = tiny_model()
+def test_lora_selects_only_adapter_parameters_when_an_adapter_exists(tiny_gpt_neox):
+    model = tiny_gpt_neox()
     layer = model.gpt_neox.layers[0].attention.dense
     layer.lora_A = torch.nn.Parameter(torch.zeros(2, 32))  # stand-in for a PEFT adapter's tensors
     layer.lora_B = torch.nn.Parameter(torch.zeros(32, 2))

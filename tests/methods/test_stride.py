@@ -7,9 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, PreTrainedTokenizerFast
 
-from rise_exp.data.records import Record
 from rise_exp.errors import ConfigError
 from rise_exp.methods._sparse_recovery import balanced_membership, lasso_alpha_max, lasso_recover
 from rise_exp.methods._steering import SteeringBank, decoder_layers
@@ -17,28 +15,6 @@ from rise_exp.methods.base import MethodContext
 from rise_exp.methods.stride import Stride, auto_layer
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "method"
-WORDS = "the a bank loan rate stock market patient doctor dose blood heart star ship robot river".split()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest (and stably on a loaded 2-core box) with one intra-op thread."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-class RecordingCfg(dict):
-    """A config that remembers which settings the method read."""
-
-    def __init__(self, *args: object) -> None:
-        super().__init__(*args)
-        self.read: set[str] = set()
-
-    def get(self, key, default=None):  # type: ignore[override]
-        self.read.add(key)
-        return super().get(key, default)
 
 
 def test_membership_is_exact_per_example_and_balanced_per_subset():
@@ -74,32 +50,8 @@ def test_lasso_recovers_planted_sparse_influences():
     assert (amax > 0).all()
 
 
-def tiny_model(vocab: int) -> GPTNeoXForCausalLM:
-    torch.manual_seed(0)
-    cfg = GPTNeoXConfig(
-        vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=128, max_position_embeddings=128,
-    )
-    return GPTNeoXForCausalLM(cfg).eval()
-
-
-@pytest.fixture(scope="module")
-def word_tokenizer() -> PreTrainedTokenizerFast:
-    from tokenizers import Tokenizer, models, pre_tokenizers
-
-    vocab = {w: i for i, w in enumerate(["<pad>", "<eos>", "<unk>", *WORDS])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>")
-
-
-def records(n: int, seed: int) -> list[Record]:
-    rng = np.random.default_rng(seed)
-    return [Record(id=f"r{i}", text=" ".join(rng.choice(WORDS, int(rng.integers(3, 9))))) for i in range(n)]
-
-
-def test_steering_bank_starts_as_identity_and_steers_only_tagged_rows():
-    model = tiny_model(50)
+def test_steering_bank_starts_as_identity_and_steers_only_tagged_rows(tiny_gpt_neox):
+    model = tiny_gpt_neox(50)
     bank = SteeringBank(n_ops=3, hidden=32, rank=4, generator=torch.Generator().manual_seed(0))
     x = torch.randint(0, 50, (2, 6))
     base = model(x).logits
@@ -119,22 +71,22 @@ def test_auto_layer_follows_two_thirds_depth():
 
 
 @pytest.fixture(scope="module")
-def built(word_tokenizer, tmp_path_factory):
+def built(word_tokenizer, tiny_gpt_neox, make_records, tmp_path_factory):
     ctx = MethodContext(
-        model=tiny_model(len(word_tokenizer)), tokenizer=word_tokenizer,
+        model=tiny_gpt_neox(len(word_tokenizer)), tokenizer=word_tokenizer,
         work_dir=tmp_path_factory.mktemp("stride"), max_length=32, seed=3,
     )
-    train = records(60, seed=0)
+    train = make_records(60, seed=0)
     method = Stride({"steps": 120, "operators_per_step": 16, "subsets_per_example": 6}, ctx)
     method.build(train)
     return method, train
 
 
-def test_stride_end_to_end_scores_and_self_attribution(built):
+def test_stride_end_to_end_scores_and_self_attribution(built, make_records):
     method, train = built
     assert method.membership.shape == (60, 60) and method.layer == 1
     assert method.train_log[-1] < method.train_log[0]
-    scores = method.score(records(4, seed=1))
+    scores = method.score(make_records(4, seed=1))
     assert scores.shape == (4, 60) and scores.dtype == np.float32 and np.isfinite(scores).all()
     assert method.index_bytes > 0
     # Operators mimic training on their subsets: members' losses drop far more than non-members'.
@@ -146,31 +98,31 @@ def test_stride_end_to_end_scores_and_self_attribution(built):
     assert top1 >= 0.8, f"self-attribution top-1 rate {top1:.2f}"
 
 
-def test_stride_is_deterministic_given_the_seed(built, word_tokenizer, tmp_path):
+def test_stride_is_deterministic_given_the_seed(built, word_tokenizer, make_records, tmp_path):
     method, train = built
     ctx = MethodContext(model=method.ctx.model, tokenizer=word_tokenizer, work_dir=tmp_path, max_length=32, seed=3)
     other = Stride({"steps": 120, "operators_per_step": 16, "subsets_per_example": 6}, ctx)
     other.build(train)
-    q = records(2, seed=5)
+    q = make_records(2, seed=5)
     np.testing.assert_allclose(other.score(q), method.score(q), rtol=1e-5, atol=1e-7)
 
 
-def test_stride_rejects_bad_settings(word_tokenizer, tmp_path):
-    ctx = MethodContext(model=tiny_model(len(word_tokenizer)), tokenizer=word_tokenizer, work_dir=tmp_path)
+def test_stride_rejects_bad_settings(word_tokenizer, tiny_gpt_neox, make_records, tmp_path):
+    ctx = MethodContext(model=tiny_gpt_neox(len(word_tokenizer)), tokenizer=word_tokenizer, work_dir=tmp_path)
     with pytest.raises(ConfigError, match="stride.n_subsets must be null"):
-        Stride({"n_subsets": 3}, ctx).build(records(20, seed=0))
+        Stride({"n_subsets": 3}, ctx).build(make_records(20, seed=0))
     with pytest.raises(ConfigError, match=r"stride.layer must be null \(auto\) or a block index in \[0, 2\)"):
-        Stride({"layer": 5}, ctx).build(records(20, seed=0))
+        Stride({"layer": 5}, ctx).build(make_records(20, seed=0))
     with pytest.raises(ConfigError, match="stride.lasso_alpha_ratio must be > 0"):
         Stride({"lasso_alpha_ratio": 0}, ctx)
 
 
-def test_yaml_defaults_are_the_settings_stride_reads(word_tokenizer, tmp_path):
+def test_yaml_defaults_are_the_settings_stride_reads(word_tokenizer, tiny_gpt_neox, recording_cfg, tmp_path):
     from omegaconf import OmegaConf
 
-    ctx = MethodContext(model=tiny_model(len(word_tokenizer)), tokenizer=word_tokenizer, work_dir=tmp_path)
+    ctx = MethodContext(model=tiny_gpt_neox(len(word_tokenizer)), tokenizer=word_tokenizer, work_dir=tmp_path)
     yaml = OmegaConf.to_container(OmegaConf.load(CONF / "stride.yaml"))
-    cfg = RecordingCfg(yaml)
+    cfg = recording_cfg(yaml)
     method = Stride(cfg, ctx)
     assert set(yaml) - {"name", "needs_model"} <= cfg.read
     assert (method.max_subsets, method.per_example, method.rank) == (1000, 10, 16)

@@ -7,37 +7,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, PreTrainedTokenizerFast
+from transformers import GPTNeoXForCausalLM
 
-from rise_exp.data.records import Record
 from rise_exp.errors import ConfigError
 from rise_exp.methods._baselines_common import encode_all, row_losses
 from rise_exp.methods.base import MethodContext
 from rise_exp.methods.zo_inf import ZOInf, neighbours, spearman_matrix, zo_influence
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "method"
-WORDS = "the a bank loan rate stock market patient doctor dose blood heart star ship robot river".split()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest (and stably on a loaded 2-core box) with one intra-op thread."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-class RecordingCfg(dict):
-    """A config that remembers which settings the method read."""
-
-    def __init__(self, *args: object) -> None:
-        super().__init__(*args)
-        self.read: set[str] = set()
-
-    def get(self, key, default=None):  # type: ignore[override]
-        self.read.add(key)
-        return super().get(key, default)
+# ZO-Inf's tiny model is smaller than the other method tests' default one.
+ZO_MODEL = dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                max_position_embeddings=64)
 
 
 def gram_1d(theta: list[float]) -> np.ndarray:
@@ -92,35 +72,11 @@ def test_spearman_of_a_constant_trajectory_is_zero():
     np.testing.assert_allclose(rho, [[0.0], [1.0]], atol=1e-12)
 
 
-def tiny_model(vocab: int, seed: int) -> GPTNeoXForCausalLM:
-    torch.manual_seed(seed)
-    cfg = GPTNeoXConfig(
-        vocab_size=vocab, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=32, max_position_embeddings=64,
-    )
-    return GPTNeoXForCausalLM(cfg).eval()
-
-
 @pytest.fixture(scope="module")
-def word_tokenizer() -> PreTrainedTokenizerFast:
-    from tokenizers import Tokenizer, models, pre_tokenizers
-
-    vocab = {w: i for i, w in enumerate(["<pad>", "<eos>", "<unk>", *WORDS])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>")
-
-
-def records(n: int, seed: int) -> list[Record]:
-    rng = np.random.default_rng(seed)
-    return [Record(id=f"r{i}", text=" ".join(rng.choice(WORDS, int(rng.integers(3, 9))))) for i in range(n)]
-
-
-@pytest.fixture(scope="module")
-def trajectory(tmp_path_factory, word_tokenizer):
+def trajectory(tmp_path_factory, word_tokenizer, tiny_gpt_neox):
     """Three saved checkpoints: a base model and two drifts of it (stand-ins for finetuning epochs)."""
     root = tmp_path_factory.mktemp("ckpts")
-    model = tiny_model(len(word_tokenizer), seed=0)
+    model = tiny_gpt_neox(len(word_tokenizer), seed=0, **ZO_MODEL)
     paths, models = [], []
     gen = torch.Generator().manual_seed(1)
     for e in range(3):
@@ -135,10 +91,10 @@ def trajectory(tmp_path_factory, word_tokenizer):
     return paths, models
 
 
-def test_zo_inf_end_to_end_matches_explicit_displacement_reference(word_tokenizer, trajectory, tmp_path):
+def test_zo_inf_end_to_end_matches_explicit_displacement_reference(word_tokenizer, trajectory, make_records, tmp_path):
     paths, models = trajectory
     ctx = MethodContext(model=models[-1], tokenizer=word_tokenizer, work_dir=tmp_path, checkpoints=paths, max_length=32)
-    train, queries = records(8, seed=0), records(3, seed=1)
+    train, queries = make_records(8, seed=0), make_records(3, seed=1)
     method = ZOInf({"neighbors": 2}, ctx)
     method.build(train)
     scores = method.score(queries)
@@ -161,8 +117,9 @@ def test_zo_inf_end_to_end_matches_explicit_displacement_reference(word_tokenize
     np.testing.assert_allclose(scores, ref.T, rtol=1e-4, atol=1e-6 * np.abs(ref).max())
 
 
-def test_zo_inf_without_checkpoints_says_how_to_get_them(word_tokenizer, tmp_path):
-    ctx = MethodContext(model=tiny_model(len(word_tokenizer), 0), tokenizer=word_tokenizer, work_dir=tmp_path)
+def test_zo_inf_without_checkpoints_says_how_to_get_them(word_tokenizer, tiny_gpt_neox, tmp_path):
+    model = tiny_gpt_neox(len(word_tokenizer), 0, **ZO_MODEL)
+    ctx = MethodContext(model=model, tokenizer=word_tokenizer, work_dir=tmp_path)
     with pytest.raises(ConfigError, match=r"needs at least 2 finetuning checkpoints .* but has 0.*finetune.epochs"):
         ZOInf({}, ctx)
     ctx.checkpoints = [tmp_path / "a"]
@@ -180,13 +137,13 @@ def test_zo_inf_rejects_unknown_param_scope(word_tokenizer, trajectory, tmp_path
         ZOInf({"params": "attention"}, ctx)
 
 
-def test_yaml_defaults_are_the_settings_zo_inf_reads(word_tokenizer, trajectory, tmp_path):
+def test_yaml_defaults_are_the_settings_zo_inf_reads(word_tokenizer, trajectory, recording_cfg, tmp_path):
     from omegaconf import OmegaConf
 
     paths, models = trajectory
     ctx = MethodContext(model=models[-1], tokenizer=word_tokenizer, work_dir=tmp_path, checkpoints=paths)
     yaml = OmegaConf.to_container(OmegaConf.load(CONF / "zo_inf.yaml"))
-    cfg = RecordingCfg(yaml)
+    cfg = recording_cfg(yaml)
     method = ZOInf(cfg, ctx)
     assert set(yaml) - {"name", "needs_model", "needs_checkpoints"} <= cfg.read
     settings = (method.neighbors, method.center_losses, method.weight_by_correlation, method.scope)
