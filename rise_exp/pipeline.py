@@ -62,7 +62,7 @@ def prepare(cfg: DictConfig, run_dir: Path, *, need_model: bool = True, loggers:
     cache = Path(cfg.paths.cache_dir)
     ctx = MethodContext(model=None, tokenizer=None, work_dir=run_dir / "method", seed=int(cfg.seed),
                         trainer=to_dict(cfg.trainer), max_length=int(cfg.data.max_length),
-                        mask_prompt=bool(cfg.data.mask_prompt))
+                        mask_prompt=bool(cfg.data.get("attribute_mask_prompt", False)))
     if not need_model:
         return Prepared(task, ctx, None, None)
 

@@ -25,7 +25,8 @@ class MethodContext:
         model_id: A string identifying the model (hub id + revision, or embedded config hash).
         trainer: Settings for Lightning ``Trainer`` construction (accelerator, devices, strategy, precision).
         max_length: Maximum tokens per row before chunking.
-        mask_prompt: Whether prompt tokens are excluded from the loss (instruction rows).
+        mask_prompt: Whether prompt tokens of instruction rows are excluded from what methods score
+            (``data.attribute_mask_prompt``; the same for every method).
         seed: Global seed.
     """
 
@@ -36,7 +37,7 @@ class MethodContext:
     model_id: str = ""
     trainer: dict[str, Any] = field(default_factory=dict)
     max_length: int = 512
-    mask_prompt: bool = True
+    mask_prompt: bool = False
     seed: int = 42
 
 

@@ -85,9 +85,10 @@ class RiseMethod(AttributionMethod):
         super().__init__(cfg, ctx)
         self.rise, self.index_cfg = split_config(cfg)
         self.valuation = str(dict(cfg).get("valuation", "mean"))
-        # The RISE code scores every token of an index row, and of a query unless it names a prompt.
-        self.mask_train_prompt = bool(dict(cfg).get("mask_train_prompt", False))
-        self.mask_query_prompt = bool(dict(cfg).get("mask_query_prompt", False))
+        # Which tokens count: the run's protocol setting (ctx.mask_prompt) unless overridden here.
+        d = dict(cfg)
+        self.mask_train_prompt = ctx.mask_prompt if d.get("mask_train_prompt") is None else bool(d["mask_train_prompt"])
+        self.mask_query_prompt = ctx.mask_prompt if d.get("mask_query_prompt") is None else bool(d["mask_query_prompt"])
         self.index: SignatureIndex | None = None
         weight, _ = unembedding(ctx.model)
         self.tables = SketchTables.create(self.rise, vocab_size=weight.shape[0], hidden_size=weight.shape[1])
