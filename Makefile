@@ -25,6 +25,7 @@ test: venv
 
 bench: venv
 	$(BIN)/python benchmarks/bench_index.py
+	$(BIN)/python benchmarks/bench_methods.py
 
 clean:
 	rm -rf outputs/* multirun .cache
