@@ -19,6 +19,8 @@ from rise_exp.run_logging import close_loggers, log_summary, make_loggers
 
 log = logging.getLogger(__name__)
 
+MAX_SAVED_SCORES = 5_000_000
+
 
 def write_topk(path: Path, scores: np.ndarray, task: Any, k: int) -> None:
     """One JSON line per query: its id and its top-``k`` training rows (id, score, label, text)."""
@@ -63,7 +65,8 @@ def run_attribute(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         metrics.update(prep.finetune.metrics)
     write_json(run_dir / "metrics.json", metrics)
     write_topk(run_dir / "topk.jsonl", scores, task, int(cfg.stage.write_topk))
-    np.save(run_dir / "scores.npy", scores) if scores.size <= 5_000_000 else None
+    if scores.size <= MAX_SAVED_SCORES:  # the full matrix, for re-analysis of small pools
+        np.save(run_dir / "scores.npy", scores)
 
     loggers = make_loggers(cfg.logger, run_dir, name="attribute", group=str(cfg.task.name), config=to_dict(cfg))
     log_summary(loggers, metrics)
