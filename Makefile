@@ -1,9 +1,10 @@
 # One command each for a fresh machine: `make run` (main job on the embedded default) and `make test`.
 PYTHON ?= python3
 VENV ?= .venv
-# CPU build by default; a GPU user overrides, e.g. `make run TORCH_SPEC="torch==2.13.0" TORCH_INDEX=...`.
+# torch is pinned here (the package accepts torch>=2.2,<3); pick another build with e.g.
+# `make run TORCH_SPEC="torch==2.13.0" TORCH_PIP_ARGS="--index-url <a torch wheel index>"`.
 TORCH_SPEC ?= torch==2.13.0
-PIP_EXTRA ?=
+TORCH_PIP_ARGS ?=
 BIN := $(VENV)/bin
 
 .PHONY: venv run test bench clean
@@ -11,8 +12,8 @@ BIN := $(VENV)/bin
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q "$(TORCH_SPEC)" $(PIP_EXTRA)
-	$(BIN)/pip install -q -e ".[dev]" $(PIP_EXTRA)
+	$(BIN)/pip install -q "$(TORCH_SPEC)" $(TORCH_PIP_ARGS)
+	$(BIN)/pip install -q -e ".[dev]"
 	touch $@
 
 venv: $(BIN)/.installed
