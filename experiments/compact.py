@@ -9,7 +9,7 @@ import argparse
 
 import pandas as pd
 
-KEYS = ("model", "method", "ablation", "fusion", "kr", "kh", "kg", "lam_gh", "lam_rg", "mode")
+KEYS = ("model", "method", "ablation", "fusion", "kr", "kh", "kg", "lam_gh", "lam_rg", "stage.mode", "mode")
 
 
 def main() -> None:
