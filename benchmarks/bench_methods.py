@@ -133,20 +133,11 @@ def timed_queries(queries: Sequence[Record], target: int) -> tuple[list[Record],
 
 
 def _quiet() -> None:
-    """Silence progress bars and library chatter (after importing them: they set their own levels)."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import warnings
+    """The CLI's library quieting, plus errors only from Lightning and bm25s."""
+    from rise_exp.cli import quiet_libraries
 
-    import lightning  # noqa: F401
-    import transformers
-
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")
-    warnings.filterwarnings("ignore", ".*val_dataloader.*")
-    warnings.filterwarnings("ignore", ".*LeafSpec.*")
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero",
-                 "bm25s", "datasets"):
+    quiet_libraries()
+    for name in ("lightning", "lightning.pytorch", "lightning.pytorch.utilities.rank_zero", "bm25s"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
 

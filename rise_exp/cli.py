@@ -38,7 +38,8 @@ def _stages() -> dict:
     return stages
 
 
-def _quiet_libraries() -> None:
+def quiet_libraries() -> None:
+    """Silence progress bars and library chatter (imports them first: they set their own levels)."""
     import os
     import warnings
 
@@ -78,7 +79,7 @@ def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    _quiet_libraries()
+    quiet_libraries()
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
