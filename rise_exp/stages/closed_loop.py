@@ -33,7 +33,7 @@ from rise_exp.data.tasks import build_task
 from rise_exp.errors import ConfigError
 from rise_exp.methods.registry import METHODS, build_method
 from rise_exp.models import embedded_dir, load_pretrained
-from rise_exp.pipeline import Prepared, peak_rss_mb, prepare, to_dict, tokenizer_texts
+from rise_exp.pipeline import Prepared, peak_rss_mb, prepare_logged, to_dict, tokenizer_texts
 from rise_exp.results import write_json
 from rise_exp.run_logging import close_loggers, log_summary, make_loggers
 
@@ -133,9 +133,7 @@ def run_closed_loop(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     check_heldout(str(cfg.task.name), build_task(cfg.task).heldout, list(ev["heldout"]))  # fail before training
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    ft_loggers = make_loggers(cfg.logger, run_dir, name="finetune", group=str(cfg.task.name))
-    prep = prepare(cfg, run_dir, loggers=ft_loggers)
-    close_loggers(ft_loggers)
+    prep = prepare_logged(cfg, run_dir)
     task, tokenizer = prep.task, prep.ctx.tokenizer
     token_lists = text_tokens(task.candidates, tokenizer)
     counts = np.asarray([len(t) for t in token_lists], dtype=np.int64)
