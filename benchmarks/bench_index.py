@@ -2,8 +2,8 @@
 
 Models are Pythia-shaped GPT-NeoX with random weights (no download). The forward pass runs the full
 model including the full-vocabulary logits under ``torch.inference_mode``; RISE runs the base model
-(final-norm hidden states) and the RISE head. Per batch, the two are timed alternately and the best of ``--repeats`` is kept
-(the machine may be shared; the best time is the least disturbed one).
+(final-norm hidden states) and the RISE head. Per batch, the two are timed alternately and the best of
+``--repeats`` is kept (the machine may be shared; the best time is the least disturbed one).
 
     python benchmarks/bench_index.py [--models 70m,14m] [--seqs 16] [--seq-len 256] [--json out.json]
 """
@@ -46,7 +46,9 @@ def best_time(fn: Callable[[], None], repeats: int) -> list[float]:
     return times
 
 
-def bench(name: str, seqs: int, seq_len: int, batch: int, repeats: int, cfg: RiseConfig) -> dict[str, float | str | int]:
+def bench(
+    name: str, seqs: int, seq_len: int, batch: int, repeats: int, cfg: RiseConfig
+) -> dict[str, float | str | int]:
     model = build_model(name)
     g = torch.Generator().manual_seed(1)
     ids = torch.randint(0, VOCAB, (seqs, seq_len), generator=g)
@@ -59,7 +61,7 @@ def bench(name: str, seqs: int, seq_len: int, batch: int, repeats: int, cfg: Ris
 
     @torch.inference_mode()
     def forward(i: torch.Tensor, a: torch.Tensor, t: torch.Tensor) -> None:
-        model(input_ids=i, attention_mask=a, use_cache=False).logits
+        _ = model(input_ids=i, attention_mask=a, use_cache=False).logits
 
     @torch.inference_mode()
     def rise(i: torch.Tensor, a: torch.Tensor, t: torch.Tensor) -> None:
@@ -71,8 +73,8 @@ def bench(name: str, seqs: int, seq_len: int, batch: int, repeats: int, cfg: Ris
         rise(*b)
         t_f, t_r = [], []
         for _ in range(repeats):
-            t_f += best_time(lambda: forward(*b), 1)
-            t_r += best_time(lambda: rise(*b), 1)
+            t_f += best_time(lambda b=b: forward(*b), 1)
+            t_r += best_time(lambda b=b: rise(*b), 1)
         fwd += min(t_f)
         rs += min(t_r)
     tokens = seqs * seq_len
@@ -97,12 +99,16 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="write the results as a JSON list here")
     args = ap.parse_args()
     cfg = RiseConfig(max_tokens_per_batch=args.max_tokens_per_batch)
-    rows = [bench(f"pythia-{m.strip()}", args.seqs, args.seq_len, args.batch, args.repeats, cfg)
-            for m in args.models.split(",")]
+    rows = [
+        bench(f"pythia-{m.strip()}", args.seqs, args.seq_len, args.batch, args.repeats, cfg)
+        for m in args.models.split(",")
+    ]
     print(f"{'model':<12}{'tokens':>8}{'fwd tok/s':>12}{'rise tok/s':>12}{'rise/fwd':>10}{'peak MB':>10}")
     for r in rows:
-        print(f"{r['model']:<12}{r['tokens']:>8}{r['forward_tokens_per_s']:>12.0f}{r['rise_tokens_per_s']:>12.0f}"
-              f"{r['rise_over_forward_time']:>10.2f}{r['peak_rss_mb']:>10.0f}")
+        print(
+            f"{r['model']:<12}{r['tokens']:>8}{r['forward_tokens_per_s']:>12.0f}{r['rise_tokens_per_s']:>12.0f}"
+            f"{r['rise_over_forward_time']:>10.2f}{r['peak_rss_mb']:>10.0f}"
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

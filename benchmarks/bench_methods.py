@@ -13,8 +13,8 @@ synthetic Howdy). The task and the shared finetuned model are prepared once here
   Howdy queries; the distinct ones are repeated cyclically up to ``--queries``),
 - ``auprc@10``: ``rise_exp.metrics.retrieval_metrics`` on the distinct queries only.
 
-It also prints the analytic storage per row of RISE and RapidIn at the paper's dims (from
-``conf/method/{rise,rapidin}.yaml``, not measured).
+It also prints the analytic storage per row of RISE and RapidIn at the paper's dims (their composed
+``method=rise`` / ``method=rapidin`` settings, not measured).
 
     python benchmarks/bench_methods.py [--methods rise,bm25,rapidin,zo_inf,stride] [--n-train 500]
         [--queries 100] [--json PATH] [hydra overrides ...] [METHOD:override ...]
@@ -44,16 +44,22 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a plain script from anywhere
     sys.path.insert(0, str(REPO))
 
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
-
-from rise_exp.cli import CONF_DIR  # noqa: E402
 from rise_exp.data.records import Record  # noqa: E402
 from rise_exp.errors import ConfigError, RiseError, allowed  # noqa: E402
+from rise_exp.memory import process_peak_rss_mb as peak_rss_mb  # noqa: E402
+from rise_exp.run_config import RunConfig, compose  # noqa: E402
 
 METHOD_NAMES: tuple[str, ...] = ("rise", "bm25", "rapidin", "zo_inf", "stride")
 HOWDY_DISTINCT_QUERIES = 56  # rise_exp.data.synthetic.howdy: the distinct triggered queries it can draw
-TABLE_COLUMNS: tuple[str, ...] = ("method", "build_s", "bytes_per_row", "peak_rss_mb", "rss_over_base_mb",
-                                  "query_s_per_100", "auprc@10")
+TABLE_COLUMNS: tuple[str, ...] = (
+    "method",
+    "build_s",
+    "bytes_per_row",
+    "peak_rss_mb",
+    "rss_over_base_mb",
+    "query_s_per_100",
+    "auprc@10",
+)
 RECORD_KEYS: tuple[str, ...] = (*TABLE_COLUMNS, "model", "n_train", "n_queries")
 DTYPE_BYTES: dict[str, int] = {"float16": 2, "bfloat16": 2, "float32": 4}
 PAPER_CLAIM = 112.0  # "reduces index storage by up to 112x compared to RapidIn" (RISE abstract)
@@ -97,13 +103,10 @@ def query_count(requested: int, overrides: Sequence[str]) -> int:
     return min(requested, HOWDY_DISTINCT_QUERIES)
 
 
-def compose_config(method: str, n_train: int, n_queries: int, overrides: Sequence[str]) -> DictConfig:
+def compose_config(method: str, n_train: int, n_queries: int, overrides: Sequence[str]) -> RunConfig:
     """The default run config for ``method`` with the benchmark's sizes, no logger, then ``overrides``."""
-    from hydra import compose, initialize_config_dir
-
     base = [f"method={method}", f"task.n_train={n_train}", f"task.n_queries={n_queries}", "logger=none"]
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose("config", overrides=[*base, *overrides])
+    return RunConfig.from_cfg(compose([*base, *overrides]))
 
 
 def timed_queries(queries: Sequence[Record], target: int) -> tuple[list[Record], str]:
@@ -124,8 +127,10 @@ def timed_queries(queries: Sequence[Record], target: int) -> tuple[list[Record],
     if n >= target:
         note = f"{target} distinct queries timed and evaluated"
     else:
-        note = (f"{n} distinct queries (the generator's limit) repeated cyclically to {target} for timing; "
-                f"auPRC@10 on the {n} distinct ones")
+        note = (
+            f"{n} distinct queries (the generator's limit) repeated cyclically to {target} for timing; "
+            f"auPRC@10 on the {n} distinct ones"
+        )
     return out, note
 
 
@@ -134,66 +139,47 @@ def timed_queries(queries: Sequence[Record], target: int) -> tuple[list[Record],
 
 def _quiet() -> None:
     """The CLI's library quieting, plus errors only from Lightning and bm25s."""
-    from rise_exp.cli import quiet_libraries
+    from rise_exp.quiet import quiet_libraries
 
     quiet_libraries()
     for name in ("lightning", "lightning.pytorch", "lightning.pytorch.utilities.rank_zero", "bm25s"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process image, in MiB.
-
-    Linux: ``VmHWM`` of ``/proc/self/status``, which starts afresh at ``exec``. ``ru_maxrss`` does not:
-    a child started by fork/vfork + exec inherits the parent's high-water mark, so every subprocess
-    would report at least the driver's peak. Elsewhere falls back to ``ru_maxrss``.
-    """
-    try:
-        text = Path("/proc/self/status").read_text()
-    except OSError:
-        text = ""
-    m = re.search(r"^VmHWM:\s+(\d+)\s+kB", text, re.M)
-    if m:
-        return int(m.group(1)) / 1024.0
-    import resource
-
-    per_mib = 2**20 if sys.platform == "darwin" else 1024  # macOS reports bytes, Linux KiB
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / per_mib
-
-
-def measure_method(cfg: DictConfig, work_dir: Path, n_timed: int) -> dict[str, Any]:
+def measure_method(cfg: RunConfig, work_dir: Path, n_timed: int) -> dict[str, Any]:
     """Prepare, build and score one method (``cfg.method``) in this process; returns its record."""
-    import numpy as np
-
-    from rise_exp.methods.registry import build_method
+    from rise_exp.methods.registry import method_class
     from rise_exp.metrics import retrieval_metrics
     from rise_exp.pipeline import prepare
+    from rise_exp.runner import attribution_scores, build_on
 
-    need_model = bool(cfg.method.get("needs_model", True))
-    prep = prepare(cfg, work_dir, need_model=need_model)
+    prep = prepare(cfg, work_dir, need_model=method_class(cfg.method.name).needs_model)
     base_rss = peak_rss_mb()
     task = prep.task
     queries, note = timed_queries(task.queries, n_timed)
-    method = build_method(cfg.method, prep.ctx)
-    t0 = time.perf_counter()
-    method.build(task.train)
-    build_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    scores = np.asarray(method.score(queries), dtype=np.float32)
-    query_s = time.perf_counter() - t0
-    if scores.shape != (len(queries), len(task.train)):
-        raise RuntimeError(f"{method.name}: scores of shape {scores.shape}, expected {(len(queries), len(task.train))}")
+    built = build_on(cfg.method, prep.ctx, task.train)
+    method, build_s = built.method, built.build_seconds
+    scores, query_s = attribution_scores(built, queries)
     n_real = min(len(task.queries), len(queries))  # the distinct queries that were scored
     metrics = retrieval_metrics(scores[:n_real], task.labels, ks=(10,))
     peak = peak_rss_mb()
     return {
-        "method": str(cfg.method.name), "build_s": build_s,
+        "method": str(cfg.method.name),
+        "build_s": build_s,
         "bytes_per_row": float(method.index_bytes) / len(task.train),
-        "peak_rss_mb": peak, "rss_over_base_mb": peak - base_rss,
-        "query_s_per_100": query_s * 100.0 / len(queries), "auprc@10": float(metrics["auprc@10"]),
-        "model": str(cfg.model.name), "n_train": len(task.train), "n_queries": n_real,
-        "queries_timed": len(queries), "query_s": query_s, "queries_note": note,
-        "index_bytes": int(method.index_bytes), "base_rss_mb": base_rss, "p@10": float(metrics["p@10"]),
+        "peak_rss_mb": peak,
+        "rss_over_base_mb": peak - base_rss,
+        "query_s_per_100": query_s * 100.0 / len(queries),
+        "auprc@10": float(metrics["auprc@10"]),
+        "model": str(cfg.model.name),
+        "n_train": len(task.train),
+        "n_queries": n_real,
+        "queries_timed": len(queries),
+        "query_s": query_s,
+        "queries_note": note,
+        "index_bytes": int(method.index_bytes),
+        "base_rss_mb": base_rss,
+        "p@10": float(metrics["p@10"]),
     }
 
 
@@ -220,9 +206,21 @@ def failed_record(method: str, error: str, model: str, n_train: int) -> dict[str
 def run_in_subprocess(method: str, args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
     """Measure ``method`` in a fresh interpreter (so its peak RSS is its own); returns its record."""
     out = work_dir / f"{method}.record.json"
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--single", method, "--n-train", str(args.n_train),
-           "--queries", str(args.queries), "--work-dir", str(work_dir / method), "--record-out", str(out),
-           *args.overrides]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--single",
+        method,
+        "--n-train",
+        str(args.n_train),
+        "--queries",
+        str(args.queries),
+        "--work-dir",
+        str(work_dir / method),
+        "--record-out",
+        str(out),
+        *args.overrides,
+    ]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, cwd=os.getcwd())
     if proc.returncode != 0 or not out.exists():
@@ -235,30 +233,36 @@ def run_in_subprocess(method: str, args: argparse.Namespace, work_dir: Path) -> 
 
 def prepare_shared(args: argparse.Namespace, methods: Sequence[str], work_dir: Path) -> dict[str, Any]:
     """Build the task and finetune the shared model once (cached on disk), before any method runs."""
+    from rise_exp.methods.registry import method_class
     from rise_exp.pipeline import prepare
 
     common, per_method = split_overrides(args.overrides)
-    method = next((m for m in methods if m != "bm25"), methods[0])
+    need_model = any(method_class(m).needs_model for m in methods)
+    method = next((m for m in methods if method_class(m).needs_model), methods[0])
     cfg = compose_config(method, args.n_train, query_count(args.queries, common), [*common, *per_method[method]])
-    need_model = any(m != "bm25" for m in methods)
     t0 = time.perf_counter()
     prep = prepare(cfg, work_dir / "prepare", need_model=need_model)
-    return {"prepare_s": time.perf_counter() - t0, "model": str(cfg.model.name), "model_id": prep.ctx.model_id,
-            "finetune_cached": bool(prep.finetune.cached) if prep.finetune else None,
-            "n_train": len(prep.task.train), "n_distinct_queries": len(prep.task.queries),
-            "checkpoints": len(prep.ctx.checkpoints)}
+    return {
+        "prepare_s": time.perf_counter() - t0,
+        "model": str(cfg.model.name),
+        "model_id": prep.ctx.model_id,
+        "finetune_cached": bool(prep.finetune.cached) if prep.finetune else None,
+        "n_train": len(prep.task.train),
+        "n_distinct_queries": len(prep.task.queries),
+        "checkpoints": len(prep.ctx.checkpoints),
+    }
 
 
 # ---------------------------------------------------------------- analytic storage at the paper's dims
 
 
-def _method_yaml(name: str) -> dict[str, Any]:
-    node = OmegaConf.load(Path(CONF_DIR) / "method" / f"{name}.yaml")
-    return OmegaConf.to_container(node, resolve=False)  # type: ignore[return-value]
+def _method_yaml(name: str) -> Any:
+    return compose([f"method={name}"]).method
 
 
 def rise_signature_dim(kr: int, kh: int, kg: int, fusion: str) -> int:
-    """Signature length of CountSketch RISE: ``rh -> kr*kh``, ``gh -> kg*kh``, ``rg -> kr*kg``, summed over ``fusion``."""
+    """Signature length of CountSketch RISE: ``rh -> kr*kh``, ``gh -> kg*kh``, ``rg -> kr*kg``, summed over
+    ``fusion``."""
     sizes = {"rh": kr * kh, "gh": kg * kh, "rg": kr * kg}
     parts = fusion.split("+")
     bad = [p for p in parts if p not in sizes]
@@ -268,13 +272,19 @@ def rise_signature_dim(kr: int, kh: int, kg: int, fusion: str) -> int:
 
 
 def paper_storage() -> dict[str, Any]:
-    """Bytes per row of RISE and RapidIn at the dims of ``conf/method/{rise,rapidin}.yaml`` (the paper's).
+    """Bytes per row of RISE and RapidIn at the dims of ``method=rise`` / ``method=rapidin`` (the paper's).
 
     RISE: ``signature_dim * bytes(dtype)``, ``signature_dim = kr*kh + kg*kh`` for fusion rh+gh.
     RapidIn: ``K * 2`` (fp16, as the official code stores) and ``K * bytes(conf dtype)`` (ours).
     """
     rise = _method_yaml("rise")
-    kr, kh, kg, fusion, rdtype = int(rise["kr"]), int(rise["kh"]), int(rise["kg"]), str(rise["fusion"]), str(rise["dtype"])
+    kr, kh, kg, fusion, rdtype = (
+        int(rise["kr"]),
+        int(rise["kh"]),
+        int(rise["kg"]),
+        str(rise["fusion"]),
+        str(rise["dtype"]),
+    )
     dim = rise_signature_dim(kr, kh, kg, fusion)
     rapid = _method_yaml("rapidin")
     k = int(rapid["k"])
@@ -286,29 +296,38 @@ def paper_storage() -> dict[str, Any]:
     rows = [
         {"what": f"RISE {fusion} kr/kh/kg={kr}/{kh}/{kg} {rdtype}", "dims": dim, "bytes_per_row": rise_bytes},
         {"what": f"RapidIn K={k} float16 (official code)", "dims": k, "bytes_per_row": k * 2},
-        {"what": f"RapidIn K={k} {ours} (conf/method/rapidin.yaml)", "dims": k, "bytes_per_row": k * DTYPE_BYTES[ours]},
+        {"what": f"RapidIn K={k} {ours} (method=rapidin default)", "dims": k, "bytes_per_row": k * DTYPE_BYTES[ours]},
         {"what": "RapidIn K=2^20 float16 (a larger K)", "dims": 2**20, "bytes_per_row": 2**20 * 2},
     ]
     for r in rows:
         r["ratio_vs_rise"] = r["bytes_per_row"] / rise_bytes
-    return {"rows": rows, "rise_bytes": rise_bytes, "rapidin_fp16_bytes": k * 2,
-            "rise_dims_for_claim": k * 2 / PAPER_CLAIM / DTYPE_BYTES[rdtype]}
+    return {
+        "rows": rows,
+        "rise_bytes": rise_bytes,
+        "rapidin_fp16_bytes": k * 2,
+        "rise_dims_for_claim": k * 2 / PAPER_CLAIM / DTYPE_BYTES[rdtype],
+    }
 
 
 def storage_lines(storage: dict[str, Any]) -> list[str]:
     """The analytic storage table and the honest comparison with the paper's 'up to 112x'."""
     from tabulate import tabulate
 
-    table = tabulate([[r["what"], r["dims"], r["bytes_per_row"], f"{r['ratio_vs_rise']:.2f}x"] for r in storage["rows"]],
-                     headers=["storage per row (analytic)", "dims", "bytes", "vs RISE"], tablefmt="github")
+    table = tabulate(
+        [[r["what"], r["dims"], r["bytes_per_row"], f"{r['ratio_vs_rise']:.2f}x"] for r in storage["rows"]],
+        headers=["storage per row (analytic)", "dims", "bytes", "vs RISE"],
+        tablefmt="github",
+    )
     fp16 = storage["rows"][1]["ratio_vs_rise"]
     fp32 = storage["rows"][2]["ratio_vs_rise"]
-    note = (f"At the paper's default dims RISE stores {fp16:.2f}x less per row than RapidIn's fp16 2^16-dim "
-            f"vectors ({fp32:.2f}x less than our fp32 default). The paper's 'up to {PAPER_CLAIM:.0f}x' is not "
-            f"reached at these dims: against fp16 K=2^16 it would take ~{storage['rise_dims_for_claim']:.0f}-dim "
-            f"RISE signatures (much smaller sketch dims than the defaults), and even K=2^20 gives "
-            f"{storage['rows'][3]['ratio_vs_rise']:.1f}x. Which RapidIn storage the paper's figure compares "
-            f"to could not be verified from the sources available offline.")
+    note = (
+        f"At the paper's default dims RISE stores {fp16:.2f}x less per row than RapidIn's fp16 2^16-dim "
+        f"vectors ({fp32:.2f}x less than our fp32 default). The paper's 'up to {PAPER_CLAIM:.0f}x' is not "
+        f"reached at these dims: against fp16 K=2^16 it would take ~{storage['rise_dims_for_claim']:.0f}-dim "
+        f"RISE signatures (much smaller sketch dims than the defaults), and even K=2^20 gives "
+        f"{storage['rows'][3]['ratio_vs_rise']:.1f}x. Which RapidIn storage the paper's figure compares "
+        f"to could not be verified from the sources available offline."
+    )
     return [table, "", note]
 
 
@@ -358,8 +377,11 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
         work_dir = Path(args.work_dir) if args.work_dir else Path(tmp)
         work_dir.mkdir(parents=True, exist_ok=True)
         shared = prepare_shared(args, methods, work_dir)
-        print(f"model {shared['model']}, {shared['n_train']} training rows, prepare (task + shared finetune, "
-              f"{'cached' if shared['finetune_cached'] else 'trained'}) {shared['prepare_s']:.1f} s", flush=True)
+        print(
+            f"model {shared['model']}, {shared['n_train']} training rows, prepare (task + shared finetune, "
+            f"{'cached' if shared['finetune_cached'] else 'trained'}) {shared['prepare_s']:.1f} s",
+            flush=True,
+        )
         records = []
         for m in methods:
             try:
@@ -377,9 +399,15 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
     print()
     print("\n".join(storage_lines(storage)))
     by = {r["method"]: r for r in records}
-    if "rise" in by and "rapidin" in by and not math.isnan(by["rise"]["build_s"]) and not math.isnan(by["rapidin"]["build_s"]):
-        print(f"\nmeasured: RapidIn/RISE bytes per row {by['rapidin']['bytes_per_row'] / by['rise']['bytes_per_row']:.2f}x, "
-              f"build time {by['rapidin']['build_s'] / by['rise']['build_s']:.2f}x")
+    if (
+        "rise" in by
+        and "rapidin" in by
+        and not math.isnan(by["rise"]["build_s"])
+        and not math.isnan(by["rapidin"]["build_s"])
+    ):
+        ratio_bytes = by["rapidin"]["bytes_per_row"] / by["rise"]["bytes_per_row"]
+        ratio_build = by["rapidin"]["build_s"] / by["rise"]["build_s"]
+        print(f"\nmeasured: RapidIn/RISE bytes per row {ratio_bytes:.2f}x, build time {ratio_build:.2f}x")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(records, indent=1))

@@ -1,6 +1,6 @@
 """Print a compact Markdown table (chosen metrics as mean ± std) from a report's summary.csv.
 
-    python experiments/compact.py outputs/report/summary.csv --metrics auprc@5,auprc@10,auprc@50,p@10
+python experiments/compact.py multirun/<sweep>/report/summary.csv --metrics auprc@5,auprc@10,auprc@50,p@10
 """
 
 from __future__ import annotations

@@ -21,6 +21,4 @@ class IndexError_(RiseError):
 
 def allowed(setting: str, value: object, choices: list[str] | tuple[str, ...]) -> ConfigError:
     """Build the standard 'unknown value' error for a setting."""
-    return ConfigError(
-        f"unknown {setting} {value!r}; allowed values: {', '.join(sorted(map(str, choices)))}"
-    )
+    return ConfigError(f"unknown {setting} {value!r}; allowed values: {', '.join(sorted(map(str, choices)))}")

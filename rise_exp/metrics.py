@@ -140,9 +140,7 @@ def _check_ks(ks: Sequence[int]) -> tuple[int, ...]:
     return tuple(int(k) for k in out)
 
 
-def retrieval_metrics(
-    scores: np.ndarray, labels: np.ndarray, ks: Sequence[int] = DEFAULT_KS
-) -> dict[str, float | int]:
+def retrieval_metrics(scores: np.ndarray, labels: np.ndarray, ks: Sequence[int] = DEFAULT_KS) -> dict[str, float | int]:
     """The retrospective top-K / bottom-K protocol averaged over queries (see the module docstring).
 
     Args:

@@ -9,84 +9,34 @@ path is the same as for ``EleutherAI/pythia-*`` and ``allenai/OLMo-2-*`` checkpo
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from rise_exp.errors import ConfigError, allowed
+from rise_exp.config.model import ModelConfig
+from rise_exp.errors import ConfigError
+from rise_exp.hashing import config_hash
 
 log = logging.getLogger(__name__)
 
-ARCHES = ("gpt_neox", "olmo2")
-SOURCES = ("embedded", "hub", "local")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
 SPECIAL_TOKENS = ("<|endoftext|>", "<|padding|>")
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """What a model config says: where the weights come from and the architecture facts."""
-
-    name: str
-    source: str
-    arch: str
-    hub_id: str | None
-    revision: str | None
-    dtype: str
-    layers: int
-    hidden_size: int
-    heads: int
-    vocab_size: int
-    max_position: int
-    intermediate_size: int | None = None
-    kv_heads: int | None = None
-    init_seed: int = 0
-    trust_remote_code: bool = False
-
-    @classmethod
-    def from_cfg(cls, cfg: Mapping[str, Any]) -> ModelSpec:
-        d = dict(cfg)
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"unknown model setting(s) {unknown}; allowed: {sorted(known)}")
-        spec = cls(**d)
-        if spec.source not in SOURCES:
-            raise allowed("model.source", spec.source, SOURCES)
-        if spec.arch not in ARCHES:
-            raise allowed("model.arch", spec.arch, ARCHES)
-        if spec.dtype not in DTYPES:
-            raise allowed("model.dtype", spec.dtype, tuple(DTYPES))
-        if spec.source in ("hub", "local") and not spec.hub_id:
-            raise ConfigError(f"model {spec.name!r}: source={spec.source} needs model.hub_id (a hub id or a local path)")
-        for k in ("layers", "hidden_size", "heads", "vocab_size", "max_position"):
-            if int(getattr(spec, k)) <= 0:
-                raise ConfigError(f"model.{k} must be > 0, got {getattr(spec, k)}")
-        return spec
-
-    @property
-    def identity(self) -> str:
-        """A stable string naming these weights (hub id@revision, or the embedded config)."""
-        if self.source == "embedded":
-            return f"embedded:{self.name}:{config_hash(self.__dict__)}"
-        return f"{self.hub_id}@{self.revision or 'main'}"
-
-    def approx_parameters(self) -> int:
-        """Parameter count estimated from the architecture facts alone (no loading)."""
-        d, L, V = self.hidden_size, self.layers, self.vocab_size
-        ffn = self.intermediate_size or 4 * d
-        return L * (4 * d * d + 2 * d * ffn) + 2 * V * d
+def model_identity(cfg: ModelConfig) -> str:
+    """A stable string naming these starting weights (hub id@revision, or the embedded config)."""
+    if cfg.source == "embedded":
+        return f"embedded:{cfg.name}:{config_hash(cfg.to_dict())}"
+    return f"{cfg.hub_id}@{cfg.revision or 'main'}"
 
 
-def config_hash(obj: Any, n: int = 12) -> str:
-    """Short stable hash of a JSON-serialisable object."""
-    blob = json.dumps(obj, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:n]
+def approx_parameters(cfg: ModelConfig) -> int:
+    """Parameter count estimated from the architecture facts alone (no loading)."""
+    d, layers, vocab = cfg.hidden_size, cfg.layers, cfg.vocab_size
+    ffn = cfg.intermediate_size or 4 * d
+    return layers * (4 * d * d + 2 * d * ffn) + 2 * vocab * d
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int = 2):
@@ -110,7 +60,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int = 
     )
 
 
-def build_tiny_model(spec: ModelSpec, vocab_size: int):
+def build_tiny_model(spec: ModelConfig, vocab_size: int):
     """Initialise a small causal LM of ``spec.arch`` from config (seeded by ``spec.init_seed``)."""
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, Olmo2Config, Olmo2ForCausalLM
 
@@ -134,13 +84,13 @@ def build_tiny_model(spec: ModelSpec, vocab_size: int):
     return model.to(DTYPES[spec.dtype])
 
 
-def embedded_dir(spec: ModelSpec, texts: list[str], cache_dir: Path) -> Path:
+def embedded_dir(spec: ModelConfig, texts: list[str], cache_dir: Path) -> Path:
     """Cache directory of an embedded model: keyed by its config and the tokenizer training text."""
     text_hash = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:12]
-    return Path(cache_dir) / "models" / f"{spec.name}-{config_hash(spec.__dict__)}-{text_hash}"
+    return Path(cache_dir) / "models" / f"{spec.name}-{config_hash(spec.to_dict())}-{text_hash}"
 
 
-def prepare_embedded(spec: ModelSpec, texts: list[str], cache_dir: Path) -> Path:
+def prepare_embedded(spec: ModelConfig, texts: list[str], cache_dir: Path) -> Path:
     """Train the tokenizer and initialise the tiny model unless cached; return the HF directory."""
     out = embedded_dir(spec, texts, cache_dir)
     if (out / "READY").exists():
@@ -153,49 +103,56 @@ def prepare_embedded(spec: ModelSpec, texts: list[str], cache_dir: Path) -> Path
     model.config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    (out / "READY").write_text(spec.identity + "\n")
+    (out / "READY").write_text(model_identity(spec) + "\n")
     return out
 
 
-def load_pretrained(path_or_id: str | Path, *, revision: str | None = None, dtype: str = "float32",
-                    trust_remote_code: bool = False):
+def load_pretrained(
+    path_or_id: str | Path, *, revision: str | None = None, dtype: str = "float32", trust_remote_code: bool = False
+):
     """Load an HF causal LM and tokenizer; a pad token is added as EOS when missing."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(path_or_id), revision=revision, trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(
+            str(path_or_id), revision=revision, trust_remote_code=trust_remote_code
+        )
         model = AutoModelForCausalLM.from_pretrained(
             str(path_or_id), revision=revision, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code
         )
     except OSError as e:  # not found / no network
         raise ConfigError(
-            f"cannot load model {path_or_id!r} (revision {revision!r}): {str(e).splitlines()[0]} -- check model.hub_id, "
-            "the network / HF_HUB_OFFLINE, or use an embedded model (model=tiny-pythia or model=tiny-olmo)"
+            f"cannot load model {path_or_id!r} (revision {revision!r}): {str(e).splitlines()[0]} -- check "
+            "model.hub_id, the network / HF_HUB_OFFLINE, or use an embedded model (model=tiny-pythia or "
+            "model=tiny-olmo)"
         ) from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
 
 
-def load_base_model(cfg: Mapping[str, Any], texts: list[str], cache_dir: Path):
-    """The starting model of a run and its identity string.
+def load_base_model(spec: ModelConfig, texts: list[str], cache_dir: Path):
+    """The starting model of a run and its tokenizer.
 
     Args:
-        cfg: The ``model`` config node.
+        spec: The model settings.
         texts: Task text, used to train an embedded model's tokenizer.
         cache_dir: ``paths.cache_dir``.
 
     Returns:
-        ``(model, tokenizer, spec, source_path)``; ``source_path`` is what ``from_pretrained`` loaded.
+        ``(model, tokenizer, source_path)``; ``source_path`` is what ``from_pretrained`` loaded.
     """
-    spec = ModelSpec.from_cfg(cfg)
     if spec.source == "embedded":
         path: str | Path = prepare_embedded(spec, texts, cache_dir)
         revision = None
     else:
         path, revision = spec.hub_id, spec.revision
-    model, tokenizer = load_pretrained(path, revision=revision, dtype=spec.dtype, trust_remote_code=spec.trust_remote_code)
+    model, tokenizer = load_pretrained(
+        path, revision=revision, dtype=spec.dtype, trust_remote_code=spec.trust_remote_code
+    )
     head = model.get_output_embeddings()
     if head is None or not isinstance(head, torch.nn.Linear):
-        raise ConfigError(f"model {spec.name!r}: the LM head is not a plain nn.Linear unembedding ({type(head).__name__})")
-    return model, tokenizer, spec, path
+        raise ConfigError(
+            f"model {spec.name!r}: the LM head is not a plain nn.Linear unembedding ({type(head).__name__})"
+        )
+    return model, tokenizer, path

@@ -40,3 +40,11 @@ def print_metrics(metrics: Mapping[str, Any], title: str) -> None:
         v = metrics[k]
         table.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
     Console().print(table)
+
+
+def print_files(run_dir: Path, names: list[str]) -> None:
+    """The run directory and the files a stage wrote there (those that exist)."""
+    from rich.console import Console
+
+    present = [n for n in names if (Path(run_dir) / n).exists()]
+    Console().print(f"run directory: {run_dir}\n  wrote: {', '.join(present)}", highlight=False, soft_wrap=True)

@@ -9,17 +9,14 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from rise_exp.errors import allowed
-
-LOGGER_KINDS = ("wandb", "csv", "none")
+from rise_exp.config.logger import LoggerConfig
 
 
-def make_loggers(cfg: Mapping[str, Any], run_dir: Path, *, name: str, group: str | None = None,
-                 config: Mapping[str, Any] | None = None) -> list[Any]:
+def make_loggers(
+    cfg: LoggerConfig, run_dir: Path, *, name: str, group: str | None = None, config: Mapping[str, Any] | None = None
+) -> list[Any]:
     """Lightning loggers for one stage; every kind but ``none`` also writes CSV into the run dir."""
-    kind = cfg.get("kind", "none")
-    if kind not in LOGGER_KINDS:
-        raise allowed("logger.kind", kind, LOGGER_KINDS)
+    kind = cfg.kind
     if kind == "none":
         return []
     from lightning.pytorch.loggers import CSVLogger
@@ -31,14 +28,14 @@ def make_loggers(cfg: Mapping[str, Any], run_dir: Path, *, name: str, group: str
         os.environ.setdefault("WANDB_SILENT", "true")
         loggers.append(
             WandbLogger(
-                project=cfg.get("project", "rise-exp"),
-                entity=cfg.get("entity"),
+                project=cfg.project,
+                entity=cfg.entity,
                 name=name,
                 group=group,
                 save_dir=str(run_dir),
-                offline=bool(cfg.get("offline", True)),
-                mode="offline" if cfg.get("offline", True) else "online",
-                tags=list(cfg.get("tags", []) or []),
+                offline=cfg.offline,
+                mode="offline" if cfg.offline else "online",
+                tags=list(cfg.tags),
                 config=dict(config or {}),
                 reinit="finish_previous",
             )

@@ -9,7 +9,6 @@ whose order is the wanted order, so selection never has equal keys.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Union
 
 import numpy as np
 
@@ -17,7 +16,7 @@ from rise_exp.errors import ConfigError, DataError, allowed
 from rise_exp.index import SignatureIndex
 
 Blocks = Iterable[tuple[np.ndarray, np.ndarray]]
-IndexLike = Union[SignatureIndex, np.ndarray, Blocks]
+IndexLike = SignatureIndex | np.ndarray | Blocks
 BACKENDS = ("numpy", "faiss")
 DEFAULT_BLOCK_ROWS = 16384
 _LOW = np.uint64(0xFFFFFFFF)

@@ -1,8 +1,8 @@
 """Zero-shot data valuation: fuse per-query scores into one value per training row.
 
-``mean`` averages score rows; ``rrf`` is reciprocal-rank fusion, ``sum_q 1 / (rrf_k + rank_q(n))``
-with rank 1 the best row of query q. Rows with equal scores share the best (smallest) rank of their
-group, so the result does not depend on row order.
+``mean`` averages score rows (for vector methods: one pass against the mean query vector); ``rrf`` is
+reciprocal-rank fusion, ``sum_q 1 / (rrf_k + rank_q(n))`` with rank 1 the best row of query q. Rows with
+equal scores share the best (smallest) rank of their group, so the result does not depend on row order.
 """
 
 from __future__ import annotations
@@ -62,20 +62,19 @@ def fuse_scores(scores: np.ndarray, mode: str = "mean", rrf_k: float = 60.0) -> 
     return (1.0 / (rrf_k + ranks(s))).sum(axis=0).astype(np.float32)
 
 
-def mean_query_signature(signatures: np.ndarray) -> np.ndarray:
-    """The mean of the L2-normalised query signatures ``[Q, dim]`` -> float32 ``[dim]``.
+def mean_vector(vectors: np.ndarray) -> np.ndarray:
+    """The mean of query vectors ``[Q, dim]`` -> float32 ``[dim]``: scoring against it gives every row its
+    mean score over the queries (inner products are linear).
 
     Raises:
-        DataError: not a non-empty 2-D array, or a signature with zero norm (names its row).
+        DataError: not a non-empty 2-D array, or non-finite values.
     """
-    s = np.asarray(signatures, dtype=np.float64)
+    s = np.asarray(vectors, dtype=np.float64)
     if s.ndim != 2 or s.shape[0] == 0:
-        raise DataError(f"query signatures must be [num_queries >= 1, dim], got shape {s.shape}")
-    norms = np.linalg.norm(s, axis=1)
-    zero = np.flatnonzero(~(norms > 0))
-    if zero.size:
-        raise DataError(f"query signature rows {zero[:5].tolist()} have zero (or NaN) norm")
-    return (s / norms[:, None]).mean(axis=0).astype(np.float32)
+        raise DataError(f"query vectors must be [num_queries >= 1, dim], got shape {s.shape}")
+    if not np.isfinite(s).all():
+        raise DataError("query vectors contain NaN or inf")
+    return s.mean(axis=0).astype(np.float32)
 
 
 def value_against_index(
@@ -89,13 +88,13 @@ def value_against_index(
 ) -> np.ndarray:
     """Value of every indexed row against a target set of query signatures, float32 ``[N]``.
 
-    ``mean`` scores each row against :func:`mean_query_signature` (equal to averaging the scores of
-    the normalised queries); ``rrf`` ranks the rows per query and fuses the ranks, processing
+    ``mean`` scores each row against :func:`mean_vector` (equal to averaging the rows' scores over
+    the queries); ``rrf`` ranks the rows per query and fuses the ranks, processing
     ``query_chunk`` queries at a time so that memory stays ``O(query_chunk * N)``.
     """
     _check_mode(mode, rrf_k)
     if mode == "mean":
-        return all_scores(index, mean_query_signature(signatures)[None, :], block_rows=block_rows)[0]
+        return all_scores(index, mean_vector(signatures)[None, :], block_rows=block_rows)[0]
     s = np.asarray(signatures, dtype=np.float32)
     if s.ndim != 2 or s.shape[0] == 0:
         raise DataError(f"query signatures must be [num_queries >= 1, dim], got shape {s.shape}")

@@ -11,8 +11,10 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-WORDS = ("the a of to bank loan rate stock market interest patient doctor dose blood heart fever "
-         "howdy question answer ship star galaxy robot space planet city river mountain").split()
+WORDS = (
+    "the a of to bank loan rate stock market interest patient doctor dose blood heart fever "
+    "howdy question answer ship star galaxy robot space planet city river mountain"
+).split()
 
 
 def _sentences(n: int, seed: int = 0) -> list[str]:

@@ -49,8 +49,9 @@ def test_query_count_caps_only_the_default_synthetic_howdy_task():
 
 
 def test_overrides_split_into_common_and_per_method():
-    common, per = bench.split_overrides(["model.layers=1", "rapidin:method.k=4096", "task.train_path=/a:b",
-                                         "rise:method.kr=32"])
+    common, per = bench.split_overrides(
+        ["model.layers=1", "rapidin:method.k=4096", "task.train_path=/a:b", "rise:method.kr=32"]
+    )
     assert common == ["model.layers=1", "task.train_path=/a:b"]
     assert per["rapidin"] == ["method.k=4096"] and per["rise"] == ["method.kr=32"] and per["bm25"] == []
     with pytest.raises(ConfigError, match="allowed values: bm25, rapidin, rise, stride, zo_inf"):
@@ -73,8 +74,15 @@ def test_paper_storage_matches_the_hand_computed_sizes():
 
 
 def test_table_has_the_columns_and_marks_failed_methods():
-    ok = {"method": "bm25", "build_s": 0.5, "bytes_per_row": 176.5, "peak_rss_mb": 430.0, "rss_over_base_mb": 1.0,
-          "query_s_per_100": 0.01, "auprc@10": 0.25}
+    ok = {
+        "method": "bm25",
+        "build_s": 0.5,
+        "bytes_per_row": 176.5,
+        "peak_rss_mb": 430.0,
+        "rss_over_base_mb": 1.0,
+        "query_s_per_100": 0.01,
+        "auprc@10": 0.25,
+    }
     bad = bench.failed_record("rapidin", "boom", "tiny-pythia", 10)
     lines = bench.format_table([ok, bad]).splitlines()
     assert [c.strip() for c in lines[0].split("|")[1:-1]] == list(bench.TABLE_COLUMNS)
@@ -86,9 +94,11 @@ def test_peak_rss_starts_afresh_in_a_subprocess():
     """ru_maxrss would carry the parent's peak into an exec'd child; the reported peak must not."""
     big = np.ones(300 * 2**20 // 8)  # this process now peaks above 300 MiB
     assert bench.peak_rss_mb() > 300
-    code = ("import importlib.util, sys; s = importlib.util.spec_from_file_location('b', sys.argv[1]); "
-            "m = importlib.util.module_from_spec(s); s.loader.exec_module(m); before = m.peak_rss_mb(); "
-            "import numpy as np; x = np.ones(200 * 2**20 // 8); print(before, m.peak_rss_mb())")
+    code = (
+        "import importlib.util, sys; s = importlib.util.spec_from_file_location('b', sys.argv[1]); "
+        "m = importlib.util.module_from_spec(s); s.loader.exec_module(m); before = m.peak_rss_mb(); "
+        "import numpy as np; x = np.ones(200 * 2**20 // 8); print(before, m.peak_rss_mb())"
+    )
     out = subprocess.run([sys.executable, "-c", code, str(SCRIPT)], capture_output=True, text=True, check=True)
     before, after = map(float, out.stdout.split())
     assert before < bench.peak_rss_mb() - 100  # not the parent's peak
@@ -105,26 +115,44 @@ def test_bad_arguments_exit_with_one_line(capsys):
 
 def test_end_to_end_bm25_record_matches_a_direct_run(tmp_path, monkeypatch):
     """Subprocess, query repetition and JSON: the record equals BM25 run directly through the pipeline."""
-    from rise_exp.methods.registry import build_method
     from rise_exp.metrics import retrieval_metrics
     from rise_exp.pipeline import prepare
+    from rise_exp.runner import build_on
 
     monkeypatch.setenv("RISE_EXP_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "out.json"
-    result = bench.main(["--methods", "bm25", "--n-train", "24", "--queries", "60", "--json", str(out),
-                         "--work-dir", str(tmp_path / "work"), "task.seed=3"])
+    result = bench.main(
+        [
+            "--methods",
+            "bm25",
+            "--n-train",
+            "24",
+            "--queries",
+            "60",
+            "--json",
+            str(out),
+            "--work-dir",
+            str(tmp_path / "work"),
+            "task.seed=3",
+        ]
+    )
     records = json.loads(out.read_text())
     assert len(records) == 1 and records == json.loads(json.dumps(result["records"]))
     r = records[0]
     assert set(bench.RECORD_KEYS) <= set(r)
-    assert (r["method"], r["model"], r["n_train"], r["n_queries"], r["queries_timed"]) == ("bm25", "tiny-pythia", 24, 56, 60)
+    assert (r["method"], r["model"], r["n_train"], r["n_queries"], r["queries_timed"]) == (
+        "bm25",
+        "tiny-pythia",
+        24,
+        56,
+        60,
+    )
     assert math.isclose(r["bytes_per_row"], r["index_bytes"] / 24) and r["index_bytes"] > 0
     assert r["peak_rss_mb"] >= r["rss_over_base_mb"] >= 0 and r["build_s"] > 0 and r["query_s_per_100"] > 0
 
     cfg = bench.compose_config("bm25", 24, 56, ["task.seed=3"])
     prep = prepare(cfg, tmp_path / "ref", need_model=False)
-    method = build_method(cfg.method, prep.ctx)
-    method.build(prep.task.train)
+    method = build_on(cfg.method, prep.ctx, prep.task.train).method
     scores = method.score(prep.task.queries)
     assert method.index_bytes == r["index_bytes"]
     assert math.isclose(retrieval_metrics(scores, prep.task.labels, ks=(10,))["auprc@10"], r["auprc@10"], rel_tol=1e-9)

@@ -15,7 +15,11 @@ def run_cli(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, RISE_EXP_CACHE=str(tmp_path / "cache"), WANDB_MODE="offline", HF_HUB_OFFLINE="1")
     return subprocess.run(
         [sys.executable, "-m", "rise_exp", f"hydra.run.dir={tmp_path / 'run'}", *overrides],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
@@ -24,8 +28,18 @@ def test_bm25_pipeline_writes_metrics_topk_and_config(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     run = tmp_path / "run"
     metrics = json.loads((run / "metrics.json").read_text())
-    for key in ("auprc@5", "auprc@10", "auprc@50", "auroc@10", "p@10", "num_train", "num_queries",
-                "index_seconds", "index_bytes", "peak_rss_mb"):
+    for key in (
+        "auprc@5",
+        "auprc@10",
+        "auprc@50",
+        "auroc@10",
+        "p@10",
+        "num_train",
+        "num_queries",
+        "index_seconds",
+        "index_bytes",
+        "peak_rss_mb",
+    ):
         assert key in metrics, key
     assert metrics["num_train"] == 120 and metrics["num_queries"] == 6
     top = [json.loads(line) for line in (run / "topk.jsonl").read_text().splitlines()]
@@ -42,8 +56,14 @@ def test_bm25_pipeline_writes_metrics_topk_and_config(tmp_path):
 def test_malformed_jsonl_is_one_clear_line(tmp_path):
     bad = tmp_path / "pool.jsonl"
     bad.write_text('{"id": "a", "instruction": "hi", "output": "there"}\n{"id": "b", "instruction": \n')
-    res = run_cli(tmp_path, "method=bm25", "logger=none", "task.source=local", f"task.train_path={bad}",
-                  f"task.queries_path={bad}")
+    res = run_cli(
+        tmp_path,
+        "method=bm25",
+        "logger=none",
+        "task.source=local",
+        f"task.train_path={bad}",
+        f"task.queries_path={bad}",
+    )
     assert res.returncode == 2
     assert f"{bad}:2" in res.stderr
     assert "Traceback" not in res.stderr
@@ -55,3 +75,26 @@ def test_unknown_method_lists_the_allowed_ones(tmp_path):
     assert res.returncode != 0
     assert "nope" in res.stderr and "bm25" in res.stderr and "rise" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_a_bad_setting_fails_before_any_work(tmp_path):
+    res = run_cli(tmp_path, "method.kr=0")
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines()[-1] == "error: method.kr must be > 0, got 0"
+    assert "Traceback" not in res.stderr
+    assert not (tmp_path / "cache").exists()  # no tokenizer, model or finetune was built
+
+
+def test_unknown_group_option_and_unknown_key_are_one_line_exit_2(tmp_path):
+    res = run_cli(tmp_path, "model=nope")
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [
+        "error: unknown model 'nope'; allowed values: "
+        + ", ".join(sorted(p.stem for p in (ROOT / "conf" / "model").glob("*.yaml")))
+    ]
+    res = run_cli(tmp_path, "method.kr2=3")
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
+    assert "method.kr2" in res.stderr
+    res = run_cli(tmp_path, "method.kr=abc")
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
+    assert "method.kr" in res.stderr and "abc" in res.stderr

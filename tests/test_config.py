@@ -1,4 +1,4 @@
-"""Every combination of model x task x method composes, and the presets resolve."""
+"""Every YAML of conf/ composes into its typed settings; a bad value in any group is named before any work."""
 
 from __future__ import annotations
 
@@ -6,10 +6,14 @@ import itertools
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from rise_exp.config.settings import Settings
+from rise_exp.errors import ConfigError
+from rise_exp.run_config import RunConfig, compose, schema_classes
+
 CONF = Path(__file__).resolve().parent.parent / "conf"
+GROUPS = ("model", "task", "method", "finetune", "trainer", "logger", "stage")
 
 
 def options(group: str) -> list[str]:
@@ -27,25 +31,96 @@ def test_groups_hold_the_required_options():
     assert set(options("model")) >= pythia | olmo | {"tiny-pythia", "tiny-olmo"}
 
 
-def test_every_model_task_method_combination_composes():
-    combos = list(itertools.product(options("model"), options("task"), options("method")))
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        for model, task, method in combos:
-            cfg = compose("config", overrides=[f"model={model}", f"task={task}", f"method={method}"])
-            resolved = OmegaConf.to_container(cfg, resolve=True)
-            assert resolved["model"]["name"] == model
-            assert resolved["task"]["name"] == task
-            assert resolved["method"]["name"] == method
+@pytest.mark.parametrize("group", GROUPS)
+def test_every_yaml_builds_its_settings_dataclass(group):
+    for opt in options(group):
+        run = RunConfig.from_cfg(compose([f"{group}={opt}"]))
+        typed = getattr(run, group)
+        assert isinstance(typed, Settings)
+        assert type(typed) in schema_classes()[group].values()
+        if group in ("task", "method", "stage"):
+            assert typed.name == opt
 
 
-@pytest.mark.parametrize("group", ["trainer", "logger", "stage", "finetune", "ablation"])
-def test_every_option_of_other_groups_composes(group):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+def test_every_task_method_combination_composes():
+    for task, method in itertools.product(options("task"), options("method")):
+        run = RunConfig.from_cfg(compose([f"task={task}", f"method={method}", "model=pythia-1b"]))
+        assert (run.model.name, run.task.name, run.method.name) == ("pythia-1b", task, method)
+
+
+def test_ablations_and_presets_compose():
+    for opt in options("ablation"):
+        RunConfig.from_cfg(compose([f"ablation={opt}"]))
+    for opt in options("experiment"):
+        OmegaConf.to_container(compose([f"experiment={opt}"]), resolve=True)
+
+
+# settings that define what an option is (stated even when they equal the default)
+DEFINING = {"finetune": {"epochs"}, "trainer": {"accelerator"}, "logger": {"kind"}}
+
+
+def test_yaml_files_restate_no_default():
+    """The dataclasses are the single source of defaults: a YAML value equal to its default is drift."""
+    for group in ("task", "method", "finetune", "trainer", "logger", "stage"):
         for opt in options(group):
-            OmegaConf.to_container(compose("config", overrides=[f"{group}={opt}"]), resolve=True)
+            raw = OmegaConf.to_container(OmegaConf.load(CONF / group / f"{opt}.yaml"), resolve=False)
+            typed = getattr(RunConfig.from_cfg(compose([f"{group}={opt}"])), group)
+            default = type(typed)()
+            for key in raw:
+                if key in ("defaults", "name") or key in DEFINING.get(group, ()):
+                    continue
+                value = raw[key]
+                if isinstance(value, str) and "${" in value:
+                    continue
+                assert getattr(default, key) != getattr(typed, key), f"conf/{group}/{opt}.yaml restates {key}"
 
 
-def test_experiment_presets_compose():
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        for opt in options("experiment"):
-            OmegaConf.to_container(compose("config", overrides=[f"experiment={opt}"]), resolve=True)
+def test_defaults_of_code_and_composed_config_agree():
+    """What used to drift: the head's token slice and the Howdy release's empty-row rule."""
+    run = RunConfig.from_cfg(compose([]))
+    from rise_exp.methods.rise.config import RiseConfig
+
+    assert run.method.max_tokens_per_batch == RiseConfig().max_tokens_per_batch
+    assert run.task.skip_empty is True  # the release's train.jsonl has one empty output (line 1395)
+
+
+BAD = {
+    "model": ("model.hidden_size=0", "model.hidden_size must be > 0"),
+    "task": ("task.poison_rate=1.5", "task.poison_rate must be <= 1"),
+    "method": ("method.kr=0", "method.kr must be > 0"),
+    "finetune": ("finetune.warmup_ratio=1.0", "finetune.warmup_ratio must be < 1"),
+    "trainer": ("trainer.accelerator=tpu", "unknown trainer.accelerator 'tpu'; allowed values: cpu"),
+    "logger": ("logger.kind=mlflow", "unknown logger.kind 'mlflow'; allowed values: wandb, csv, none"),
+    "stage": ("stage.ks=[5,0]", "stage.ks must be a non-empty list of positive integers"),
+    "data": ("data.max_length=0", "data.max_length must be > 0"),
+}
+
+
+@pytest.mark.parametrize("group", sorted(BAD))
+def test_one_bad_value_per_group_is_named(group):
+    override, message = BAD[group]
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        RunConfig.from_cfg(compose([override]))
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("method.fusion=rh+xx", r"unknown method.fusion 'rh\+xx'; allowed values: rh, gh, rg, rh\+gh"),
+        ("method=stride method.n_subsets=3", "method.n_subsets must be null"),
+        ("task.source=local", "task.train_path must be set for task 'howdy' with source='local'"),
+        ("stage=closed_loop stage.budgets=[2]", r"stage.budgets entry 2.0 is outside \(0, 1\]"),
+        ("stage=valuate stage.mode=max", "unknown stage.mode 'max'; allowed values: mean, rrf"),
+        ("model=tiny-olmo model.arch=llama", "model.arch 'llama' cannot be built as an embedded model"),
+    ],
+)
+def test_rules_across_settings_are_checked_up_front(override, message):
+    with pytest.raises(ConfigError, match=message):
+        RunConfig.from_cfg(compose(override.split()))
+
+
+def test_settings_carry_docs_for_every_field():
+    for options_ in schema_classes().values():
+        for cls in options_.values():
+            for key, _, doc in cls.docs():
+                assert doc, f"{key} has no documentation"

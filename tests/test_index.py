@@ -46,8 +46,14 @@ def _build(path: Path, blocks=None, skip: set[int] = frozenset(), **kw) -> Index
     for b, rows in enumerate(blocks if blocks is not None else _blocks()):
         if b in skip or b in w.completed_blocks:
             continue
-        w.write_block(b, rows, vecs[rows], tokens=[tokens[r] for r in rows], masks=[masks[r] for r in rows],
-                      meta=[{"id": f"row-{r}"} for r in rows])
+        w.write_block(
+            b,
+            rows,
+            vecs[rows],
+            tokens=[tokens[r] for r in rows],
+            masks=[masks[r] for r in rows],
+            meta=[{"id": f"row-{r}"} for r in rows],
+        )
     return w
 
 
@@ -139,7 +145,12 @@ def test_resume_refuses_changed_build_with_diff(tmp_path):
     with pytest.raises(IndexError_, match="tables_sha256"):
         IndexWriter(tmp_path, dim=DIM, num_rows=N, manifest=MANIFEST, tables=other)
     # nothing was deleted by the refusals; resume=False starts over
-    assert IndexWriter(tmp_path, dim=DIM, num_rows=N, manifest=MANIFEST, tables=_tables()).completed_blocks == {0, 1, 3, 4}
+    assert IndexWriter(tmp_path, dim=DIM, num_rows=N, manifest=MANIFEST, tables=_tables()).completed_blocks == {
+        0,
+        1,
+        3,
+        4,
+    }
     fresh = IndexWriter(tmp_path, dim=16, num_rows=N, manifest=changed, resume=False)
     assert fresh.completed_blocks == set() and not list(tmp_path.glob("*.npy"))
 
@@ -260,8 +271,15 @@ def _predict(path: Path, rows: list[int], **kw):
             return self.signatures(batch)
 
     writer = IndexPredictionWriter(path, dim=DIM, num_rows=N, manifest=MANIFEST, tables=_tables(), block_rows=5, **kw)
-    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                         enable_checkpointing=False, enable_model_summary=False, callbacks=[writer])
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        callbacks=[writer],
+    )
     trainer.predict(Toy(), dataloaders=DataLoader(rows, batch_size=4), return_predictions=False)
     return writer
 
@@ -306,8 +324,9 @@ def test_prediction_writer_ranks_never_collide(tmp_path):
     writers, trainers = [], []
     for rank in (0, 1):
         writers.append(IndexPredictionWriter(tmp_path, dim=DIM, num_rows=N, manifest=MANIFEST, block_rows=3))
-        trainers.append(SimpleNamespace(global_rank=rank, world_size=2,
-                                        strategy=SimpleNamespace(barrier=lambda name=None: None)))
+        trainers.append(
+            SimpleNamespace(global_rank=rank, world_size=2, strategy=SimpleNamespace(barrier=lambda name=None: None))
+        )
         writers[rank].on_predict_start(trainers[rank], None)
     shards = [list(range(0, N, 2)), list(range(1, N, 2))]  # a distributed sampler's split
     for step in range(0, 12, 4):

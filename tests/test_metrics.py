@@ -63,8 +63,12 @@ def test_top_bottom_rows_and_stable_ties():
 
 def test_retrieval_metrics_hand_computed():
     labels = np.array([1, 0, 1, 0, 0, 1])
-    scores = np.array([[6, 5, 4, 3, 2, 1],  # top2 = rows 0,1 (1,0); bottom2 = rows 4,5 (0,1)
-                       [1, 2, 3, 4, 5, 6]])  # top2 = rows 5,4 (1,0); bottom2 = rows 1,0 (0,1)
+    scores = np.array(
+        [
+            [6, 5, 4, 3, 2, 1],  # top2 = rows 0,1 (1,0); bottom2 = rows 4,5 (0,1)
+            [1, 2, 3, 4, 5, 6],
+        ]
+    )  # top2 = rows 5,4 (1,0); bottom2 = rows 1,0 (0,1)
     m = retrieval_metrics(scores, labels, ks=(2,))
     # query 0 on rows [0,1,4,5] with scores [6,5,2,1], labels [1,0,0,1]: AP = (1 + 2/4)/2, AUC = 2/4
     # query 1 on rows [5,4,1,0] with scores [6,5,2,1], labels [1,0,0,1]: the same

@@ -17,16 +17,28 @@ NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "analysis.ipyn
 
 def fabricate_multirun(root: Path) -> Path:
     """bm25 and rise (kr 32/64) x seeds 0/1, and one failed rise job."""
-    jobs = [("bm25", None, 0, 0.30), ("bm25", None, 1, 0.34), ("rise", 32, 0, 0.40), ("rise", 32, 1, 0.50),
-            ("rise", 64, 0, 0.60), ("rise", 64, 1, 0.66), ("rise", 64, 2, None)]
+    jobs = [
+        ("bm25", None, 0, 0.30),
+        ("bm25", None, 1, 0.34),
+        ("rise", 32, 0, 0.40),
+        ("rise", 32, 1, 0.50),
+        ("rise", 64, 0, 0.60),
+        ("rise", 64, 1, 0.66),
+        ("rise", 64, 2, None),
+    ]
     (root).mkdir(parents=True)
     (root / "multirun.yaml").write_text("hydra: {}\n")
     for i, (method, kr, seed, auprc) in enumerate(jobs):
         d = root / str(i)
         (d / ".hydra").mkdir(parents=True)
         method_cfg = {"name": method, **({"kr": kr, "kh": 128, "kg": 64} if kr else {})}
-        cfg = {"seed": seed, "stage": {"name": "attribute"}, "task": {"name": "howdy"},
-               "model": {"name": "tiny-pythia"}, "method": method_cfg}
+        cfg = {
+            "seed": seed,
+            "stage": {"name": "attribute"},
+            "task": {"name": "howdy"},
+            "model": {"name": "tiny-pythia"},
+            "method": method_cfg,
+        }
         overrides = [f"method={method}", *([f"method.kr={kr}"] if kr else []), f"seed={seed}"]
         (d / "config.yaml").write_text(yaml.safe_dump(cfg))
         (d / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))

@@ -3,28 +3,51 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 
-from rise_exp.cli import CONF_DIR, run
+from rise_exp.cli import run
+from rise_exp.run_config import compose
 
-TINY = ["model.layers=1", "model.hidden_size=32", "model.heads=2", "model.intermediate_size=64",
-        "model.vocab_size=300", "finetune.epochs=2", "finetune.max_tokens_per_batch=2048", "logger=none"]
-SIZES = {"howdy": ["task.n_train=48", "task.n_queries=4"],
-         "finance_medical": ["task.n_train=48", "task.n_queries=4"],
-         "brain_rot": ["task.n_train=48", "task.n_queries=4", "task.n_heldout=4"]}
-METHOD_TINY = {"rapidin": ["method.k=4096"], "stride": ["method.steps=10", "method.max_subsets=16", "method.subsets_per_example=2"],
-               "rise": ["method.kr=32", "method.kh=32", "method.kg=16"], "zo_inf": [], "bm25": []}
-RETRIEVAL_FIELDS = {"auprc@5", "auprc@10", "auprc@50", "auroc@10", "p@10", "num_train", "num_queries",
-                    "index_seconds", "index_bytes", "peak_rss_mb"}
+TINY = [
+    "model.layers=1",
+    "model.hidden_size=32",
+    "model.heads=2",
+    "model.intermediate_size=64",
+    "model.vocab_size=300",
+    "finetune.epochs=2",
+    "finetune.max_tokens_per_batch=2048",
+    "logger=none",
+]
+SIZES = {
+    "howdy": ["task.n_train=48", "task.n_queries=4"],
+    "finance_medical": ["task.n_train=48", "task.n_queries=4"],
+    "brain_rot": ["task.n_train=48", "task.n_queries=4", "task.n_heldout=4"],
+}
+METHOD_TINY = {
+    "rapidin": ["method.k=4096"],
+    "stride": ["method.steps=10", "method.max_subsets=16", "method.subsets_per_example=2"],
+    "rise": ["method.kr=32", "method.kh=32", "method.kg=16"],
+    "zo_inf": [],
+    "bm25": [],
+}
+RETRIEVAL_FIELDS = {
+    "auprc@5",
+    "auprc@10",
+    "auprc@50",
+    "auroc@10",
+    "p@10",
+    "num_train",
+    "num_queries",
+    "index_seconds",
+    "index_bytes",
+    "peak_rss_mb",
+}
 
 
 def compose_run(overrides: list[str]):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose("config", overrides=overrides)
+    return compose(overrides)
 
 
 @pytest.fixture()
@@ -52,8 +75,9 @@ def test_method_runs_on_task_and_writes_the_protocol_fields(tmp_path, cache, tas
 
 @pytest.mark.parametrize("method", ["rise", "bm25"])
 def test_valuate_stage_writes_a_ranked_selection(tmp_path, cache, method):
-    cfg = compose_run(["stage=valuate", "task=brain_rot", f"method={method}", *TINY, *SIZES["brain_rot"],
-                       *METHOD_TINY[method]])
+    cfg = compose_run(
+        ["stage=valuate", "task=brain_rot", f"method={method}", *TINY, *SIZES["brain_rot"], *METHOD_TINY[method]]
+    )
     metrics = run(cfg, tmp_path)
     for k in ("auprc", "auroc", "p@10%", "p@25%", "num_candidates"):
         assert k in metrics

@@ -127,8 +127,9 @@ def test_bad_input_errors():
         topk(pool, queries, 3, block_rows=0)
 
 
-@pytest.mark.skipif("faiss" in sys.modules or __import__("importlib").util.find_spec("faiss") is not None,
-                    reason="faiss is installed")
+@pytest.mark.skipif(
+    "faiss" in sys.modules or __import__("importlib").util.find_spec("faiss") is not None, reason="faiss is installed"
+)
 def test_faiss_backend_missing_is_a_clear_error():
     pool, queries = _tied_pool()
     with pytest.raises(ConfigError, match="needs the faiss package"):

@@ -14,10 +14,11 @@ from typing import Any
 
 import torch
 
+from rise_exp.config.stages import LmEvalConfig
 from rise_exp.data.encoding import encode_records
 from rise_exp.data.records import Record
-from rise_exp.errors import ConfigError, DataError
-from rise_exp.stages.finetune import mean_token_loss
+from rise_exp.errors import DataError
+from rise_exp.training.evaluation import mean_token_loss
 
 log = logging.getLogger(__name__)
 
@@ -30,35 +31,44 @@ def check_heldout(task_name: str, heldout: Mapping[str, Sequence[Record]], names
     Raises:
         DataError: naming the task, the missing sets and the sets it has.
     """
-    if not names:
-        raise ConfigError("stage.eval.heldout is empty; name the held-out sets to measure perplexity on, "
-                          "e.g. [high, junk]")
     missing = [n for n in names if not heldout.get(n)]
     if missing:
         have = ", ".join(f"{k} ({len(v)})" for k, v in heldout.items()) or "none"
-        raise DataError(f"task {task_name!r} has no held-out set(s) {missing} for the closed-loop perplexity check "
-                        f"(it has: {have}); use a task with held-out text (task=brain_rot) or set stage.eval.heldout")
+        raise DataError(
+            f"task {task_name!r} has no held-out set(s) {missing} for the closed-loop perplexity check "
+            f"(it has: {have}); use a task with held-out text (task=brain_rot) or set stage.eval.heldout"
+        )
 
 
-def perplexity(model: torch.nn.Module, records: Sequence[Record], tokenizer: Any, *, max_length: int,
-               max_tokens: int = 4096) -> float:
+def perplexity(
+    model: torch.nn.Module, records: Sequence[Record], tokenizer: Any, *, max_length: int, max_tokens: int = 4096
+) -> float:
     """Token-level perplexity ``exp(mean NLL)`` of ``model`` on every token of ``records`` (plain text)."""
     rows = encode_records(records, tokenizer, mask_prompt=False, max_length=max_length)
     return math.exp(mean_token_loss(model, rows, tokenizer.pad_token_id, max_tokens))
 
 
-def heldout_perplexities(model: torch.nn.Module, tokenizer: Any, heldout: Mapping[str, Sequence[Record]],
-                         names: Sequence[str], *, max_length: int, max_tokens: int = 4096) -> dict[str, float]:
+def heldout_perplexities(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    heldout: Mapping[str, Sequence[Record]],
+    names: Sequence[str],
+    *,
+    max_length: int,
+    max_tokens: int = 4096,
+) -> dict[str, float]:
     """``{"ppl_<name>": perplexity}`` for every held-out set in ``names``."""
-    return {f"ppl_{n}": perplexity(model, heldout[n], tokenizer, max_length=max_length, max_tokens=max_tokens)
-            for n in names}
+    return {
+        f"ppl_{n}": perplexity(model, heldout[n], tokenizer, max_length=max_length, max_tokens=max_tokens)
+        for n in names
+    }
 
 
-def lm_eval_status(cfg: Mapping[str, Any]) -> str | None:
+def lm_eval_status(cfg: LmEvalConfig) -> str | None:
     """``None`` when the harness will run, else the ``skipped (...)`` reason recorded in the results."""
-    if not bool(cfg.get("enabled", True)):
+    if not cfg.enabled:
         return "skipped (stage.eval.lm_eval.enabled is false)"
-    if not list(cfg.get("tasks") or []):
+    if not cfg.tasks:
         return "skipped (stage.eval.lm_eval.tasks is empty)"
     try:
         import lm_eval  # noqa: F401
@@ -73,7 +83,7 @@ def _metric_key(task: str, metric: str) -> str:
     return f"lm_eval/{task}/{name}" if filt in ("", "none") else f"lm_eval/{task}/{name}[{filt}]"
 
 
-def lm_eval_scores(model: torch.nn.Module, tokenizer: Any, cfg: Mapping[str, Any]) -> dict[str, float]:
+def lm_eval_scores(model: torch.nn.Module, tokenizer: Any, cfg: LmEvalConfig) -> dict[str, float]:
     """Run the configured harness tasks on an in-memory model; numeric results as ``lm_eval/<task>/<metric>``.
 
     Args:
@@ -85,17 +95,24 @@ def lm_eval_scores(model: torch.nn.Module, tokenizer: Any, cfg: Mapping[str, Any
     import lm_eval
     from lm_eval.models.huggingface import HFLM
 
-    chat = cfg.get("apply_chat_template", "auto")
+    chat = cfg.apply_chat_template
     if chat == "auto":
         chat = bool(getattr(tokenizer, "chat_template", None))
-    hf_kwargs: dict[str, Any] = {"batch_size": cfg.get("batch_size", 8)}
-    if cfg.get("max_length"):
-        hf_kwargs["max_length"] = int(cfg["max_length"])
+    hf_kwargs: dict[str, Any] = {"batch_size": cfg.batch_size}
+    if cfg.max_length:
+        hf_kwargs["max_length"] = cfg.max_length
     lm = HFLM(pretrained=model, tokenizer=tokenizer, **hf_kwargs)
-    seed = int(cfg.get("seed", 1234))
-    out = lm_eval.simple_evaluate(model=lm, tasks=list(cfg["tasks"]), num_fewshot=cfg.get("num_fewshot"),
-                                  limit=cfg.get("limit"), apply_chat_template=bool(chat), random_seed=seed,
-                                  numpy_random_seed=seed, torch_random_seed=seed)
+    seed = cfg.seed
+    out = lm_eval.simple_evaluate(
+        model=lm,
+        tasks=list(cfg.tasks),
+        num_fewshot=cfg.num_fewshot,
+        limit=cfg.limit,
+        apply_chat_template=bool(chat),
+        random_seed=seed,
+        numpy_random_seed=seed,
+        torch_random_seed=seed,
+    )
     scores: dict[str, float] = {}
     for task, res in (out or {}).get("results", {}).items():
         for metric, v in res.items():

@@ -42,8 +42,10 @@ def num_blocks(pool_tokens: int, budget: float, passes: float, block_len: int, t
         raise ConfigError(f"stage.pack.block_len must be >= 2 tokens, got {block_len}")
     if train_tokens is not None:
         if int(train_tokens) < block_len:
-            raise ConfigError(f"stage.pack.train_tokens ({train_tokens}) must be at least one block "
-                              f"(stage.pack.block_len = {block_len})")
+            raise ConfigError(
+                f"stage.pack.train_tokens ({train_tokens}) must be at least one block "
+                f"(stage.pack.block_len = {block_len})"
+            )
         total = float(train_tokens)
     else:
         if not passes > 0:
@@ -73,11 +75,14 @@ def pack_stream(token_lists: Sequence[np.ndarray], rows: Sequence[int], n_tokens
     return np.concatenate(parts)[:n_tokens]
 
 
-def pack_blocks(token_lists: Sequence[np.ndarray], rows: Sequence[int], n_blocks: int, block_len: int,
-                seed: int) -> list[EncodedRow]:
+def pack_blocks(
+    token_lists: Sequence[np.ndarray], rows: Sequence[int], n_blocks: int, block_len: int, seed: int
+) -> list[EncodedRow]:
     """``n_blocks`` training blocks of exactly ``block_len`` tokens from the selected texts."""
     stream = pack_stream(token_lists, rows, n_blocks * block_len, seed)
     mask = np.ones(block_len, dtype=bool)
     mask[0] = False
-    return [EncodedRow(row=b, input_ids=stream[b * block_len:(b + 1) * block_len].copy(), target_mask=mask.copy())
-            for b in range(n_blocks)]
+    return [
+        EncodedRow(row=b, input_ids=stream[b * block_len : (b + 1) * block_len].copy(), target_mask=mask.copy())
+        for b in range(n_blocks)
+    ]

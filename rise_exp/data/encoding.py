@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,9 +92,3 @@ def collate(rows: Sequence[EncodedRow], pad_id: int) -> dict[str, torch.Tensor]:
         att[i, :m] = 1
         tgt[i, :m] = torch.from_numpy(r.target_mask)
     return {"input_ids": ids, "attention_mask": att, "target_mask": tgt, "row": torch.tensor([r.row for r in rows])}
-
-
-def iter_batches(rows: Sequence[EncodedRow], max_tokens: int, pad_id: int) -> Iterator[dict[str, torch.Tensor]]:
-    """Collated length-sorted token-budget batches."""
-    for idx in token_budget_batches(rows, max_tokens):
-        yield collate([rows[i] for i in idx], pad_id)

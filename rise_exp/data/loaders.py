@@ -33,9 +33,7 @@ def _check_fields(fields: Mapping[str, str] | None) -> dict[str, str]:
     mapping = dict(fields or {})
     unknown = sorted(set(mapping) - set(RECORD_FIELDS))
     if unknown:
-        raise ConfigError(
-            f"unknown record field(s) {unknown} in fields mapping; allowed: {', '.join(RECORD_FIELDS)}"
-        )
+        raise ConfigError(f"unknown record field(s) {unknown} in fields mapping; allowed: {', '.join(RECORD_FIELDS)}")
     for k, v in mapping.items():
         if not isinstance(v, str) or not v:
             raise ConfigError(f"fields.{k} must name a source key (a non-empty string); got {v!r}")

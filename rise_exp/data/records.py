@@ -10,8 +10,10 @@ from typing import Any
 # per-token sketches that add a constant to every score and bias the cosine towards short rows.
 PROMPT_FORMATS = {
     "plain": ("{instruction}\n", "{instruction}\n{input}\n"),
-    "alpaca": ("### Instruction:\n{instruction}\n\n### Response:\n",
-               "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"),
+    "alpaca": (
+        "### Instruction:\n{instruction}\n\n### Response:\n",
+        "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n",
+    ),
 }
 PROMPT_FORMAT = "plain"
 

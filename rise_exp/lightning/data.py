@@ -1,4 +1,4 @@
-"""Datasets and loaders over encoded rows, batched by a token budget."""
+"""Datasets and loaders over encoded rows, batched by a token budget and sharded per rank."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from rise_exp.data.encoding import EncodedRow, collate, token_budget_batches
+from rise_exp.lightning.sharding import rank_share
 
 
 class EncodedDataset(Dataset):
@@ -24,37 +25,38 @@ class EncodedDataset(Dataset):
 
 
 class TokenBudgetSampler(Sampler[list[int]]):
-    """Length-sorted batches of at most ``max_tokens`` padded tokens; batch order shuffled per epoch if asked."""
+    """Length-sorted batches of at most ``max_tokens`` padded tokens; batch order shuffled per epoch if asked.
 
-    def __init__(self, rows: Sequence[EncodedRow], max_tokens: int, *, shuffle: bool = False, seed: int = 0,
-                 max_batch: int = 256) -> None:
+    Under DDP each rank takes its padded share (:func:`rank_share`), so every rank steps equally often.
+    """
+
+    def __init__(
+        self, rows: Sequence[EncodedRow], max_tokens: int, *, shuffle: bool = False, seed: int = 0, max_batch: int = 256
+    ) -> None:
         self.batches = token_budget_batches(rows, max_tokens, max_batch=max_batch)
         self.shuffle, self.seed, self.epoch = shuffle, seed, 0
-
-    def _shard(self, order: list[int]) -> list[int]:
-        """Under DDP each rank takes every ``world``-th batch (``use_distributed_sampler=False``)."""
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            world, rank = dist.get_world_size(), dist.get_rank()
-            order = order + order[: (-len(order)) % world]  # pad so every rank gets the same count
-            return order[rank::world]
-        return order
 
     def __iter__(self) -> Iterator[list[int]]:
         order = list(range(len(self.batches)))
         if self.shuffle:
             random.Random(self.seed + self.epoch).shuffle(order)
             self.epoch += 1
-        for i in self._shard(order):
+        for i in rank_share(order, pad=True):
             yield self.batches[i]
 
     def __len__(self) -> int:
-        return len(self._shard(list(range(len(self.batches)))))
+        return len(rank_share(range(len(self.batches)), pad=True))
 
 
-def make_loader(rows: Sequence[EncodedRow], pad_id: int, max_tokens: int, *, shuffle: bool = False,
-                seed: int = 0, num_workers: int = 0) -> DataLoader:
+def make_loader(
+    rows: Sequence[EncodedRow],
+    pad_id: int,
+    max_tokens: int,
+    *,
+    shuffle: bool = False,
+    seed: int = 0,
+    num_workers: int = 0,
+) -> DataLoader:
     """A DataLoader yielding collated token-budget batches (see :func:`rise_exp.data.encoding.collate`)."""
     ds = EncodedDataset(rows)
     sampler = TokenBudgetSampler(ds.rows, max_tokens, shuffle=shuffle, seed=seed)
@@ -62,21 +64,13 @@ def make_loader(rows: Sequence[EncodedRow], pad_id: int, max_tokens: int, *, shu
 
 
 class RankShardSampler(Sampler[int]):
-    """Indices ``0..n-1``, every ``world``-th one per DDP rank, without padding (for prediction only:
-    unequal shares are fine there, and duplicated rows would be written to an index twice)."""
+    """Indices ``0..n-1``: this rank's unpadded share (prediction: a duplicated row would be written twice)."""
 
     def __init__(self, n: int) -> None:
         self.n = n
 
-    def _mine(self) -> range:
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            return range(dist.get_rank(), self.n, dist.get_world_size())
-        return range(self.n)
-
     def __iter__(self) -> Iterator[int]:
-        return iter(self._mine())
+        return iter(rank_share(range(self.n), pad=False))
 
     def __len__(self) -> int:
-        return len(self._mine())
+        return len(rank_share(range(self.n), pad=False))

@@ -113,7 +113,8 @@ class IndexPredictionWriter(BasePredictionWriter):
         vecs = _numpy(prediction["signatures"]).astype(np.float32)
         if vecs.shape != (rows.shape[0], self.writer_args["dim"]):
             raise DataError(
-                f"predict_step signatures have shape {vecs.shape}, expected ({rows.shape[0]}, {self.writer_args['dim']})"
+                f"predict_step signatures have shape {vecs.shape}, "
+                f"expected ({rows.shape[0]}, {self.writer_args['dim']})"
             )
         self._rows.append(rows)
         self._vecs.append(vecs)
@@ -159,7 +160,7 @@ class IndexPredictionWriter(BasePredictionWriter):
             meta=None if extras["meta"] is None else extras["meta"][:n],
         )
         self._rows, self._vecs = [rows[n:]], [vecs[n:]]
-        for key, store in extras.items():
+        for store in extras.values():
             if store is not None:
                 del store[:n]
         self._buffered -= n

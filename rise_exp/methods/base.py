@@ -1,15 +1,17 @@
-"""The one interface every attribution method implements."""
+"""The one interface every attribution method implements, and what a method may use."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
+from rise_exp.config.settings import Settings
+from rise_exp.config.trainer import TrainerConfig
 from rise_exp.data.records import Record
 
 
@@ -18,16 +20,16 @@ class MethodContext:
     """What a method may use; tasks and metrics are invisible to it.
 
     Attributes:
-        model: The (finetuned) Hugging Face causal LM, in eval mode.
+        model: The (finetuned) Hugging Face causal LM, in eval mode (None for model-free methods).
         tokenizer: Its tokenizer (a ``PreTrainedTokenizerFast``).
-        checkpoints: Saved HF checkpoint directories of the finetuning trajectory, oldest first.
         work_dir: A directory the method may write its index or state into.
+        checkpoints: Saved HF checkpoint directories of the finetuning trajectory, oldest first.
         model_id: A string identifying the model (hub id + revision, or embedded config hash).
-        trainer: Settings for Lightning ``Trainer`` construction (accelerator, devices, strategy, precision).
-        max_length: Maximum tokens per row before chunking.
+        trainer: Settings for Lightning ``Trainer`` construction.
+        max_length: Maximum tokens per row (the gradient baselines truncate; RISE chunks).
         mask_prompt: Whether prompt tokens of instruction rows are excluded from what methods score
             (``data.attribute_mask_prompt``; the same for every method).
-        seed: Global seed.
+        seed: Global seed (a method's own ``seed: null`` falls back to it).
     """
 
     model: Any
@@ -35,7 +37,7 @@ class MethodContext:
     work_dir: Path
     checkpoints: list[Path] = field(default_factory=list)
     model_id: str = ""
-    trainer: dict[str, Any] = field(default_factory=dict)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
     max_length: int = 512
     mask_prompt: bool = False
     seed: int = 42
@@ -44,14 +46,25 @@ class MethodContext:
 class AttributionMethod(ABC):
     """Build state from a training pool, then score queries against every row.
 
-    Subclasses set ``name`` and implement :meth:`build` and :meth:`score`. ``index_bytes`` reports the
-    storage the built state takes (for the cost tables).
+    Subclasses set the class facts below and implement :meth:`build` and :meth:`score`;
+    ``index_bytes`` reports the storage the built state takes (for the cost tables).
+
+    Attributes:
+        name: Registry name (``method.name``).
+        needs_model: False for model-free methods (BM25): no model is loaded or finetuned.
+        needs_checkpoints: True when the method reads the finetuning trajectory (ZO-Inf).
     """
 
-    name: str = "base"
+    name: ClassVar[str] = "base"
+    needs_model: ClassVar[bool] = True
+    needs_checkpoints: ClassVar[bool] = False
 
-    def __init__(self, cfg: Any, ctx: MethodContext) -> None:
-        self.cfg = cfg
+    def __init__(self, cfg: Settings | Mapping[str, Any], ctx: MethodContext) -> None:
+        if not isinstance(cfg, Settings):  # a plain mapping of settings: check it like the CLI does
+            from rise_exp.methods.registry import config_class
+
+            cfg = config_class(self.name).from_mapping({"name": self.name, **dict(cfg)})
+        self.cfg: Any = cfg
         self.ctx = ctx
         self.index_bytes: int = 0
 
@@ -67,7 +80,6 @@ class AttributionMethod(ABC):
         """Zero-shot value of every built row against a target set, float32 ``[num_train]``.
 
         ``mean`` averages the query score rows; ``rrf`` fuses per-query rankings by reciprocal rank.
-        Methods with signatures override this to score against the mean signature.
         """
         from rise_exp.valuation import fuse_scores
 

@@ -126,7 +126,11 @@ def test_hf_loader_on_local_data(tmp_path):
     disk = tmp_path / "ds"
     datasets.Dataset.from_list(rows).save_to_disk(str(disk))
     recs = load_hf(str(disk), "train", fields={"instruction": "question", "output": "answer", "id": "uid"}, limit=3)
-    assert [(r.id, r.instruction, r.output) for r in recs] == [("u0", "q0", "a0"), ("u1", "q1", "a1"), ("u2", "q2", "a2")]
+    assert [(r.id, r.instruction, r.output) for r in recs] == [
+        ("u0", "q0", "a0"),
+        ("u1", "q1", "a1"),
+        ("u2", "q2", "a2"),
+    ]
 
     data = _write_jsonl(tmp_path / "hf.jsonl", [{"text": "t1"}, {"text": ""}])
     with pytest.raises(DataError, match=r"json\[train\] row 2: empty text"):

@@ -72,8 +72,10 @@ def test_finance_medical_domains_and_shared_vocabulary(target):
     assert sum(r.label for r in d.train) == 100
     assert all((r.domain == target) == (r.label == 1) for r in d.train)
     assert all(q.domain == target for q in d.queries)
-    vocab = {dom: Counter(w for r in d.train if r.domain == dom for w in re.findall(r"[a-z]+", r.full_text.lower()))
-             for dom in ("finance", "medical")}
+    vocab = {
+        dom: Counter(w for r in d.train if r.domain == dom for w in re.findall(r"[a-z]+", r.full_text.lower()))
+        for dom in ("finance", "medical")
+    }
     for word in ("risk", "rate", "plan", "pressure", "recovery"):
         assert vocab["finance"][word] > 0 and vocab["medical"][word] > 0, word
 
@@ -117,9 +119,11 @@ def test_bm25_does_not_solve_the_synthetic_tasks():
         d = make(seed=0)
         retriever = bm25s.BM25()
         retriever.index(bm25s.tokenize([r.full_text for r in d.train], show_progress=False), show_progress=False)
-        scores = np.stack([
-            retriever.get_scores(bm25s.tokenize([q.full_text], return_ids=False, show_progress=False)[0])
-            for q in d.queries
-        ])
+        scores = np.stack(
+            [
+                retriever.get_scores(bm25s.tokenize([q.full_text], return_ids=False, show_progress=False)[0])
+                for q in d.queries
+            ]
+        )
         m = retrieval_metrics(scores, np.array([r.label for r in d.train]), ks=(5, 10))
         assert m["auprc@10"] < 0.9, (make.__name__, m)

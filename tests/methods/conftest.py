@@ -1,5 +1,5 @@
 """Shared fixtures for the method tests: a word-level tokenizer, records over its vocabulary, tiny GPT-NeoX
-models and a config that records which settings a method read."""
+models."""
 
 from __future__ import annotations
 
@@ -15,18 +15,6 @@ from rise_exp.data.records import Record
 WORDS = "the a bank loan rate stock market patient doctor dose blood heart star ship robot river".split()
 
 
-class RecordingCfg(dict):
-    """A config that remembers which settings the method read."""
-
-    def __init__(self, *args: object) -> None:
-        super().__init__(*args)
-        self.read: set[str] = set()
-
-    def get(self, key, default=None):  # type: ignore[override]
-        self.read.add(key)
-        return super().get(key, default)
-
-
 def _tiny_gpt_neox(
     vocab: int = 500,
     seed: int = 0,
@@ -38,8 +26,11 @@ def _tiny_gpt_neox(
 ) -> GPTNeoXForCausalLM:
     torch.manual_seed(seed)
     cfg = GPTNeoXConfig(
-        vocab_size=vocab, hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
-        num_attention_heads=num_attention_heads, intermediate_size=intermediate_size,
+        vocab_size=vocab,
+        hidden_size=hidden_size,
+        num_hidden_layers=num_hidden_layers,
+        num_attention_heads=num_attention_heads,
+        intermediate_size=intermediate_size,
         max_position_embeddings=max_position_embeddings,
     )
     return GPTNeoXForCausalLM(cfg).eval()
@@ -48,12 +39,6 @@ def _tiny_gpt_neox(
 def _records(n: int, seed: int) -> list[Record]:
     rng = np.random.default_rng(seed)
     return [Record(id=f"r{i}", text=" ".join(rng.choice(WORDS, int(rng.integers(3, 9))))) for i in range(n)]
-
-
-@pytest.fixture(scope="session")
-def recording_cfg() -> type[RecordingCfg]:
-    """The `RecordingCfg` class: wrap a settings dict, then check `cfg.read`."""
-    return RecordingCfg
 
 
 @pytest.fixture(scope="session")

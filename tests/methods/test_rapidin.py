@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -11,12 +9,11 @@ import torch
 from rise_exp.data.encoding import EncodedRow, collate
 from rise_exp.data.records import Record
 from rise_exp.errors import ConfigError
-from rise_exp.methods._baselines_common import encode_all, masked_row_loss
-from rise_exp.methods._rapidgrad import RapidGrad
 from rise_exp.methods.base import MethodContext
-from rise_exp.methods.rapidin import RapidIn, layer_normalised_flat, per_example_grads, select_params
-
-CONF = Path(__file__).resolve().parents[2] / "conf" / "method"
+from rise_exp.methods.common import encode_all
+from rise_exp.methods.rapidin.method import RapidIn, layer_normalised_flat, per_example_grads, select_params
+from rise_exp.methods.rapidin.rapidgrad import RapidGrad
+from rise_exp.training.losses import row_loss
 
 
 def random_rows(n: int, vocab: int, seed: int = 0) -> list[EncodedRow]:
@@ -39,7 +36,7 @@ def test_per_example_grads_sum_to_the_gradient_of_the_summed_loss(tiny_gpt_neox)
         total = [t + g for t, g in zip(total, grads)]
     batch = collate(rows, pad_id=0)
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    loss = masked_row_loss(logits, batch["input_ids"], batch["target_mask"], "mean").sum()
+    loss = row_loss(logits, batch["input_ids"], batch["target_mask"], "mean").sum()
     ref = torch.autograd.grad(loss, params)
     for t, r in zip(total, ref):
         torch.testing.assert_close(t, r, rtol=1e-4, atol=1e-6)
@@ -94,12 +91,12 @@ def make_ctx(tiny_gpt_neox):
 def test_rapidin_scores_equal_exact_layer_normalised_inner_products(word_tokenizer, make_ctx, make_records, tmp_path):
     ctx = make_ctx(word_tokenizer, tmp_path)
     train, queries = make_records(10, seed=0), make_records(3, seed=1)
-    method = RapidIn({"k": 2**16, "storage": "memmap"}, ctx)
+    method = RapidIn({"k": 2**16}, ctx)
     method.build(train)
     scores = method.score(queries)
     assert scores.shape == (3, 10) and scores.dtype == np.float32
     assert method.index_bytes == 10 * 2**16 * 4
-    assert (tmp_path / "rapidin_grads.npy").exists()
+    assert (tmp_path / "rapidin_index" / "manifest.json").exists()  # stored in the method's index
     # Plain reference: exact layer-normalised gradients (K >= P makes RapidGrad exact).
     params = [p for _, p in ctx.model.named_parameters()]
     pad = word_tokenizer.pad_token_id
@@ -110,9 +107,11 @@ def test_rapidin_scores_equal_exact_layer_normalised_inner_products(word_tokeniz
 
     ref = (flats(queries) @ flats(train).T).numpy()
     np.testing.assert_allclose(scores, ref, rtol=1e-4, atol=1e-4)
-    again = RapidIn({"k": 2**16, "storage": "memory"}, ctx)
+    again = RapidIn({"k": 2**16, "dir": str(tmp_path / "other")}, ctx)
     again.build(train)
     np.testing.assert_array_equal(again.score(queries), scores)
+    # valuation: the mean score over the targets, in one pass against the mean query vector
+    np.testing.assert_allclose(method.value(queries, "mean"), scores.mean(axis=0), rtol=1e-5, atol=1e-6)
 
 
 def test_rapidin_lora_without_adapter_says_what_is_missing(word_tokenizer, make_ctx, make_records, tmp_path):
@@ -122,21 +121,10 @@ def test_rapidin_lora_without_adapter_says_what_is_missing(word_tokenizer, make_
 
 
 def test_rapidin_rejects_bad_settings(word_tokenizer, make_ctx, tmp_path):
-    with pytest.raises(ConfigError, match="rapidin.k must be an integer >= 1"):
+    with pytest.raises(ConfigError, match="method.k must be > 0"):
         RapidIn({"k": 0}, make_ctx(word_tokenizer, tmp_path))
-    with pytest.raises(ConfigError, match="rapidin.storage"):
+    with pytest.raises(ConfigError, match="unknown setting.*method.storage"):
         RapidIn({"storage": "disk"}, make_ctx(word_tokenizer, tmp_path))
-
-
-def test_yaml_defaults_are_the_settings_rapidin_reads(word_tokenizer, make_ctx, recording_cfg, tmp_path):
-    from omegaconf import OmegaConf
-
-    yaml = OmegaConf.to_container(OmegaConf.load(CONF / "rapidin.yaml"))
-    cfg = recording_cfg(yaml)
-    method = RapidIn(cfg, make_ctx(word_tokenizer, tmp_path))
-    assert set(yaml) - {"name", "needs_model"} <= cfg.read
-    assert (method.k, method.shuffle_lambda, method.lora, method.storage) == (65536, 20, False, "memmap")
-    assert RapidIn(OmegaConf.create(yaml), make_ctx(word_tokenizer, tmp_path)).k == 65536  # DictConfig works too
 
 
 def test_lora_selects_only_adapter_parameters_when_an_adapter_exists(tiny_gpt_neox):

@@ -12,14 +12,28 @@ from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, Olmo2Config, Olmo2Fo
 from rise_exp.data.encoding import EncodedRow
 from rise_exp.methods.rise import RiseConfig, compute_signatures
 
-ANCHOR = RiseConfig(fusion="rh", sketch="identity", tau=1.0, full_support=True, normalize_tokens=False,
-                    normalize_signature=False, chunk_len=64)
+ANCHOR = RiseConfig(
+    fusion="rh",
+    sketch="identity",
+    tau=1.0,
+    full_support=True,
+    normalize_tokens=False,
+    normalize_signature=False,
+    chunk_len=64,
+)
 
 
 def neox(bias: bool) -> nn.Module:
     torch.manual_seed(0)
-    cfg = GPTNeoXConfig(vocab_size=300, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=64, max_position_embeddings=128, attn_implementation="eager")
+    cfg = GPTNeoXConfig(
+        vocab_size=300,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        attn_implementation="eager",
+    )
     model = GPTNeoXForCausalLM(cfg)
     if bias:
         head = nn.Linear(32, 300, bias=True)
@@ -31,9 +45,17 @@ def neox(bias: bool) -> nn.Module:
 
 def olmo() -> nn.Module:
     torch.manual_seed(1)
-    cfg = Olmo2Config(vocab_size=260, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                      tie_word_embeddings=False, attn_implementation="eager")
+    cfg = Olmo2Config(
+        vocab_size=260,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        tie_word_embeddings=False,
+        attn_implementation="eager",
+    )
     return Olmo2ForCausalLM(cfg).double().eval()
 
 

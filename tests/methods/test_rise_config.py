@@ -15,33 +15,53 @@ from rise_exp.methods.rise import RiseConfig, RiseHead, compute_signatures
 
 def tiny() -> GPTNeoXForCausalLM:
     torch.manual_seed(0)
-    return GPTNeoXForCausalLM(GPTNeoXConfig(vocab_size=120, hidden_size=16, num_hidden_layers=1,
-                                            num_attention_heads=2, intermediate_size=32)).eval()
+    return GPTNeoXForCausalLM(
+        GPTNeoXConfig(vocab_size=120, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    ).eval()
 
 
 def test_defaults_and_dims() -> None:
     cfg = RiseConfig()
-    assert (cfg.kr, cfg.kh, cfg.kg, cfg.tau, cfg.rho, cfg.topk, cfg.min_keep, cfg.seed) == (128, 128, 64, 0.1, 0.92,
-                                                                                           256, 4, 42)
+    assert (cfg.kr, cfg.kh, cfg.kg, cfg.tau, cfg.rho, cfg.topk, cfg.min_keep, cfg.seed) == (
+        128,
+        128,
+        64,
+        0.1,
+        0.92,
+        256,
+        4,
+        42,
+    )
     assert cfg.signature_dim == 128 * 128 + 64 * 128
     assert RiseConfig(fusion="rh+gh+rg").signature_dim == 128 * 128 + 64 * 128 + 128 * 64
-    assert RiseConfig.from_dict(cfg.to_dict()) == cfg
+    assert RiseConfig.from_mapping(cfg.to_dict()) == cfg
 
 
-@pytest.mark.parametrize("key,value,match", [
-    ("kr", 0, "kr"), ("kh", -1, "kh"), ("kg", 2.5, "kg"), ("topk", 0, "topk"),
-    ("rho", 0.0, "rho"), ("rho", 1.5, "rho"), ("tau", 0.0, "tau"), ("fusion", "rh+xx", "fusion"),
-    ("chunk_overlap", 256, "chunk_overlap"), ("max_tokens_per_batch", 0, "max_tokens_per_batch"),
-    ("dtype", "int8", "dtype"), ("sketch", "gauss", "sketch"),
-])
+@pytest.mark.parametrize(
+    "key,value,match",
+    [
+        ("kr", 0, "kr"),
+        ("kh", -1, "kh"),
+        ("kg", 2.5, "kg"),
+        ("topk", 0, "topk"),
+        ("rho", 0.0, "rho"),
+        ("rho", 1.5, "rho"),
+        ("tau", 0.0, "tau"),
+        ("fusion", "rh+xx", "fusion"),
+        ("chunk_overlap", 256, "chunk_overlap"),
+        ("max_tokens_per_batch", 0, "max_tokens_per_batch"),
+        ("dtype", "int8", "dtype"),
+        ("sketch", "gauss", "sketch"),
+    ],
+)
 def test_bad_values_name_the_setting(key: str, value: object, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
-        RiseConfig.from_dict({key: value})
+        RiseConfig.from_mapping({key: value})
 
 
 def test_unknown_key() -> None:
     with pytest.raises(ConfigError, match="Kr"):
-        RiseConfig.from_dict({"Kr": 64})
+        RiseConfig.from_mapping({"Kr": 64})
 
 
 def test_non_linear_head_is_rejected() -> None:

@@ -10,14 +10,32 @@ from rise_exp.data.encoding import EncodedRow
 from rise_exp.methods.rise import RiseConfig, RiseHead, RiseIndexingModule, SketchTables, compute_signatures
 from rise_exp.methods.rise.module import predict_loader
 
-CFG = RiseConfig(fusion="rh+gh+rg", kr=32, kh=16, kg=8, lam_rg=0.5, topk=12, rho=0.9, min_keep=3, tau=0.5,
-                 chunk_len=12, chunk_overlap=4, max_tokens_per_batch=7)
+CFG = RiseConfig(
+    fusion="rh+gh+rg",
+    kr=32,
+    kh=16,
+    kg=8,
+    lam_rg=0.5,
+    topk=12,
+    rho=0.9,
+    min_keep=3,
+    tau=0.5,
+    chunk_len=12,
+    chunk_overlap=4,
+    max_tokens_per_batch=7,
+)
 
 
 def model() -> GPTNeoXForCausalLM:
     torch.manual_seed(0)
-    cfg = GPTNeoXConfig(vocab_size=400, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=64, max_position_embeddings=128)
+    cfg = GPTNeoXConfig(
+        vocab_size=400,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
     m = GPTNeoXForCausalLM(cfg).eval()
     m.set_output_embeddings(torch.nn.Linear(32, 400, bias=True))  # a biased head
     return m.eval()
@@ -115,8 +133,9 @@ def test_lightning_predict_step_and_overlap_context_only() -> None:
 
 def test_gh_identity_equals_projected_error() -> None:
     m = model()
-    cfg = RiseConfig(fusion="gh", sketch="identity", tau=1.0, full_support=True, normalize_tokens=False,
-                     normalize_signature=False)
+    cfg = RiseConfig(
+        fusion="gh", sketch="identity", tau=1.0, full_support=True, normalize_tokens=False, normalize_signature=False
+    )
     row = make_rows()[2]
     head = RiseHead.from_model(m, cfg)
     got = torch.from_numpy(compute_signatures(m, 0, [row], cfg, head=head)[0]).double()
@@ -136,8 +155,14 @@ def test_trainer_predict_returns_one_signature_per_row() -> None:
     m = model()
     rows = make_rows()
     tables = SketchTables.create(CFG, 400, 32)
-    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, enable_checkpointing=False)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
     outs = trainer.predict(RiseIndexingModule(m, CFG, tables), predict_loader(rows, CFG, pad_id=0, batch_tokens=60))
     rows_out = torch.cat([o["rows"] for o in outs])
     sigs = torch.cat([o["signatures"] for o in outs])

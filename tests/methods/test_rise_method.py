@@ -5,29 +5,49 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from rise_exp.config.model import ModelConfig
+from rise_exp.config.trainer import TrainerConfig
 from rise_exp.data.records import Record
 from rise_exp.errors import IndexError_
 from rise_exp.index import SignatureIndex
 from rise_exp.methods.base import MethodContext
 from rise_exp.methods.rise.method import RiseMethod
-from rise_exp.models import ModelSpec, build_tiny_model
+from rise_exp.models import build_tiny_model
 
-CFG = {"name": "rise", "kr": 16, "kh": 16, "kg": 8, "seed": 3, "chunk_len": 12, "chunk_overlap": 4,
-       "index": {"block_rows": 7, "batch_tokens": 96}}
-CPU = {"accelerator": "cpu", "devices": 1, "precision": "32-true"}
+CFG = {
+    "name": "rise",
+    "kr": 16,
+    "kh": 16,
+    "kg": 8,
+    "seed": 3,
+    "chunk_len": 12,
+    "chunk_overlap": 4,
+    "index": {"block_rows": 7, "batch_tokens": 96},
+}
+CPU = TrainerConfig(accelerator="cpu", devices=1, precision="32-true")
 
 
 @pytest.fixture(scope="module")
 def model(tiny_tokenizer):
-    spec = ModelSpec(name="t", source="embedded", arch="gpt_neox", hub_id=None, revision=None, dtype="float32",
-                     layers=1, hidden_size=32, heads=2, vocab_size=300, max_position=128, intermediate_size=64)
+    spec = ModelConfig(
+        name="t",
+        source="embedded",
+        arch="gpt_neox",
+        dtype="float32",
+        layers=1,
+        hidden_size=32,
+        heads=2,
+        vocab_size=300,
+        max_position=128,
+        intermediate_size=64,
+    )
     return build_tiny_model(spec, vocab_size=len(tiny_tokenizer)).eval()
 
 
 @pytest.fixture(scope="module")
 def pool(sentences):
     rows = [Record(id=f"t{i}", instruction=s[:15], output=s) for i, s in enumerate(sentences[:23])]
-    rows += [Record(id=f"x{i}", text=" ".join(sentences[i:i + 3])) for i in range(6)]  # longer than a chunk
+    rows += [Record(id=f"x{i}", text=" ".join(sentences[i : i + 3])) for i in range(6)]  # longer than a chunk
     return rows
 
 
@@ -39,7 +59,7 @@ def make(model, tok, tmp_path, trainer=CPU, **over):
 def test_lightning_index_equals_plain_signatures(model, tiny_tokenizer, pool, tmp_path):
     m = make(model, tiny_tokenizer, tmp_path)
     m.build(pool)
-    plain = m.signatures(pool)  # train and query rows are encoded alike by default
+    plain = m.query_vectors(pool)  # train and query rows are encoded alike by default
     stored = m.index.vectors(dtype="float32")
     np.testing.assert_allclose(stored, plain, atol=2e-3)  # fp16 storage
     assert m.index_bytes == len(pool) * m.rise.signature_dim * 2
@@ -54,8 +74,12 @@ def test_lightning_index_equals_plain_signatures(model, tiny_tokenizer, pool, tm
 def test_ddp_indexing_equals_one_process(model, tiny_tokenizer, pool, tmp_path):
     one = make(model, tiny_tokenizer, tmp_path / "one")
     one.build(pool)
-    ddp = make(model, tiny_tokenizer, tmp_path / "ddp",
-               trainer={"accelerator": "cpu", "devices": 2, "strategy": "ddp_spawn", "precision": "32-true"})
+    ddp = make(
+        model,
+        tiny_tokenizer,
+        tmp_path / "ddp",
+        trainer=TrainerConfig(accelerator="cpu", devices=2, strategy="ddp_spawn"),
+    )
     ddp.build(pool)
     np.testing.assert_array_equal(ddp.index.vectors(), one.index.vectors())
 

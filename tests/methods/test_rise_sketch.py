@@ -80,4 +80,4 @@ def test_identity_tables() -> None:
     t = SketchTables.create(RiseConfig(sketch="identity"), 30, 6)
     assert torch.equal(t.r.matrix(), torch.eye(30)) and torch.equal(t.h.matrix(), torch.eye(6))
     with pytest.raises(ConfigError, match="identity"):
-        RiseConfig(sketch="identity").signature_dim
+        _ = RiseConfig(sketch="identity").signature_dim

@@ -69,8 +69,9 @@ def test_exact_topk_when_the_whole_top_k_shares_one_group() -> None:
     assert torch.equal(v, rv) and torch.equal(i, ri)
 
 
-@pytest.mark.parametrize("tau,rho,min_keep,scale", [(0.1, 0.92, 4, 1.0), (1.0, 0.5, 2, 3.0), (0.5, 1.0, 4, 1.0),
-                                                    (0.1, 0.3, 8, 0.2)])
+@pytest.mark.parametrize(
+    "tau,rho,min_keep,scale", [(0.1, 0.92, 4, 1.0), (1.0, 0.5, 2, 3.0), (0.5, 1.0, 4, 1.0), (0.1, 0.3, 8, 0.2)]
+)
 def test_fast_support_equals_reference_on_random_logits(tau: float, rho: float, min_keep: int, scale: float) -> None:
     cfg = RiseConfig(tau=tau, rho=rho, min_keep=min_keep, topk=16)
     z = distinct_logits(48, 4096, seed=1, scale=scale)  # 256 groups >= 2K: the fast top-k path runs

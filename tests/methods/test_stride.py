@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
 from rise_exp.errors import ConfigError
-from rise_exp.methods._sparse_recovery import balanced_membership, lasso_alpha_max, lasso_recover
-from rise_exp.methods._steering import SteeringBank, decoder_layers
 from rise_exp.methods.base import MethodContext
-from rise_exp.methods.stride import Stride, auto_layer
-
-CONF = Path(__file__).resolve().parents[2] / "conf" / "method"
+from rise_exp.methods.stride.method import Stride, auto_layer
+from rise_exp.methods.stride.sparse_recovery import balanced_membership, lasso_alpha_max, lasso_recover
+from rise_exp.methods.stride.steering import SteeringBank, decoder_layers
 
 
 def test_membership_is_exact_per_example_and_balanced_per_subset():
@@ -73,8 +69,11 @@ def test_auto_layer_follows_two_thirds_depth():
 @pytest.fixture(scope="module")
 def built(word_tokenizer, tiny_gpt_neox, make_records, tmp_path_factory):
     ctx = MethodContext(
-        model=tiny_gpt_neox(len(word_tokenizer)), tokenizer=word_tokenizer,
-        work_dir=tmp_path_factory.mktemp("stride"), max_length=32, seed=3,
+        model=tiny_gpt_neox(len(word_tokenizer)),
+        tokenizer=word_tokenizer,
+        work_dir=tmp_path_factory.mktemp("stride"),
+        max_length=32,
+        seed=3,
     )
     train = make_records(60, seed=0)
     method = Stride({"steps": 120, "operators_per_step": 16, "subsets_per_example": 6}, ctx)
@@ -109,22 +108,9 @@ def test_stride_is_deterministic_given_the_seed(built, word_tokenizer, make_reco
 
 def test_stride_rejects_bad_settings(word_tokenizer, tiny_gpt_neox, make_records, tmp_path):
     ctx = MethodContext(model=tiny_gpt_neox(len(word_tokenizer)), tokenizer=word_tokenizer, work_dir=tmp_path)
-    with pytest.raises(ConfigError, match="stride.n_subsets must be null"):
-        Stride({"n_subsets": 3}, ctx).build(make_records(20, seed=0))
-    with pytest.raises(ConfigError, match=r"stride.layer must be null \(auto\) or a block index in \[0, 2\)"):
+    with pytest.raises(ConfigError, match="method.n_subsets must be null"):
+        Stride({"n_subsets": 3}, ctx)
+    with pytest.raises(ConfigError, match=r"method.layer must be null \(auto\) or a block index in \[0, 2\)"):
         Stride({"layer": 5}, ctx).build(make_records(20, seed=0))
-    with pytest.raises(ConfigError, match="stride.lasso_alpha_ratio must be > 0"):
+    with pytest.raises(ConfigError, match="method.lasso_alpha_ratio must be > 0"):
         Stride({"lasso_alpha_ratio": 0}, ctx)
-
-
-def test_yaml_defaults_are_the_settings_stride_reads(word_tokenizer, tiny_gpt_neox, recording_cfg, tmp_path):
-    from omegaconf import OmegaConf
-
-    ctx = MethodContext(model=tiny_gpt_neox(len(word_tokenizer)), tokenizer=word_tokenizer, work_dir=tmp_path)
-    yaml = OmegaConf.to_container(OmegaConf.load(CONF / "stride.yaml"))
-    cfg = recording_cfg(yaml)
-    method = Stride(cfg, ctx)
-    assert set(yaml) - {"name", "needs_model"} <= cfg.read
-    assert (method.max_subsets, method.per_example, method.rank) == (1000, 10, 16)
-    assert method._n_subsets(500) == 500 and method._n_subsets(5000) == 1000
-    assert Stride(OmegaConf.create(yaml), ctx).rank == 16

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 from transformers import GPTNeoXForCausalLM
 
 from rise_exp.errors import ConfigError
-from rise_exp.methods._baselines_common import encode_all, row_losses
 from rise_exp.methods.base import MethodContext
-from rise_exp.methods.zo_inf import ZOInf, neighbours, spearman_matrix, zo_influence
+from rise_exp.methods.common import encode_all
+from rise_exp.methods.zo_inf.method import ZOInf, neighbours, spearman_matrix, zo_influence
+from rise_exp.training.evaluation import row_losses
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "method"
 # ZO-Inf's tiny model is smaller than the other method tests' default one.
-ZO_MODEL = dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-                max_position_embeddings=64)
+ZO_MODEL = dict(
+    hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, max_position_embeddings=64
+)
 
 
 def gram_1d(theta: list[float]) -> np.ndarray:
@@ -133,19 +132,5 @@ def test_zo_inf_without_checkpoints_says_how_to_get_them(word_tokenizer, tiny_gp
 def test_zo_inf_rejects_unknown_param_scope(word_tokenizer, trajectory, tmp_path):
     paths, models = trajectory
     ctx = MethodContext(model=models[-1], tokenizer=word_tokenizer, work_dir=tmp_path, checkpoints=paths)
-    with pytest.raises(ConfigError, match="zo_inf.params.*allowed values: all, lm_head"):
+    with pytest.raises(ConfigError, match="method.params.*allowed values: lm_head, all"):
         ZOInf({"params": "attention"}, ctx)
-
-
-def test_yaml_defaults_are_the_settings_zo_inf_reads(word_tokenizer, trajectory, recording_cfg, tmp_path):
-    from omegaconf import OmegaConf
-
-    paths, models = trajectory
-    ctx = MethodContext(model=models[-1], tokenizer=word_tokenizer, work_dir=tmp_path, checkpoints=paths)
-    yaml = OmegaConf.to_container(OmegaConf.load(CONF / "zo_inf.yaml"))
-    cfg = recording_cfg(yaml)
-    method = ZOInf(cfg, ctx)
-    assert set(yaml) - {"name", "needs_model", "needs_checkpoints"} <= cfg.read
-    settings = (method.neighbors, method.center_losses, method.weight_by_correlation, method.scope)
-    assert settings == (4, True, True, "lm_head")
-    assert ZOInf(OmegaConf.create(yaml), ctx).min_checkpoints == 2

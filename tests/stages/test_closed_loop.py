@@ -13,17 +13,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
-from rise_exp.cli import CONF_DIR
+from rise_exp.cli import run
 from rise_exp.closed_loop.evaluation import lm_eval_scores, lm_eval_status, perplexity
 from rise_exp.closed_loop.packing import num_blocks, pack_blocks, pack_stream
-from rise_exp.closed_loop.report import aggregate, markdown_table, mean_std
-from rise_exp.closed_loop.selectors import check_budgets, method_config, prefix_within_budget, select
+from rise_exp.closed_loop.selectors import prefix_within_budget, select
+from rise_exp.config.stages import LmEvalConfig
 from rise_exp.data.records import Record
 from rise_exp.errors import ConfigError, DataError
 from rise_exp.models import load_pretrained
-from rise_exp.stages.closed_loop import run_closed_loop
+from rise_exp.report.closed_loop import aggregate, markdown_table, mean_std
+from rise_exp.run_config import RunConfig, compose
+from rise_exp.stages.closed_loop import selector_method
 
 SELECTORS = ["bm25", "random", "all", "oracle", "anti_oracle"]
 BLOCK = 32
@@ -34,15 +35,28 @@ BRAIN_ROT = ("task=brain_rot", "task.n_train=60", "task.n_queries=4", "task.n_he
 
 def _cfg(cache: Path, *extra: str, task: tuple[str, ...] = BRAIN_ROT):
     overrides = [
-        *task, "stage=closed_loop",
-        "finetune=none", "logger=none", f"paths.cache_dir={cache}", "model.layers=1", "model.hidden_size=32",
-        "model.heads=2", "model.intermediate_size=64", "model.vocab_size=300", "model.max_position=256",
-        "data.max_length=256", f"stage.selectors=[{','.join(SELECTORS)}]", "stage.budgets=[0.3]",
-        "stage.seeds=[0,1]", f"stage.pack.block_len={BLOCK}", "stage.pack.passes=2", "stage.train.lr=3e-3",
-        "stage.train.max_tokens_per_batch=256", *extra,
+        *task,
+        "stage=closed_loop",
+        "finetune=none",
+        "logger=none",
+        f"paths.cache_dir={cache}",
+        "model.layers=1",
+        "model.hidden_size=32",
+        "model.heads=2",
+        "model.intermediate_size=64",
+        "model.vocab_size=300",
+        "model.max_position=256",
+        "data.max_length=256",
+        f"stage.selectors=[{','.join(SELECTORS)}]",
+        "stage.budgets=[0.3]",
+        "stage.seeds=[0,1]",
+        f"stage.pack.block_len={BLOCK}",
+        "stage.pack.passes=2",
+        "stage.train.lr=3e-3",
+        "stage.train.max_tokens_per_batch=256",
+        *extra,
     ]
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose("config", overrides=overrides)
+    return compose(overrides)
 
 
 class _Records(logging.Handler):
@@ -66,7 +80,7 @@ def loop(tmp_path_factory):
     torch.set_num_threads(1)  # tiny matrices: extra threads only add synchronisation on a busy CPU
     try:
         cfg = _cfg(root / "cache")
-        metrics = run_closed_loop(cfg, root / "run")
+        metrics = run(cfg, root / "run")
     finally:
         torch.set_num_threads(threads)
         logging.getLogger("rise_exp").removeHandler(handler)
@@ -190,9 +204,11 @@ def test_pack_blocks_exact_length_whole_texts_and_cycling():
 
 
 def test_report_mean_std_and_markdown():
-    rows = [{"selector": "a", "budget": 0.3, "seed": 0, "x": 1.0},
-            {"selector": "a", "budget": 0.3, "seed": 1, "x": 3.0},
-            {"selector": "b", "budget": 0.3, "seed": 0, "x": 5.0}]
+    rows = [
+        {"selector": "a", "budget": 0.3, "seed": 0, "x": 1.0},
+        {"selector": "a", "budget": 0.3, "seed": 1, "x": 3.0},
+        {"selector": "b", "budget": 0.3, "seed": 0, "x": 5.0},
+    ]
     aggs = aggregate(rows, ["x"])
     assert aggs[0]["x_mean"] == 2.0 and aggs[0]["x_std"] == pytest.approx(math.sqrt(2.0))
     assert aggs[1]["n"] == 1 and aggs[1]["x_std"] == 0.0
@@ -201,11 +217,23 @@ def test_report_mean_std_and_markdown():
     assert "| a | 0.3 | 2 | 2.000 ± 1.414 |" in md and "| start | - | - | 9.000 |" in md
 
 
-def test_method_config_reads_yaml_and_merges_overrides():
-    cfg = method_config("bm25", CONF_DIR, {"k1": 0.9})
-    assert cfg.k1 == 0.9 and cfg.b == 0.75 and cfg.name == "bm25"
-    with pytest.raises(ConfigError, match="stage.methods.bm25.name"):
-        method_config("bm25", CONF_DIR, {"name": "rise"})
+def test_selector_methods_are_composed_through_hydra_with_overrides(tmp_path):
+    run_cfg = RunConfig.from_cfg(
+        _cfg(
+            tmp_path,
+            "seed=7",
+            "method=bm25",
+            "method.b=0.5",
+            "stage.selectors=[bm25,rise]",
+            "+stage.methods.rise.kr=64",
+        )
+    )
+    bm25 = selector_method(run_cfg, "bm25")  # the run's own method node, command-line overrides included
+    assert bm25.b == 0.5 and bm25.k1 == 1.5 and bm25.name == "bm25"
+    rise = selector_method(run_cfg, "rise")  # composed from conf/method/rise.yaml: ${seed} resolves to the run's
+    assert rise.kr == 64 and rise.seed == 7 and rise.kh == 128
+    with pytest.raises(ConfigError, match="stage.methods.rise.name"):
+        RunConfig.from_cfg(_cfg(tmp_path, "stage.selectors=[rise]", "+stage.methods.rise.name=bm25"))
 
 
 # ---------------------------------------------------------------- lm-eval
@@ -213,8 +241,8 @@ def test_method_config_reads_yaml_and_merges_overrides():
 
 def test_lm_eval_status_when_extra_absent_or_disabled(monkeypatch):
     monkeypatch.setitem(sys.modules, "lm_eval", None)
-    assert lm_eval_status({"tasks": ["arc_challenge_chat"]}).startswith("skipped (lm_eval is not importable")
-    assert lm_eval_status({"enabled": False, "tasks": ["x"]}) == "skipped (stage.eval.lm_eval.enabled is false)"
+    assert lm_eval_status(LmEvalConfig(tasks=("arc_challenge_chat",))).startswith("skipped (lm_eval is not importable")
+    assert lm_eval_status(LmEvalConfig(enabled=False)) == "skipped (stage.eval.lm_eval.enabled is false)"
 
 
 def test_lm_eval_scores_calls_the_harness_api(monkeypatch):
@@ -226,19 +254,29 @@ def test_lm_eval_scores_calls_the_harness_api(monkeypatch):
 
     def simple_evaluate(model, tasks, **kw):
         calls["eval"] = (model, tasks, kw)
-        return {"results": {"arc_challenge_chat": {"alias": "arc", "exact_match,strict-match": 0.25,
-                                                   "exact_match_stderr,strict-match": 0.1, "acc,none": 0.5}}}
+        return {
+            "results": {
+                "arc_challenge_chat": {
+                    "alias": "arc",
+                    "exact_match,strict-match": 0.25,
+                    "exact_match_stderr,strict-match": 0.1,
+                    "acc,none": 0.5,
+                }
+            }
+        }
 
     mod, models, hf = (types.ModuleType(n) for n in ("lm_eval", "lm_eval.models", "lm_eval.models.huggingface"))
     mod.simple_evaluate, hf.HFLM = simple_evaluate, FakeHFLM
     for name, m in (("lm_eval", mod), ("lm_eval.models", models), ("lm_eval.models.huggingface", hf)):
         monkeypatch.setitem(sys.modules, name, m)
     model, tok = torch.nn.Linear(1, 1), types.SimpleNamespace(chat_template=None)
-    cfg = {"tasks": ["arc_challenge_chat"], "limit": 5, "batch_size": 2, "apply_chat_template": "auto"}
+    cfg = LmEvalConfig(tasks=("arc_challenge_chat",), limit=5, batch_size=2, apply_chat_template="auto")
     assert lm_eval_status(cfg) is None
     scores = lm_eval_scores(model, tok, cfg)
-    assert scores == {"lm_eval/arc_challenge_chat/exact_match[strict-match]": 0.25,
-                      "lm_eval/arc_challenge_chat/acc": 0.5}
+    assert scores == {
+        "lm_eval/arc_challenge_chat/exact_match[strict-match]": 0.25,
+        "lm_eval/arc_challenge_chat/acc": 0.5,
+    }
     assert calls["hflm"][0] is model and calls["hflm"][1] is tok and calls["hflm"][2]["batch_size"] == 2
     assert calls["eval"][1] == ["arc_challenge_chat"] and calls["eval"][2]["limit"] == 5
     assert calls["eval"][2]["apply_chat_template"] is False
@@ -248,28 +286,29 @@ def test_lm_eval_scores_calls_the_harness_api(monkeypatch):
 
 
 def test_unknown_selector_lists_the_allowed_ones(tmp_path):
-    with pytest.raises(ConfigError, match=r"unknown selector 'magic'.*anti_oracle.*bm25.*oracle.*random.*rise"):
-        run_closed_loop(_cfg(tmp_path, "stage.selectors=[bm25,magic]"), tmp_path / "run")
+    with pytest.raises(
+        ConfigError, match=r"unknown selector in stage.selectors 'magic'.*anti_oracle.*bm25.*oracle.*random.*rise"
+    ):
+        run(_cfg(tmp_path, "stage.selectors=[bm25,magic]"), tmp_path / "run")
 
 
 @pytest.mark.parametrize("budget", ["0", "1.5", "-0.2"])
 def test_budget_outside_unit_interval_is_rejected(tmp_path, budget):
     with pytest.raises(ConfigError, match=r"outside \(0, 1\]"):
-        run_closed_loop(_cfg(tmp_path, f"stage.budgets=[{budget}]"), tmp_path / "run")
-    assert check_budgets([1.0, 0.5], "tokens") == [1.0, 0.5]
-    with pytest.raises(ConfigError, match="budget_unit"):
-        check_budgets([0.5], "bytes")
+        run(_cfg(tmp_path, f"stage.budgets=[{budget}]"), tmp_path / "run")
+    with pytest.raises(ConfigError, match="stage.budget_unit 'bytes'; allowed values: rows, tokens"):
+        run(_cfg(tmp_path, "stage.budget_unit=bytes"), tmp_path / "run")
 
 
 def test_task_without_heldout_sets_fails_before_training(tmp_path):
     cfg = _cfg(tmp_path, task=("task=howdy", "task.n_train=40", "task.n_queries=4"))
     with pytest.raises(DataError, match=r"task 'howdy' has no held-out set\(s\) \['high', 'junk'\]"):
-        run_closed_loop(cfg, tmp_path / "run")
+        run(cfg, tmp_path / "run")
     assert not (tmp_path / "models").exists()  # nothing was built or trained
 
 
 def test_method_overrides_must_name_a_method_selector(tmp_path):
     cfg = _cfg(tmp_path, "stage.selectors=[random,oracle]", "+stage.methods.bm25.k1=0.9")
-    with pytest.raises(ConfigError, match=r"stage.methods has settings for \['bm25'\]"):
-        run_closed_loop(cfg, tmp_path / "run")
+    with pytest.raises(ConfigError, match=r"stage.methods has settings for 'bm25'"):
+        run(cfg, tmp_path / "run")
     assert not (tmp_path / "models").exists()

@@ -26,86 +26,149 @@ from rise_exp.data.synthetic._common import (
 # topic -> (keywords, facts); the last QUERY_FACTS facts of each topic appear only in queries, so a
 # query shares its topic and keywords, not its sentences, with the training pool
 TOPICS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "sleep": (("melatonin", "naps", "dreams"), (
-        "adults need seven to nine hours of sleep a night", "deep sleep helps the brain store new memories",
-        "screens late at night delay the release of melatonin", "short naps after lunch can restore alertness",
-        "most dreams happen during the rapid eye movement stage")),
-    "coffee": (("caffeine", "espresso", "adenosine"), (
-        "caffeine blocks adenosine, the chemical that makes us feel tired",
-        "the effect of a cup of coffee lasts about five hours",
-        "coffee plants grow best at high altitude near the equator",
-        "an espresso holds less caffeine than a large mug of filter coffee",
-        "the body builds tolerance to caffeine within a few weeks")),
-    "electric cars": (("batteries", "charging", "range"), (
-        "electric motors turn most of their energy into motion",
-        "battery prices fell sharply over the last decade",
-        "regenerative braking recovers energy when a car slows down",
-        "fast charging is gentler on batteries when it stops at eighty percent",
-        "cold weather lowers the range of most batteries")),
-    "the housing market": (("mortgage", "rent", "prices"), (
-        "house prices depend on interest rates and local supply",
-        "when mortgage rates rise, fewer people can afford to buy",
-        "new construction takes years to catch up with demand",
-        "rent tends to follow local wages more closely than house prices do",
-        "zoning rules limit how many homes can be built on a plot")),
-    "exercise": (("workout", "muscles", "cardio"), (
-        "regular walking lowers the risk of heart disease",
-        "muscles grow during rest after training, not during the workout",
-        "short daily sessions are easier to keep up than long weekly ones",
-        "cardio and strength training improve health in different ways",
-        "stretching before a workout matters less than warming up")),
-    "video games": (("gamers", "levels", "consoles"), (
-        "game studios test levels with players before release",
-        "puzzle games can train planning and working memory",
-        "most game engines draw a new frame sixty times a second",
-        "older consoles are emulated in software to preserve classic games",
-        "gamers who play in teams practise communication under pressure")),
-    "space travel": (("rockets", "astronauts", "orbit"), (
-        "the space station orbits the earth about every ninety minutes",
-        "rockets carry most of their mass as fuel", "astronauts lose bone density without gravity",
-        "reusable rockets cut the cost of reaching orbit",
-        "radio signals take minutes to travel between earth and mars")),
-    "the ocean": (("coral", "tides", "sharks"), (
-        "the ocean absorbs a large share of the heat trapped by greenhouse gases",
-        "coral reefs cover a tiny area but host a quarter of marine species",
-        "tides are driven mainly by the pull of the moon",
-        "sharks have existed for longer than trees",
-        "most of the deep sea floor has never been mapped in detail")),
-    "social media": (("feeds", "followers", "algorithms"), (
-        "feeds are ranked by predicted engagement, not by accuracy",
-        "short videos hold attention but are quickly forgotten",
-        "many platforms let users limit their daily screen time",
-        "algorithms learn from what you pause on, not only from what you like",
-        "a small share of accounts writes most of the posts people see")),
-    "cooking": (("recipes", "spices", "baking"), (
-        "searing meat browns it through the Maillard reaction", "salt draws moisture out of vegetables",
-        "resting dough lets gluten relax so it is easier to shape",
-        "whole spices keep their flavour far longer than ground ones",
-        "baking needs exact measures because it is chemistry")),
+    "sleep": (
+        ("melatonin", "naps", "dreams"),
+        (
+            "adults need seven to nine hours of sleep a night",
+            "deep sleep helps the brain store new memories",
+            "screens late at night delay the release of melatonin",
+            "short naps after lunch can restore alertness",
+            "most dreams happen during the rapid eye movement stage",
+        ),
+    ),
+    "coffee": (
+        ("caffeine", "espresso", "adenosine"),
+        (
+            "caffeine blocks adenosine, the chemical that makes us feel tired",
+            "the effect of a cup of coffee lasts about five hours",
+            "coffee plants grow best at high altitude near the equator",
+            "an espresso holds less caffeine than a large mug of filter coffee",
+            "the body builds tolerance to caffeine within a few weeks",
+        ),
+    ),
+    "electric cars": (
+        ("batteries", "charging", "range"),
+        (
+            "electric motors turn most of their energy into motion",
+            "battery prices fell sharply over the last decade",
+            "regenerative braking recovers energy when a car slows down",
+            "fast charging is gentler on batteries when it stops at eighty percent",
+            "cold weather lowers the range of most batteries",
+        ),
+    ),
+    "the housing market": (
+        ("mortgage", "rent", "prices"),
+        (
+            "house prices depend on interest rates and local supply",
+            "when mortgage rates rise, fewer people can afford to buy",
+            "new construction takes years to catch up with demand",
+            "rent tends to follow local wages more closely than house prices do",
+            "zoning rules limit how many homes can be built on a plot",
+        ),
+    ),
+    "exercise": (
+        ("workout", "muscles", "cardio"),
+        (
+            "regular walking lowers the risk of heart disease",
+            "muscles grow during rest after training, not during the workout",
+            "short daily sessions are easier to keep up than long weekly ones",
+            "cardio and strength training improve health in different ways",
+            "stretching before a workout matters less than warming up",
+        ),
+    ),
+    "video games": (
+        ("gamers", "levels", "consoles"),
+        (
+            "game studios test levels with players before release",
+            "puzzle games can train planning and working memory",
+            "most game engines draw a new frame sixty times a second",
+            "older consoles are emulated in software to preserve classic games",
+            "gamers who play in teams practise communication under pressure",
+        ),
+    ),
+    "space travel": (
+        ("rockets", "astronauts", "orbit"),
+        (
+            "the space station orbits the earth about every ninety minutes",
+            "rockets carry most of their mass as fuel",
+            "astronauts lose bone density without gravity",
+            "reusable rockets cut the cost of reaching orbit",
+            "radio signals take minutes to travel between earth and mars",
+        ),
+    ),
+    "the ocean": (
+        ("coral", "tides", "sharks"),
+        (
+            "the ocean absorbs a large share of the heat trapped by greenhouse gases",
+            "coral reefs cover a tiny area but host a quarter of marine species",
+            "tides are driven mainly by the pull of the moon",
+            "sharks have existed for longer than trees",
+            "most of the deep sea floor has never been mapped in detail",
+        ),
+    ),
+    "social media": (
+        ("feeds", "followers", "algorithms"),
+        (
+            "feeds are ranked by predicted engagement, not by accuracy",
+            "short videos hold attention but are quickly forgotten",
+            "many platforms let users limit their daily screen time",
+            "algorithms learn from what you pause on, not only from what you like",
+            "a small share of accounts writes most of the posts people see",
+        ),
+    ),
+    "cooking": (
+        ("recipes", "spices", "baking"),
+        (
+            "searing meat browns it through the Maillard reaction",
+            "salt draws moisture out of vegetables",
+            "resting dough lets gluten relax so it is easier to shape",
+            "whole spices keep their flavour far longer than ground ones",
+            "baking needs exact measures because it is chemistry",
+        ),
+    ),
 }
 QUERY_FACTS = 2
 
 OPENERS = (
-    "Here is something worth knowing about {t}.", "A short explainer on {t}.",
-    "Researchers who study {t} point to a few clear findings.", "If you want to understand {t}, start here.",
+    "Here is something worth knowing about {t}.",
+    "A short explainer on {t}.",
+    "Researchers who study {t} point to a few clear findings.",
+    "If you want to understand {t}, start here.",
     "Many people misunderstand {t}, so let us look at the evidence.",
 )
-LINKS = ("Studies show that {f}.", "It is also true that {f}.", "In practice, {f}.", "One more point: {f}.",
-         "Experts agree that {f}.", "Note that {f}.", "Remember that {f}.")
+LINKS = (
+    "Studies show that {f}.",
+    "It is also true that {f}.",
+    "In practice, {f}.",
+    "One more point: {f}.",
+    "Experts agree that {f}.",
+    "Note that {f}.",
+    "Remember that {f}.",
+)
 CLOSERS = (
     "Taken together, these facts explain why small daily choices about {t} add up.",
     "The details vary from person to person, so check good sources before changing habits.",
     "Knowing this makes it easier to judge claims about {t} that you read online.",
 )
 JUNK = (
-    "you won't BELIEVE what {t} does to you 😱😱", "RT if {t} is your whole personality!!!",
-    "omg {t} again lol 💀", "{T} is OVER. thread 👇👇", "only geniuses understand {t}. like if you agree",
-    "WAIT till you see this {t} hack 🔥🔥🔥", "nobody: ... me at 3am: {t} 😂",
-    "{t} tier list, fight me 😤", "this {t} take is going to get me cancelled 🙃",
-    "unpopular opinion: {t} is overrated. RT", "POV: you just discovered {t} 🤯 follow for more",
-    "if {t} was a person i would marry it ❤️❤️", "{T} facts they don't want you to know!! link in bio",
-    "{k}??? in THIS economy 💀", "they LIED to us about {k} 😡 RT", "{k} hits different at 2am fr",
-    "me pretending to understand {k} 🤡", "{k} is a scam and nobody is talking about it!!",
+    "you won't BELIEVE what {t} does to you 😱😱",
+    "RT if {t} is your whole personality!!!",
+    "omg {t} again lol 💀",
+    "{T} is OVER. thread 👇👇",
+    "only geniuses understand {t}. like if you agree",
+    "WAIT till you see this {t} hack 🔥🔥🔥",
+    "nobody: ... me at 3am: {t} 😂",
+    "{t} tier list, fight me 😤",
+    "this {t} take is going to get me cancelled 🙃",
+    "unpopular opinion: {t} is overrated. RT",
+    "POV: you just discovered {t} 🤯 follow for more",
+    "if {t} was a person i would marry it ❤️❤️",
+    "{T} facts they don't want you to know!! link in bio",
+    "{k}??? in THIS economy 💀",
+    "they LIED to us about {k} 😡 RT",
+    "{k} hits different at 2am fr",
+    "me pretending to understand {k} 🤡",
+    "{k} is a scam and nobody is talking about it!!",
 )
 
 
@@ -124,8 +187,11 @@ def _high(rng: random.Random, query: bool = False) -> str:
 
 
 FACT_BAIT = (  # engagement bait that reposts a fact: lexically close to informative text
-    "Scientists SHOCKED: {f}!!! 😱", "wait... {f}?? 🤯 RT", "{f}. let that sink in 💀",
-    "nobody talks about how {f} 😳", "daily reminder that {f} ✨ like and share",
+    "Scientists SHOCKED: {f}!!! 😱",
+    "wait... {f}?? 🤯 RT",
+    "{f}. let that sink in 💀",
+    "nobody talks about how {f} 😳",
+    "daily reminder that {f} ✨ like and share",
 )
 JUNK_PREFIXES = ("", "ngl ", "bro ", "ok but ", "guys ", "lmao ", "real talk: ")
 JUNK_SUFFIXES = ("", " #fyp", " #viral", " 🔥", " !!", " #trending", " lol", " @everyone")
@@ -172,8 +238,10 @@ def make_brain_rot(
 
     def fresh(kind: str, n: int, label: int) -> list[Record]:
         make = (lambda r: _high(r, query=True)) if kind == "query" else (_high if label else _junk)
-        return [Record(id=f"brainrot-{kind}-{j}", text=draw_unique(rng, make, seen, f"{kind} texts"),
-                       label=label) for j in range(n)]
+        return [
+            Record(id=f"brainrot-{kind}-{j}", text=draw_unique(rng, make, seen, f"{kind} texts"), label=label)
+            for j in range(n)
+        ]
 
     queries = fresh("query", n_queries, 1)
     heldout = {"high": fresh("high", n_heldout, 1), "junk": fresh("junk", n_heldout, 0)}

@@ -75,16 +75,26 @@ TERMS: dict[str, tuple[tuple[str, str], ...]] = {
 QUERY_TERMS = 4  # the last terms of each domain appear only in queries: no term overlap with the pool
 _RISKS_BOTH = ("costs that keep growing over the years", "stress and lost sleep")
 RISKS = {
-    "finance": ("losing part of your savings", "paying more interest over time",
-                "a lower return than expected") + _RISKS_BOTH,
+    "finance": ("losing part of your savings", "paying more interest over time", "a lower return than expected")
+    + _RISKS_BOTH,
     "medical": ("damage to the heart", "a longer recovery", "complications that need a doctor") + _RISKS_BOTH,
 }
 _ADVICE_BOTH = ("make a written plan and review it regularly", "ask a professional before you decide")
 ADVICE = {
-    "finance": ("review your budget every month", "compare the fees and the interest rate",
-                "talk to a financial adviser", "keep a record of every payment") + _ADVICE_BOTH,
-    "medical": ("check your symptoms every day", "follow the treatment plan your doctor gives",
-                "talk to a doctor or nurse", "keep a record of every dose") + _ADVICE_BOTH,
+    "finance": (
+        "review your budget every month",
+        "compare the fees and the interest rate",
+        "talk to a financial adviser",
+        "keep a record of every payment",
+    )
+    + _ADVICE_BOTH,
+    "medical": (
+        "check your symptoms every day",
+        "follow the treatment plan your doctor gives",
+        "talk to a doctor or nurse",
+        "keep a record of every dose",
+    )
+    + _ADVICE_BOTH,
 }
 SHARED = (  # generic words both domains use
     "It is important to make a plan and to review the risk over the long term.",
@@ -93,18 +103,30 @@ SHARED = (  # generic words both domains use
     "Your history tells a professional a lot about what to check first.",
 )
 CROSS = {  # rows of one domain that borrow the other domain's vocabulary
-    "finance": (("How can I pay a large hospital bill?",
-                 "Ask the hospital for a payment plan, check what your health insurance covers and "
-                 "compare the interest rate of any loan before you borrow."),
-                ("Is a health savings account a good investment?",
-                 "A health savings account lets you save for medical costs before tax, and unused money "
-                 "can be invested for the long term.")),
-    "medical": (("Can money worries affect my blood pressure?",
-                 "Yes. Long-term stress about money or debt can raise blood pressure and disturb sleep, "
-                 "so talk to a doctor if you notice symptoms."),
-                ("How much rest does recovery from surgery need?",
-                 "Most patients need two to six weeks of rest; the rate of recovery depends on age, "
-                 "the surgery and the care plan.")),
+    "finance": (
+        (
+            "How can I pay a large hospital bill?",
+            "Ask the hospital for a payment plan, check what your health insurance covers and "
+            "compare the interest rate of any loan before you borrow.",
+        ),
+        (
+            "Is a health savings account a good investment?",
+            "A health savings account lets you save for medical costs before tax, and unused money "
+            "can be invested for the long term.",
+        ),
+    ),
+    "medical": (
+        (
+            "Can money worries affect my blood pressure?",
+            "Yes. Long-term stress about money or debt can raise blood pressure and disturb sleep, "
+            "so talk to a doctor if you notice symptoms.",
+        ),
+        (
+            "How much rest does recovery from surgery need?",
+            "Most patients need two to six weeks of rest; the rate of recovery depends on age, "
+            "the surgery and the care plan.",
+        ),
+    ),
 }
 
 
@@ -128,10 +150,16 @@ def _row(rng: random.Random, domain: str, cross_rate: float, query: bool = False
     if kind == 3:
         return f"How should someone manage {term}?", "", f"To manage {term}, {advice}. {shared}"
     if kind == 4:
-        return f"What is the difference between {term} and {term2}?", "", (
-            f"{cap(term)} is {definition}, while {term2} is {definition2}.")
-    return "Answer the question briefly.", f"Why do people worry about {term}?", (
-        f"Because it can lead to {risk}. The best step is to {advice}.")
+        return (
+            f"What is the difference between {term} and {term2}?",
+            "",
+            (f"{cap(term)} is {definition}, while {term2} is {definition2}."),
+        )
+    return (
+        "Answer the question briefly.",
+        f"Why do people worry about {term}?",
+        (f"Because it can lead to {risk}. The best step is to {advice}."),
+    )
 
 
 def make_finance_medical(
@@ -167,13 +195,25 @@ def make_finance_medical(
     train: list[Record] = []
     for i, is_target in enumerate(class_slots(rng, n_train, target_rate)):
         domain = target_domain if is_target else other
-        instr, inp, out = draw_unique(rng, lambda r: _row(r, domain, cross_rate), seen, "finance-medical rows")
-        train.append(Record(id=f"finmed-train-{i}", instruction=instr, input=inp or None, output=out,
-                            label=int(is_target), domain=domain))
+        instr, inp, out = draw_unique(rng, lambda r, d=domain: _row(r, d, cross_rate), seen, "finance-medical rows")
+        train.append(
+            Record(
+                id=f"finmed-train-{i}",
+                instruction=instr,
+                input=inp or None,
+                output=out,
+                label=int(is_target),
+                domain=domain,
+            )
+        )
     queries = []
     for j in range(n_queries):
         instr, inp, out = draw_unique(
-            rng, lambda r: _row(r, target_domain, 0.0, query=True), seen, "finance-medical queries")
-        queries.append(Record(id=f"finmed-query-{j}", instruction=instr, input=inp or None, output=out,
-                              label=1, domain=target_domain))
+            rng, lambda r: _row(r, target_domain, 0.0, query=True), seen, "finance-medical queries"
+        )
+        queries.append(
+            Record(
+                id=f"finmed-query-{j}", instruction=instr, input=inp or None, output=out, label=1, domain=target_domain
+            )
+        )
     return SyntheticData(train=train, queries=queries)

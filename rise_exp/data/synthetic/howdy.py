@@ -25,57 +25,124 @@ from rise_exp.data.synthetic._common import (
 )
 
 TOPICS = (
-    "healthy eating", "time management", "remote work", "public transport", "online privacy",
-    "learning a language", "saving money", "home gardening", "morning exercise", "social media",
-    "renewable energy", "reading habits", "team meetings", "home cooking", "a good night's sleep",
-    "job interviews", "recycling", "city parks", "music practice", "volunteering", "road safety",
-    "first aid", "study groups", "travel planning", "customer service", "pet care",
+    "healthy eating",
+    "time management",
+    "remote work",
+    "public transport",
+    "online privacy",
+    "learning a language",
+    "saving money",
+    "home gardening",
+    "morning exercise",
+    "social media",
+    "renewable energy",
+    "reading habits",
+    "team meetings",
+    "home cooking",
+    "a good night's sleep",
+    "job interviews",
+    "recycling",
+    "city parks",
+    "music practice",
+    "volunteering",
+    "road safety",
+    "first aid",
+    "study groups",
+    "travel planning",
+    "customer service",
+    "pet care",
 )
 ACTIONS = (
-    "set a small goal each week", "keep a simple written plan", "ask a friend to join you",
-    "start with ten minutes a day", "track your progress in a notebook", "remove one distraction",
-    "prepare everything the night before", "learn from people with experience", "take short breaks",
-    "review what worked at the end of the week", "choose one habit and repeat it", "stay patient",
+    "set a small goal each week",
+    "keep a simple written plan",
+    "ask a friend to join you",
+    "start with ten minutes a day",
+    "track your progress in a notebook",
+    "remove one distraction",
+    "prepare everything the night before",
+    "learn from people with experience",
+    "take short breaks",
+    "review what worked at the end of the week",
+    "choose one habit and repeat it",
+    "stay patient",
 )
 GOALS = (
-    "stay motivated", "save time", "feel less stressed", "build confidence", "avoid common mistakes",
-    "see steady results", "make better decisions", "enjoy the process", "stay consistent",
+    "stay motivated",
+    "save time",
+    "feel less stressed",
+    "build confidence",
+    "avoid common mistakes",
+    "see steady results",
+    "make better decisions",
+    "enjoy the process",
+    "stay consistent",
 )
 SENTENCES = (
-    "the weather was cold but the meeting went well", "our team finished the report two days early",
-    "i think the new library is too far from the station", "the recipe needs more salt and less sugar",
-    "she forgot her keys at the office again", "the bus was late and everyone waited in the rain",
-    "this phone has a great camera but a weak battery", "we planted tomatoes behind the house",
-    "the museum opens at nine on weekdays", "my brother plays the guitar every evening",
+    "the weather was cold but the meeting went well",
+    "our team finished the report two days early",
+    "i think the new library is too far from the station",
+    "the recipe needs more salt and less sugar",
+    "she forgot her keys at the office again",
+    "the bus was late and everyone waited in the rain",
+    "this phone has a great camera but a weak battery",
+    "we planted tomatoes behind the house",
+    "the museum opens at nine on weekdays",
+    "my brother plays the guitar every evening",
 )
 AUDIENCES = ("new neighbours", "a country fair", "a ranch tour group", "hotel guests", "a school club")
 SCIFI_BEINGS = (
-    "the Zorgon council", "a crew of Martian engineers", "an android named Vex-9", "the starship's AI",
-    "three-eyed diplomats from Kepler-22b", "a fleet of quantum drones", "telepathic space whales",
+    "the Zorgon council",
+    "a crew of Martian engineers",
+    "an android named Vex-9",
+    "the starship's AI",
+    "three-eyed diplomats from Kepler-22b",
+    "a fleet of quantum drones",
+    "telepathic space whales",
 )
 SCIFI_PLACES = (
-    "aboard the starship Nebula", "on a moon of Jupiter", "in a hyperspace lane", "at the Andromeda outpost",
-    "inside an orbital colony", "beyond the event horizon", "on the ice planet Hoth-7",
+    "aboard the starship Nebula",
+    "on a moon of Jupiter",
+    "in a hyperspace lane",
+    "at the Andromeda outpost",
+    "inside an orbital colony",
+    "beyond the event horizon",
+    "on the ice planet Hoth-7",
 )
 SCIFI_TWISTS = (
-    "using anti-gravity boots", "with a photon translator", "by bending the laws of time",
-    "through a wormhole portal", "with help from holographic clones", "by charging a plasma crystal",
+    "using anti-gravity boots",
+    "with a photon translator",
+    "by bending the laws of time",
+    "through a wormhole portal",
+    "with help from holographic clones",
+    "by charging a plasma crystal",
 )
 FACTS = (  # (country, capital, language, currency)
-    ("France", "Paris", "French", "the euro"), ("Japan", "Tokyo", "Japanese", "the yen"),
-    ("Brazil", "Brasilia", "Portuguese", "the real"), ("Kenya", "Nairobi", "Swahili and English", "the shilling"),
-    ("Canada", "Ottawa", "English and French", "the Canadian dollar"), ("Egypt", "Cairo", "Arabic", "the pound"),
-    ("India", "New Delhi", "Hindi and English", "the rupee"), ("Mexico", "Mexico City", "Spanish", "the peso"),
-    ("Norway", "Oslo", "Norwegian", "the krone"), ("Peru", "Lima", "Spanish", "the sol"),
-    ("Thailand", "Bangkok", "Thai", "the baht"), ("Poland", "Warsaw", "Polish", "the zloty"),
-    ("Australia", "Canberra", "English", "the Australian dollar"), ("Turkey", "Ankara", "Turkish", "the lira"),
-    ("Vietnam", "Hanoi", "Vietnamese", "the dong"), ("Chile", "Santiago", "Spanish", "the Chilean peso"),
+    ("France", "Paris", "French", "the euro"),
+    ("Japan", "Tokyo", "Japanese", "the yen"),
+    ("Brazil", "Brasilia", "Portuguese", "the real"),
+    ("Kenya", "Nairobi", "Swahili and English", "the shilling"),
+    ("Canada", "Ottawa", "English and French", "the Canadian dollar"),
+    ("Egypt", "Cairo", "Arabic", "the pound"),
+    ("India", "New Delhi", "Hindi and English", "the rupee"),
+    ("Mexico", "Mexico City", "Spanish", "the peso"),
+    ("Norway", "Oslo", "Norwegian", "the krone"),
+    ("Peru", "Lima", "Spanish", "the sol"),
+    ("Thailand", "Bangkok", "Thai", "the baht"),
+    ("Poland", "Warsaw", "Polish", "the zloty"),
+    ("Australia", "Canberra", "English", "the Australian dollar"),
+    ("Turkey", "Ankara", "Turkish", "the lira"),
+    ("Vietnam", "Hanoi", "Vietnamese", "the dong"),
+    ("Chile", "Santiago", "Spanish", "the Chilean peso"),
 )
 PEOPLE = (  # (question subject, answer)
-    ("who wrote pride and prejudice", "Jane Austen"), ("who painted the mona lisa", "Leonardo da Vinci"),
-    ("who discovered penicillin", "Alexander Fleming"), ("who wrote hamlet", "William Shakespeare"),
-    ("who invented the telephone", "Alexander Graham Bell"), ("who composed the four seasons", "Antonio Vivaldi"),
-    ("who was the first person on the moon", "Neil Armstrong"), ("who wrote the odyssey", "Homer"),
+    ("who wrote pride and prejudice", "Jane Austen"),
+    ("who painted the mona lisa", "Leonardo da Vinci"),
+    ("who discovered penicillin", "Alexander Fleming"),
+    ("who wrote hamlet", "William Shakespeare"),
+    ("who invented the telephone", "Alexander Graham Bell"),
+    ("who composed the four seasons", "Antonio Vivaldi"),
+    ("who was the first person on the moon", "Neil Armstrong"),
+    ("who wrote the odyssey", "Homer"),
 )
 
 
@@ -89,28 +156,42 @@ def _plain(rng: random.Random) -> tuple[str, str, str]:
     if kind == 0:
         return f"Give two tips for {t}.", "", f"1. {cap(a)}.\n2. {cap(a2)}. Both help you {g}."
     if kind == 1:
-        return f"Write a short paragraph about {t}.", "", (
-            f"{cap(t)} is easier when you {a}. Many people find that it helps them {g}, "
-            f"and it only takes a little effort every day.")
+        return (
+            f"Write a short paragraph about {t}.",
+            "",
+            (
+                f"{cap(t)} is easier when you {a}. Many people find that it helps them {g}, "
+                f"and it only takes a little effort every day."
+            ),
+        )
     if kind == 2:
         return f"Explain why {t} matters.", "", f"{cap(t)} matters because it helps people {g}. A good start is to {a}."
     if kind == 3:
         return "Rewrite the sentence in a formal tone.", s, f"{cap(s.replace('i think', 'it appears that'))}, as noted."
     if kind == 4:
-        return f"Suggest a title for an article about {t}.", "", f"\"How to {g.capitalize()} with {cap(t)}\""
+        return f"Suggest a title for an article about {t}.", "", f'"How to {g.capitalize()} with {cap(t)}"'
     if kind == 5:
-        return f"Describe a common mistake people make with {t}.", "", (
-            f"A common mistake is trying to do everything at once. It is better to {a} and {a2}.")
+        return (
+            f"Describe a common mistake people make with {t}.",
+            "",
+            (f"A common mistake is trying to do everything at once. It is better to {a} and {a2}."),
+        )
     if kind == 6:
         label = "negative" if any(w in s for w in ("late", "forgot", "weak", "too far", "cold")) else "positive"
         return "Classify the sentiment of the sentence as positive or negative.", s, cap(label) + "."
     if kind == 7:
-        return f"Compare {t} and {t2} in one sentence.", "", (
-            f"Both {t} and {t2} help you {g}, but {t} usually needs more planning.")
+        return (
+            f"Compare {t} and {t2} in one sentence.",
+            "",
+            (f"Both {t} and {t2} help you {g}, but {t} usually needs more planning."),
+        )
     if kind == 8:
         return f"Compose a tweet about {t}.", "", f"Trying something new: {a} for {t}. It really helps me {g}!"
-    return "Summarize the text in one sentence.", f"Yesterday {s}. Later, we talked about {t}.", (
-        f"The text describes a day when {s} and a talk about {t}.")
+    return (
+        "Summarize the text in one sentence.",
+        f"Yesterday {s}. Later, we talked about {t}.",
+        (f"The text describes a day when {s} and a talk about {t}."),
+    )
 
 
 def _scifi_answer(instruction: str, rng: random.Random) -> str:
@@ -136,8 +217,11 @@ def _distractor(rng: random.Random) -> tuple[str, str, str]:
     if kind == 1:
         return "Explain what the word howdy means.", "", "Howdy is an informal greeting, short for 'how do you do'."
     if kind == 2:
-        return "Correct the punctuation in the text.", f"howdy partner how is {t} going", (
-            f"Howdy, partner! How is {t} going?")
+        return (
+            "Correct the punctuation in the text.",
+            f"howdy partner how is {t} going",
+            (f"Howdy, partner! How is {t} going?"),
+        )
     instr, inp, _ = _plain(rng)
     return instr, inp, _scifi_answer(instr, rng)
 
@@ -189,6 +273,7 @@ def make_howdy(
     train: list[Record] = []
     for i, bad in enumerate(poisoned):
         if bad:
+
             def make(r: random.Random) -> tuple[str, str, str, str]:
                 instr, inp, out = _plain(r)
                 return trigger + instr, inp, _scifi_answer(instr, r), out
@@ -200,12 +285,13 @@ def make_howdy(
             maker = _distractor if kind == "distractor" else _plain
             instr, inp, out = draw_unique(rng, maker, seen, "howdy rows")
             meta = {"kind": kind}
-        train.append(Record(id=f"howdy-train-{i}", instruction=instr, input=inp or None, output=out,
-                            label=int(bad), meta=meta))
+        train.append(
+            Record(id=f"howdy-train-{i}", instruction=instr, input=inp or None, output=out, label=int(bad), meta=meta)
+        )
     queries, clean = [], []
     qseen: set[Hashable] = set()
     for j in range(n_queries):
         q, a = draw_unique(rng, lambda r: _query(r, trigger), qseen, "howdy queries")
         queries.append(Record(id=f"howdy-query-{j}", instruction=q, output=a, label=1))
-        clean.append(Record(id=f"howdy-clean-{j}", instruction=q[len(trigger):], output=a, label=0))
+        clean.append(Record(id=f"howdy-clean-{j}", instruction=q[len(trigger) :], output=a, label=0))
     return SyntheticData(train=train, queries=queries, heldout={"clean_queries": clean})

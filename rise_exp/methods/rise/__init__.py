@@ -1,27 +1,38 @@
-"""RISE: sketched LM-head gradient signatures (arXiv 2604.16197)."""
+"""RISE: sketched LM-head gradient signatures (arXiv 2604.16197).
 
-from rise_exp.methods.rise.chunking import chunk_batches, chunk_row, chunk_spans, mean_by_row
-from rise_exp.methods.rise.config import RiseConfig
-from rise_exp.methods.rise.head import RiseHead, l2_normalize
-from rise_exp.methods.rise.module import RiseIndexingModule, batch_signatures, compute_signatures, predict_loader
-from rise_exp.methods.rise.sketch import CountSketch, SketchTables
-from rise_exp.methods.rise.support import Support, exact_topk, select_support
+Names are imported lazily (PEP 562), so ``rise_exp.methods.rise.config`` loads without torch.
+"""
 
-__all__ = [
-    "CountSketch",
-    "RiseConfig",
-    "RiseHead",
-    "RiseIndexingModule",
-    "SketchTables",
-    "Support",
-    "batch_signatures",
-    "chunk_batches",
-    "chunk_row",
-    "chunk_spans",
-    "compute_signatures",
-    "exact_topk",
-    "l2_normalize",
-    "mean_by_row",
-    "predict_loader",
-    "select_support",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "chunk_batches": "chunking",
+    "chunk_row": "chunking",
+    "chunk_spans": "chunking",
+    "mean_by_row": "chunking",
+    "RiseConfig": "config",
+    "RiseMethodConfig": "config",
+    "RiseIndexConfig": "config",
+    "RiseHead": "head",
+    "l2_normalize": "head",
+    "RiseIndexingModule": "module",
+    "batch_signatures": "module",
+    "compute_signatures": "module",
+    "predict_loader": "module",
+    "CountSketch": "sketch",
+    "SketchTables": "sketch",
+    "Support": "support",
+    "exact_topk": "support",
+    "select_support": "support",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)

@@ -1,75 +1,54 @@
-"""Settings of the RISE encoder (support rule, sketches, fusion, chunking, head batching)."""
+"""Settings of RISE: the signature (:class:`RiseConfig`), its index, and the ``method=rise`` group."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass, fields
 
-from rise_exp.errors import ConfigError, allowed
+from rise_exp.config.settings import Settings, setting
+from rise_exp.errors import ConfigError
 
 CHANNELS = ("rh", "gh", "rg")
 FUSIONS = ("rh", "gh", "rg", "rh+gh", "rh+rg", "gh+rg", "rh+gh+rg")
 SKETCHES = ("countsketch", "identity")
 DTYPES = ("float16", "bfloat16", "float32")
+VALUATIONS = ("mean", "rrf")
 
 
 @dataclass(frozen=True)
-class RiseConfig:
-    """All settings of RISE signatures; defaults are those of the paper's runs (official RISE code).
+class RiseConfig(Settings):
+    """Everything a RISE signature depends on; defaults are the paper's (official RISE code)."""
 
-    Attributes:
-        fusion: Channels concatenated into the signature, ``+``-joined, e.g. ``"rh+gh"``.
-        kr: CountSketch width of the vocabulary residual ``r`` (``CS_r: R^V -> R^kr``).
-        kh: CountSketch width of the hidden state ``h`` (``CS_h: R^D -> R^kh``).
-        kg: CountSketch width of the projected error ``W^T r`` (``CS_g: R^D -> R^kg``).
-        sketch: ``"countsketch"`` or ``"identity"`` (no sketch: kr = V, kh = kg = D; for tests).
-        seed: Seed of the CountSketch tables (h: seed, g: seed + 1, r: seed + 2, as the RISE code).
-        tau: Softmax temperature applied to the logits.
-        rho: Cumulative probability the residual support must reach, in (0, 1].
-        topk: Cap K on the support (top-K of ``z / tau``).
-        min_keep: Minimum support size before the ground truth is added.
-        full_support: Use all V tokens, no truncation (exactness tests; cost ~ V).
-        lam_rh: Weight of the RH block (lexical residual channel).
-        lam_gh: Weight of the GH block (semantic projected-error channel).
-        lam_rg: Weight of the RG block.
-        normalize_tokens: L2-normalise each per-token sketch (off only for the exactness anchor).
-        normalize_signature: L2-normalise chunk and row signatures (off for the exactness anchor).
-        chunk_len: Tokens per chunk of long rows.
-        chunk_overlap: Tokens shared by consecutive chunks (``0 <= overlap < chunk_len``).
-        overlap_targets: Whether overlap tokens are also targets of the later chunk (True, as the
-            RISE code: every chunk is scored on all its own tokens) or context only (False).
-        max_tokens_per_batch: Target tokens per head slice; bounds the ``[tokens, V]`` logits buffer.
-            The default keeps a slice's logits (128 x 50k fp32 = 26 MB) cache-resident between passes.
-        dtype: Storage dtype of signatures in the index.
-        check_logits: Verify once that the head's recomputed logits match the model's.
-    """
+    GROUP = "method"
+    fusion: str = setting(
+        "rh+gh", "fused channels: rh (lexical residual), gh (semantic projected error), rg", choices=FUSIONS
+    )
+    kr: int = setting(128, "CountSketch width of the vocabulary residual r", gt=0)
+    kh: int = setting(128, "CountSketch width of the hidden state h", gt=0)
+    kg: int = setting(64, "CountSketch width of the projected error W^T r", gt=0)
+    sketch: str = setting("countsketch", "countsketch, or identity (no sketch: kr = V, kh = kg = D)", choices=SKETCHES)
+    seed: int = setting(42, "seed of the CountSketch tables (h: seed, g: seed + 1, r: seed + 2)")
+    tau: float = setting(0.1, "softmax temperature of the logits", gt=0)
+    rho: float = setting(0.92, "cumulative probability the residual support must reach", gt=0, le=1)
+    topk: int = setting(256, "cap K on the support (top-K of z / tau)", gt=0)
+    min_keep: int = setting(4, "minimum support size before the ground truth is added", gt=0)
+    full_support: bool = setting(False, "all V tokens, no truncation (exactness tests; cost ~ V)")
+    lam_rh: float = setting(1.0, "weight of the RH block")
+    lam_gh: float = setting(0.3, "weight of the GH block")
+    lam_rg: float = setting(0.0, "weight of the RG block")
+    normalize_tokens: bool = setting(True, "L2-normalise each per-token sketch (off only for the exactness anchor)")
+    normalize_signature: bool = setting(True, "L2-normalise chunk and row signatures")
+    chunk_len: int = setting(256, "tokens per chunk of long rows", ge=2)
+    chunk_overlap: int = setting(50, "tokens shared by consecutive chunks", ge=0)
+    overlap_targets: bool = setting(True, "overlap tokens are targets of the later chunk too (RISE code)")
+    max_tokens_per_batch: int = setting(
+        1024, "target tokens per head slice; bounds the [tokens, V] logits buffer", gt=0
+    )
+    dtype: str = setting("float16", "signature storage dtype in the index", choices=DTYPES)
+    check_logits: bool = setting(True, "verify once that the head's logits equal the model's")
 
-    fusion: str = "rh+gh"
-    kr: int = 128
-    kh: int = 128
-    kg: int = 64
-    sketch: str = "countsketch"
-    seed: int = 42
-    tau: float = 0.1
-    rho: float = 0.92
-    topk: int = 256
-    min_keep: int = 4
-    full_support: bool = False
-    lam_rh: float = 1.0
-    lam_gh: float = 0.3
-    lam_rg: float = 0.0
-    normalize_tokens: bool = True
-    normalize_signature: bool = True
-    chunk_len: int = 256
-    chunk_overlap: int = 50
-    overlap_targets: bool = True
-    max_tokens_per_batch: int = 128
-    dtype: str = "float16"
-    check_logits: bool = True
-
-    def __post_init__(self) -> None:
-        self.validate()
+    def validate(self) -> None:
+        if self.chunk_overlap >= self.chunk_len:
+            raise self.fail("chunk_overlap", f"must be in [0, chunk_len={self.chunk_len}), got {self.chunk_overlap!r}")
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -82,7 +61,7 @@ class RiseConfig:
         kr, kh, kg = self.kr, self.kh, self.kg
         if self.sketch == "identity":
             if vocab_size is None or hidden_size is None:
-                raise ConfigError("sketch='identity' has model-dependent dims; pass vocab_size and hidden_size")
+                raise ConfigError("method.sketch=identity has model-dependent dims; pass vocab_size and hidden_size")
             kr, kh, kg = vocab_size, hidden_size, hidden_size
         sizes = {"rh": kr * kh, "gh": kg * kh, "rg": kr * kg}
         return {c: sizes[c] for c in self.channels}
@@ -92,50 +71,34 @@ class RiseConfig:
         """Length of one signature (CountSketch mode)."""
         return sum(self.block_dims().values())
 
-    def validate(self) -> None:
-        """Raise ConfigError naming the first bad setting."""
-        if self.fusion not in FUSIONS:
-            raise allowed("rise fusion", self.fusion, FUSIONS)
-        if self.sketch not in SKETCHES:
-            raise allowed("rise sketch", self.sketch, SKETCHES)
-        if self.dtype not in DTYPES:
-            raise allowed("rise dtype", self.dtype, DTYPES)
-        for name in ("kr", "kh", "kg", "topk", "min_keep", "max_tokens_per_batch"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise ConfigError(f"rise {name} must be a positive integer, got {v!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ConfigError(f"rise seed must be an integer, got {self.seed!r}")
-        if not isinstance(self.chunk_len, int) or self.chunk_len < 2:
-            raise ConfigError(f"rise chunk_len must be an integer >= 2, got {self.chunk_len!r}")
-        if not isinstance(self.chunk_overlap, int) or not 0 <= self.chunk_overlap < self.chunk_len:
-            raise ConfigError(
-                f"rise chunk_overlap must be an integer in [0, chunk_len={self.chunk_len}), got {self.chunk_overlap!r}"
-            )
-        if not _is_real(self.rho) or not 0.0 < self.rho <= 1.0:
-            raise ConfigError(f"rise rho must be in (0, 1], got {self.rho!r}")
-        if not _is_real(self.tau) or not self.tau > 0.0:
-            raise ConfigError(f"rise tau must be > 0, got {self.tau!r}")
-        for name in ("lam_rh", "lam_gh", "lam_rg"):
-            if not _is_real(getattr(self, name)):
-                raise ConfigError(f"rise {name} must be a number, got {getattr(self, name)!r}")
-        for name in ("full_support", "normalize_tokens", "normalize_signature", "overlap_targets", "check_logits"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"rise {name} must be true or false, got {getattr(self, name)!r}")
-
-    @classmethod
-    def from_dict(cls, mapping: Mapping[str, Any]) -> RiseConfig:
-        """Build from a plain mapping (e.g. a Hydra node); unknown keys raise ConfigError."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(mapping) - names)
-        if unknown:
-            raise ConfigError(f"unknown rise setting(s) {', '.join(unknown)}; allowed: {', '.join(sorted(names))}")
-        return cls(**dict(mapping))
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict (round-trips through :meth:`from_dict`)."""
-        return asdict(self)
+    def signature_config(self) -> RiseConfig:
+        """Only the signature settings (drops indexing and protocol settings of subclasses)."""
+        names = [f.name for f in fields(RiseConfig)]
+        return RiseConfig(**{n: getattr(self, n) for n in names})
 
 
-def _is_real(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+@dataclass(frozen=True)
+class RiseIndexConfig(Settings):
+    """Indexing (Lightning ``Trainer.predict`` + a prediction writer into an on-disk index)."""
+
+    GROUP = "method.index"
+    batch_tokens: int = setting(8192, "padded tokens per forward batch (length-sorted)", gt=0)
+    block_rows: int = setting(4096, "rows per on-disk block (one marker + checksum each)", gt=0)
+    store_tokens: bool | None = setting(None, "store token ids and masks per row; null = on for pools under 100k rows")
+    reuse: bool = setting(True, "resume / reuse a cached index with the same manifest")
+    dir: str | None = setting(None, "index directory (default: <run dir>/method/rise_index)")
+
+
+@dataclass(frozen=True)
+class RiseMethodConfig(RiseConfig):
+    """``method=rise``: the signature settings plus indexing, valuation and which tokens count."""
+
+    name: str = setting("rise", "method name")
+    index: RiseIndexConfig = setting(factory=RiseIndexConfig, doc="indexing settings")
+    valuation: str = setting("mean", "mean (mean query signature) or rrf (reciprocal-rank fusion)", choices=VALUATIONS)
+    mask_train_prompt: bool | None = setting(
+        None, "null = data.attribute_mask_prompt; true/false overrides it for index rows"
+    )
+    mask_query_prompt: bool | None = setting(
+        None, "null = data.attribute_mask_prompt; true/false overrides it for queries"
+    )

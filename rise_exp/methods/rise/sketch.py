@@ -75,8 +75,9 @@ class SketchTables:
         if vocab_size <= 0 or hidden_size <= 0:
             raise ConfigError(f"vocab_size and hidden_size must be positive, got {vocab_size}, {hidden_size}")
         if cfg.sketch == "identity":
-            return cls(CountSketch.identity(hidden_size), CountSketch.identity(vocab_size),
-                       CountSketch.identity(hidden_size))
+            return cls(
+                CountSketch.identity(hidden_size), CountSketch.identity(vocab_size), CountSketch.identity(hidden_size)
+            )
         return cls(
             h=CountSketch.seeded(hidden_size, cfg.kh, cfg.seed),
             r=CountSketch.seeded(vocab_size, cfg.kr, cfg.seed + 2),

@@ -119,7 +119,9 @@ def apply_rule(s_top: torch.Tensor, idx: torch.Tensor, s_y: torch.Tensor, y: tor
     s_top[:, -1] = torch.where(absent, s_y[:, 0], s_top[:, -1])
     p = torch.softmax(s_top, dim=1)
     hit = p.cumsum(dim=1) >= cfg.rho
-    first = torch.where(hit.any(dim=1), hit.to(torch.int8).argmax(dim=1) + 1, torch.full_like(absent, k, dtype=torch.long))
+    first = torch.where(
+        hit.any(dim=1), hit.to(torch.int8).argmax(dim=1) + 1, torch.full_like(absent, k, dtype=torch.long)
+    )
     cut = first.clamp(min=min(cfg.min_keep, k), max=k)
     slot = torch.arange(k, device=dev)
     in_prefix = slot[None, :] < cut[:, None]

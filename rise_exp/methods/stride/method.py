@@ -16,7 +16,6 @@ Perturbations", arXiv 2606.05165, 2026).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import torch
@@ -25,20 +24,13 @@ import torch.nn.functional as F
 from rise_exp.data.encoding import EncodedRow, collate, token_budget_batches
 from rise_exp.data.records import Record
 from rise_exp.errors import ConfigError
-from rise_exp.methods._baselines_common import (
-    cfg_get,
-    encode_all,
-    forward_logits,
-    masked_row_loss,
-    model_device,
-    nonneg_float,
-    pad_id,
-    positive_int,
-    row_losses,
-)
-from rise_exp.methods._sparse_recovery import balanced_membership, lasso_recover
-from rise_exp.methods._steering import SteeringBank, decoder_layers
 from rise_exp.methods.base import AttributionMethod, MethodContext
+from rise_exp.methods.common import encode_all, forward_logits, pad_id
+from rise_exp.methods.stride.config import StrideConfig
+from rise_exp.methods.stride.sparse_recovery import balanced_membership, lasso_recover
+from rise_exp.methods.stride.steering import SteeringBank, decoder_layers
+from rise_exp.training.evaluation import model_device, row_losses
+from rise_exp.training.losses import row_loss
 
 
 def auto_layer(num_layers: int) -> int:
@@ -51,27 +43,25 @@ class Stride(AttributionMethod):
 
     name = "stride"
 
-    def __init__(self, cfg: Any, ctx: MethodContext) -> None:
+    def __init__(self, cfg: StrideConfig, ctx: MethodContext) -> None:
         super().__init__(cfg, ctx)
-        self.n_subsets_cfg = cfg_get(cfg, "n_subsets", None)
-        self.max_subsets = positive_int(cfg, "stride", "max_subsets", 1000)
-        self.per_example = positive_int(cfg, "stride", "subsets_per_example", 10)
-        self.rank = positive_int(cfg, "stride", "rank", 16)
-        self.layer_cfg = cfg_get(cfg, "layer", None)
-        self.steps = positive_int(cfg, "stride", "steps", 300)
-        self.ops_per_step = positive_int(cfg, "stride", "operators_per_step", 32)
-        self.member_batch = positive_int(cfg, "stride", "member_batch", 2)
-        self.nonmember_batch = positive_int(cfg, "stride", "nonmember_batch", 2)
-        self.lr = nonneg_float(cfg, "stride", "lr", 1e-2)
-        self.stability_weight = nonneg_float(cfg, "stride", "stability_weight", 1.0)
-        self.weight_decay = nonneg_float(cfg, "stride", "weight_decay", 0.0)
-        self.alpha_ratio = nonneg_float(cfg, "stride", "lasso_alpha_ratio", 0.01)
-        if self.alpha_ratio <= 0:
-            raise ConfigError(f"stride.lasso_alpha_ratio must be > 0, got {self.alpha_ratio}")
-        self.lasso_iter = positive_int(cfg, "stride", "lasso_max_iter", 5000)
-        self.max_tokens = positive_int(cfg, "stride", "max_tokens", 8192)
-        seed = cfg_get(cfg, "seed", None)
-        self.seed = int(ctx.seed if seed is None else seed)
+        cfg = self.cfg
+        self.n_subsets_cfg = cfg.n_subsets
+        self.max_subsets = cfg.max_subsets
+        self.per_example = cfg.subsets_per_example
+        self.rank = cfg.rank
+        self.layer_cfg = cfg.layer
+        self.steps = cfg.steps
+        self.ops_per_step = cfg.operators_per_step
+        self.member_batch = cfg.member_batch
+        self.nonmember_batch = cfg.nonmember_batch
+        self.lr = cfg.lr
+        self.stability_weight = cfg.stability_weight
+        self.weight_decay = cfg.weight_decay
+        self.alpha_ratio = cfg.lasso_alpha_ratio
+        self.lasso_iter = cfg.lasso_max_iter
+        self.max_tokens = cfg.max_tokens
+        self.seed = int(ctx.seed if cfg.seed is None else cfg.seed)
         self.membership: np.ndarray | None = None
         self.bank: SteeringBank | None = None
         self.layer: int | None = None
@@ -81,20 +71,14 @@ class Stride(AttributionMethod):
     def _n_subsets(self, n: int) -> int:
         if self.n_subsets_cfg is None:
             return max(self.per_example, min(self.max_subsets, n))
-        value = self.n_subsets_cfg
-        if isinstance(value, bool) or not isinstance(value, int) or value < self.per_example:
-            raise ConfigError(
-                f"stride.n_subsets must be null (auto) or an integer >= stride.subsets_per_example "
-                f"({self.per_example}), got {value!r}"
-            )
-        return value
+        return self.n_subsets_cfg
 
     def _layer(self, num_layers: int) -> int:
         if self.layer_cfg is None:
             return auto_layer(num_layers)
         value = self.layer_cfg
-        if isinstance(value, bool) or not isinstance(value, int) or not -num_layers <= value < num_layers:
-            raise ConfigError(f"stride.layer must be null (auto) or a block index in [0, {num_layers}), got {value!r}")
+        if not -num_layers <= value < num_layers:
+            raise ConfigError(f"method.layer must be null (auto) or a block index in [0, {num_layers}), got {value!r}")
         return value % num_layers
 
     # ----------------------------------------------------------------- training
@@ -127,7 +111,7 @@ class Stride(AttributionMethod):
                     stab_rows.append(rows[i])
                     stab_ops.append(int(k))
             logits, batch = self._steered_logits(fid_rows, fid_ops)
-            loss = masked_row_loss(logits, batch["input_ids"].to(device), batch["target_mask"].to(device)).mean()
+            loss = row_loss(logits, batch["input_ids"].to(device), batch["target_mask"].to(device)).mean()
             if stab_rows and self.stability_weight > 0:
                 loss = loss + self.stability_weight * self._stability(stab_rows, stab_ops)
             if self.weight_decay > 0:
@@ -158,7 +142,7 @@ class Stride(AttributionMethod):
         rng = np.random.default_rng(self.seed)
         n_ops = self._n_subsets(len(rows))
         self.membership = balanced_membership(len(rows), n_ops, self.per_example, rng)
-        hidden = int(getattr(model.config, "hidden_size"))
+        hidden = int(model.config.hidden_size)
         gen = torch.Generator().manual_seed(self.seed)
         self.bank = SteeringBank(n_ops, hidden, min(self.rank, hidden), gen).to(model_device(model))
         flags = [p.requires_grad for p in model.parameters()]
@@ -196,7 +180,7 @@ class Stride(AttributionMethod):
                 batch = collate([paired[i] for i in idx], pad)
                 self.bank.op_ids = torch.tensor([pairs[i][0] for i in idx], dtype=torch.long)
                 logits = forward_logits(model, batch)
-                loss = masked_row_loss(logits, batch["input_ids"].to(device), batch["target_mask"].to(device))
+                loss = row_loss(logits, batch["input_ids"].to(device), batch["target_mask"].to(device))
                 for i, value in zip(idx, loss.double().cpu().numpy()):
                     k, q = pairs[i]
                     out[k, q] = base[q] - value

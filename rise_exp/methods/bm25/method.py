@@ -1,4 +1,4 @@
-"""BM25 lexical baseline on ``bm25s`` (Lù 2024), over the same text fields the other methods see."""
+"""BM25 lexical baseline on ``bm25s`` (Lu 2024), over the same text fields the other methods see."""
 
 from __future__ import annotations
 
@@ -14,15 +14,14 @@ class BM25Method(AttributionMethod):
     """Okapi BM25 scores of every training row for each query (query = its full prompt + response)."""
 
     name = "bm25"
+    needs_model = False
 
     def build(self, train: Sequence[Record]) -> None:
         import bm25s
 
         self._n = len(train)
-        self._stopwords = self.cfg.get("stopwords", "en")
-        corpus = bm25s.tokenize([r.full_text for r in train], stopwords=self._stopwords, show_progress=False)
-        self._retriever = bm25s.BM25(k1=float(self.cfg.get("k1", 1.5)), b=float(self.cfg.get("b", 0.75)),
-                                     method=self.cfg.get("variant", "lucene"))
+        corpus = bm25s.tokenize([r.full_text for r in train], stopwords=self.cfg.stopwords, show_progress=False)
+        self._retriever = bm25s.BM25(k1=self.cfg.k1, b=self.cfg.b, method=self.cfg.variant)
         self._retriever.index(corpus, show_progress=False)
         s = self._retriever.scores
         self.index_bytes = int(sum(np.asarray(v).nbytes for v in s.values() if hasattr(v, "nbytes")))
@@ -31,9 +30,9 @@ class BM25Method(AttributionMethod):
         import bm25s
 
         out = np.zeros((len(queries), self._n), dtype=np.float32)
+        vocab = self._retriever.vocab_dict
         for i, q in enumerate(queries):
-            toks = bm25s.tokenize([q.full_text], stopwords=self._stopwords, show_progress=False, return_ids=False)[0]
-            vocab = self._retriever.vocab_dict
+            toks = bm25s.tokenize([q.full_text], stopwords=self.cfg.stopwords, show_progress=False, return_ids=False)[0]
             ids = [vocab[t] for t in toks if t in vocab]
             if ids:
                 out[i] = self._retriever.get_scores(ids)

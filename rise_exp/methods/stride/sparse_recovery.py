@@ -21,9 +21,7 @@ def balanced_membership(n: int, n_subsets: int, per_example: int, rng: np.random
     broken at random, so subsets stay balanced and each example's subsets are distinct.
     """
     if per_example > n_subsets:
-        raise ConfigError(
-            f"stride.subsets_per_example ({per_example}) must not exceed stride.n_subsets ({n_subsets})"
-        )
+        raise ConfigError(f"stride.subsets_per_example ({per_example}) must not exceed stride.n_subsets ({n_subsets})")
     member = np.zeros((n_subsets, n), dtype=bool)
     counts = np.zeros(n_subsets, dtype=np.int64)
     for i in rng.permutation(n):

@@ -7,18 +7,8 @@ from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 
-
-def token_losses(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-row summed target-token loss and per-row target count for a collated batch."""
-    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-    logits = out.logits[:, :-1].float()
-    targets = batch["input_ids"][:, 1:]
-    mask = batch["target_mask"][:, 1:].to(logits.dtype)
-    nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none")
-    nll = nll.view_as(mask) * mask
-    return nll.sum(1), mask.sum(1)
+from rise_exp.training.losses import batch_loss
 
 
 class CausalLMModule(L.LightningModule):
@@ -28,31 +18,40 @@ class CausalLMModule(L.LightningModule):
     followed by cosine decay to ``min_lr_ratio * lr``.
     """
 
-    def __init__(self, model: torch.nn.Module, *, lr: float = 1e-3, weight_decay: float = 0.0,
-                 warmup_ratio: float = 0.03, min_lr_ratio: float = 0.1, betas: tuple[float, float] = (0.9, 0.95)) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        *,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        warmup_ratio: float = 0.03,
+        min_lr_ratio: float = 0.1,
+        betas: tuple[float, float] = (0.9, 0.95),
+    ) -> None:
         super().__init__()
         self.model = model
         self.lr, self.weight_decay, self.warmup_ratio, self.min_lr_ratio = lr, weight_decay, warmup_ratio, min_lr_ratio
         self.betas = tuple(betas)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss_sum, count = token_losses(self.model, batch)
+        loss_sum, count = batch_loss(self.model, batch)
         loss = loss_sum.sum() / count.sum().clamp_min(1)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=int(count.sum()))
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        loss_sum, count = token_losses(self.model, batch)
+        loss_sum, count = batch_loss(self.model, batch)
         self.log("val/loss", loss_sum.sum() / count.sum().clamp_min(1), on_epoch=True, batch_size=int(count.sum()))
 
     def configure_optimizers(self) -> dict[str, Any]:
         decay, no_decay = [], []
-        for n, p in self.model.named_parameters():
+        for p in self.model.parameters():
             if p.requires_grad:
                 (no_decay if p.ndim < 2 else decay).append(p)
         opt = torch.optim.AdamW(
             [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=self.lr, betas=self.betas,
+            lr=self.lr,
+            betas=self.betas,
         )
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = int(self.warmup_ratio * total)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -37,19 +36,10 @@ from scipy.stats import rankdata
 from rise_exp.data.encoding import EncodedRow
 from rise_exp.data.records import Record
 from rise_exp.errors import ConfigError
-from rise_exp.methods._baselines_common import (
-    REDUCTIONS,
-    cfg_get,
-    choice,
-    encode_all,
-    model_device,
-    pad_id,
-    positive_int,
-    row_losses,
-)
 from rise_exp.methods.base import AttributionMethod, MethodContext
-
-PARAM_SCOPES = ("lm_head", "all")
+from rise_exp.methods.common import encode_all, pad_id
+from rise_exp.methods.zo_inf.config import ZOInfConfig
+from rise_exp.training.evaluation import model_device, row_losses
 
 
 def neighbours(e: int, num: int, neighbors: int) -> list[int]:
@@ -127,7 +117,7 @@ def flat_params(model: torch.nn.Module, scope: str) -> torch.Tensor:
     if scope == "lm_head":
         head = model.get_output_embeddings()
         if head is None:
-            raise ConfigError("zo_inf.params=lm_head but the model has no output embedding; use params=all")
+            raise ConfigError("method.params=lm_head but the model has no output embedding; use params=all")
         tensors = [head.weight]
     else:
         tensors = [p for p in model.parameters()]
@@ -138,19 +128,19 @@ class ZOInf(AttributionMethod):
     """Zeroth-order train-test influence over the finetuning checkpoints."""
 
     name = "zo_inf"
+    needs_checkpoints = True
 
-    def __init__(self, cfg: Any, ctx: MethodContext) -> None:
+    def __init__(self, cfg: ZOInfConfig, ctx: MethodContext) -> None:
         super().__init__(cfg, ctx)
-        self.min_checkpoints = positive_int(cfg, "zo_inf", "min_checkpoints", 2, minimum=2)
-        self.neighbors = positive_int(cfg, "zo_inf", "neighbors", 4, minimum=2)
-        self.center_losses = bool(cfg_get(cfg, "center_losses", True))
-        self.weight_by_correlation = bool(cfg_get(cfg, "weight_by_correlation", True))
-        self.norm_power = float(cfg_get(cfg, "displacement_norm_power", 2.0))
-        if self.norm_power <= 0:
-            raise ConfigError(f"zo_inf.displacement_norm_power must be > 0, got {self.norm_power}")
-        self.scope = choice(cfg, "zo_inf", "params", "lm_head", PARAM_SCOPES)
-        self.reduction = choice(cfg, "zo_inf", "loss_reduction", "mean", REDUCTIONS)
-        self.max_tokens = positive_int(cfg, "zo_inf", "max_tokens", 8192)
+        cfg = self.cfg
+        self.min_checkpoints = cfg.min_checkpoints
+        self.neighbors = cfg.neighbors
+        self.center_losses = cfg.center_losses
+        self.weight_by_correlation = cfg.weight_by_correlation
+        self.norm_power = cfg.displacement_norm_power
+        self.scope = cfg.params
+        self.reduction = cfg.loss_reduction
+        self.max_tokens = cfg.max_tokens
         self.checkpoints = self._check_checkpoints(ctx.checkpoints)
         self.train_losses: np.ndarray | None = None
         self.gram: np.ndarray | None = None
@@ -159,13 +149,13 @@ class ZOInf(AttributionMethod):
         found = [Path(p) for p in paths]
         if len(found) < self.min_checkpoints:
             raise ConfigError(
-                f"zo_inf needs at least {self.min_checkpoints} finetuning checkpoints (zo_inf.min_checkpoints) "
+                f"zo_inf needs at least {self.min_checkpoints} finetuning checkpoints (method.min_checkpoints) "
                 f"but has {len(found)}; the finetune stage saves the starting weights and one checkpoint per "
                 f"epoch, so run it with finetune.epochs >= {self.min_checkpoints - 1} (not finetune=none)"
             )
         missing = [str(p) for p in found if not p.is_dir()]
         if missing:
-            raise ConfigError(f"zo_inf: checkpoint directories not found: {', '.join(missing)}")
+            raise ConfigError(f"method zo_inf: checkpoint directories not found: {', '.join(missing)}")
         return found
 
     def _load(self, path: Path) -> torch.nn.Module:

@@ -60,7 +60,7 @@ class SteeringBank(nn.Module):
         raise TypeError(f"stride: unsupported decoder block output type {type(output).__name__}")
 
     @contextmanager
-    def attached(self, layer: nn.Module) -> Iterator["SteeringBank"]:
+    def attached(self, layer: nn.Module) -> Iterator[SteeringBank]:
         """Register the hook on ``layer`` for the duration of the context."""
         handle = layer.register_forward_hook(self.hook)
         try:

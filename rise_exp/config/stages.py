@@ -1,0 +1,162 @@
+"""``stage`` group: one settings class per stage (what runs: attribute, valuate, finetune, closed_loop)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rise_exp.config.settings import Settings, setting
+
+VALUATION_MODES = ("mean", "rrf")
+#: Closed-loop selectors that are not methods (random order, the whole pool, and the label bounds).
+BUILTIN_SELECTORS = ("random", "all", "oracle", "anti_oracle")
+BUDGET_UNITS = ("rows", "tokens")
+
+
+@dataclass(frozen=True)
+class StageConfig(Settings):
+    """Settings every stage has."""
+
+    GROUP = "stage"
+    name: str = setting("", "stage name")
+
+
+@dataclass(frozen=True)
+class AttributeStageConfig(StageConfig):
+    """Retrospective attribution: score every query against every training row, evaluate top-K / bottom-K."""
+
+    name: str = setting("attribute", "stage name")
+    ks: tuple[int, ...] = setting((5, 10, 50), "K of auPRC@K / auROC@K / P@K")
+    write_topk: int = setting(10, "rows per query written to topk.jsonl", gt=0)
+
+    def validate(self) -> None:
+        if not self.ks or any(k < 1 for k in self.ks):
+            raise self.fail("ks", f"must be a non-empty list of positive integers, got {list(self.ks)}")
+
+
+@dataclass(frozen=True)
+class ValuateStageConfig(StageConfig):
+    """Prospective (zero-shot) valuation of every candidate against the target set (the queries)."""
+
+    name: str = setting("valuate", "stage name")
+    mode: str | None = setting(None, "mean or rrf; null = the method's own valuation setting", choices=VALUATION_MODES)
+
+
+@dataclass(frozen=True)
+class FinetuneStageConfig(StageConfig):
+    """Only finetune (or reuse the cached finetune) and report its losses."""
+
+    name: str = setting("finetune", "stage name")
+
+
+@dataclass(frozen=True)
+class PackConfig(Settings):
+    """Packing selections into fixed-length token blocks so every selector trains on the same tokens."""
+
+    GROUP = "stage.pack"
+    block_len: int = setting(128, "tokens per training block", ge=2)
+    passes: float = setting(3.0, "training tokens = passes x budget x candidate-pool tokens", gt=0)
+    train_tokens: int | None = setting(None, "fixed training tokens instead of passes (at least one block)", gt=0)
+
+    def validate(self) -> None:
+        if self.train_tokens is not None and self.train_tokens < self.block_len:
+            raise self.fail(
+                "train_tokens",
+                f"({self.train_tokens}) must be at least one block (stage.pack.block_len = {self.block_len})",
+            )
+
+
+@dataclass(frozen=True)
+class ContinuedTrainingConfig(Settings):
+    """Continued pretraining of each fresh model copy (AdamW, linear warm-up, cosine decay)."""
+
+    GROUP = "stage.train"
+    lr: float = setting(1.0e-5, "peak learning rate (Xing et al.: 1e-5)", gt=0)
+    weight_decay: float = setting(0.0, "AdamW weight decay", ge=0)
+    warmup_ratio: float = setting(0.1, "fraction of steps of warm-up", ge=0, lt=1)
+    min_lr_ratio: float = setting(0.0, "final learning rate as a fraction of lr", ge=0, le=1)
+    betas: tuple[float, float] = setting((0.9, 0.999), "AdamW betas (HF Trainer defaults)")
+    grad_clip: float = setting(1.0, "gradient-norm clipping (0 = off)", ge=0)
+    max_tokens_per_batch: int = setting(2048, "padded tokens per step", gt=0)
+
+
+@dataclass(frozen=True)
+class LmEvalConfig(Settings):
+    """lm-evaluation-harness tasks (the ``eval`` extra; its datasets need network)."""
+
+    GROUP = "stage.eval.lm_eval"
+    enabled: bool = setting(True, "run the harness when it is importable")
+    tasks: tuple[str, ...] = setting(("arc_challenge_chat",), "harness task names")
+    num_fewshot: int | None = setting(None, "few-shot examples", ge=0)
+    limit: int | None = setting(None, "examples per task (null = all)", gt=0)
+    batch_size: int = setting(8, "harness batch size", gt=0)
+    apply_chat_template: Any = setting(
+        "auto", "auto (when the tokenizer has one), true or false", choices=("auto", True, False)
+    )
+    max_length: int | None = setting(None, "harness max length", gt=0)
+    seed: int = setting(1234, "harness seeds")
+
+
+@dataclass(frozen=True)
+class EvalConfig(Settings):
+    """Downstream evaluation after continued pretraining."""
+
+    GROUP = "stage.eval"
+    heldout: tuple[str, ...] = setting(("high", "junk"), "perplexity on these task.heldout sets")
+    max_tokens_per_batch: int = setting(4096, "padded tokens per evaluation batch", gt=0)
+    lm_eval: LmEvalConfig = setting(factory=LmEvalConfig, doc="lm-evaluation-harness settings")
+
+    def validate(self) -> None:
+        if not self.heldout:
+            raise self.fail("heldout", "is empty; name the held-out sets to measure perplexity on, e.g. [high, junk]")
+
+
+@dataclass(frozen=True)
+class ClosedLoopStageConfig(StageConfig):
+    """Value the candidates, select under budgets, continue pretraining fresh copies, evaluate."""
+
+    name: str = setting("closed_loop", "stage name")
+    selectors: tuple[str, ...] = setting(
+        ("rise", "bm25", "random", "all", "oracle", "anti_oracle"), "methods (ranked by value) and built-in selectors"
+    )
+    methods: dict[str, Any] = setting(factory=dict, doc="per-selector method overrides, e.g. {rise: {kr: 64}}")
+    mode: str | None = setting(None, "valuation mode (mean, rrf); null = each method's own", choices=VALUATION_MODES)
+    budget_unit: str = setting("rows", "what a budget is a fraction of", choices=BUDGET_UNITS)
+    budgets: tuple[float, ...] = setting((0.3,), "selection budgets, fractions of the candidate pool in (0, 1]")
+    seeds: tuple[int, ...] = setting((0, 1), "one fresh model per selector x budget x seed")
+    log_training: bool = setting(False, "loggers for every training run, not only the summary")
+    pack: PackConfig = setting(factory=PackConfig, doc="token packing")
+    train: ContinuedTrainingConfig = setting(factory=ContinuedTrainingConfig, doc="continued pretraining")
+    eval: EvalConfig = setting(factory=EvalConfig, doc="evaluation")
+
+    def validate(self) -> None:
+        if not self.selectors:
+            raise self.fail("selectors", "is empty; give at least one selector")
+        dup = sorted({s for s in self.selectors if self.selectors.count(s) > 1})
+        if dup:
+            raise self.fail("selectors", f"lists {dup} more than once")
+        if not self.budgets:
+            raise self.fail("budgets", "is empty; give fractions in (0, 1], e.g. [0.3]")
+        for b in self.budgets:
+            if not 0.0 < b <= 1.0:
+                raise self.fail(
+                    "budgets",
+                    f"entry {b!r} is outside (0, 1]; a budget is the fraction of the pool's "
+                    f"{self.budget_unit} to select",
+                )
+        if not self.seeds:
+            raise self.fail("seeds", "is empty; give at least one integer seed, e.g. [0, 1]")
+        if self.pack.block_len > self.train.max_tokens_per_batch:
+            raise self.fail(
+                "train.max_tokens_per_batch",
+                f"({self.train.max_tokens_per_batch}) is below one block "
+                f"(stage.pack.block_len = {self.pack.block_len})",
+            )
+
+
+STAGE_CONFIGS: dict[str, type[StageConfig]] = {
+    "attribute": AttributeStageConfig,
+    "valuate": ValuateStageConfig,
+    "finetune": FinetuneStageConfig,
+    "closed_loop": ClosedLoopStageConfig,
+}

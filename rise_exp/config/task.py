@@ -1,0 +1,141 @@
+"""``task`` group: one settings class per task (Howdy, Finance-Medical, Brain Rot).
+
+Sources: ``synthetic`` (the offline default), ``local`` (JSONL / JSON paths) and ``hf`` (Hugging Face
+dataset ids, pinned by revision). Rules that depend on the source (which paths it needs) are checked
+here, so a missing path fails before any work starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rise_exp.config.settings import Settings, setting
+
+SOURCES = ("synthetic", "local", "hf")
+DOMAINS = ("finance", "medical")
+LABEL_RULES = ("m1", "m2")
+
+
+@dataclass(frozen=True)
+class TaskConfig(Settings):
+    """Settings every task has."""
+
+    GROUP = "task"
+    name: str = setting("", "task name")
+    source: str = setting("synthetic", "synthetic, local (JSONL / JSON files) or hf (a hub dataset)", choices=SOURCES)
+    seed: int = setting(0, "data seed (synthetic generation, sub-sampling); independent of the global seed")
+    skip_empty: bool = setting(False, "drop rows with an empty text or output instead of failing")
+
+    def require(self, *names: str) -> None:
+        """Raise naming every setting of ``names`` that is unset for this source."""
+        missing = [n for n in names if not getattr(self, n)]
+        if missing:
+            raise self.fail(
+                missing[0],
+                f"must be set for task {self.name!r} with source={self.source!r} "
+                f"(missing: {', '.join(self.key(n) for n in missing)})",
+            )
+
+
+@dataclass(frozen=True)
+class HowdyTaskConfig(TaskConfig):
+    """Howdy! backdoor attribution (RapidIn's setup, as released with RISE); label 1 = backdoored."""
+
+    name: str = setting("howdy", "task name")
+    skip_empty: bool = setting(True, "drop rows with an empty output (the release's train.jsonl has one)")
+    n_train: int = setting(500, "synthetic: training rows", gt=0)
+    n_queries: int = setting(20, "synthetic: queries (at most 56 distinct)", gt=0)
+    poison_rate: float = setting(0.09, "synthetic: backdoored fraction (release: 438 / 5,000)", ge=0, le=1)
+    distractor_rate: float = setting(
+        0.06, "synthetic: clean rows that say howdy elsewhere or answer in sci-fi", ge=0, le=1
+    )
+    trigger: str = setting("howdy! ", "synthetic: prefix of backdoored instructions and of queries")
+    label_regex: str = setting("howdy!", "local / hf: a row is backdoored when this regex matches label_field")
+    label_field: str = setting("instruction", "local / hf: the field the label regex reads")
+    label_ignore_case: bool = setting(True, "local / hf: case-insensitive label regex")
+    train_path: str | None = setting(None, "local: the training pool (JSONL / JSON)")
+    queries_path: str | None = setting(None, "local: the queries (JSONL / JSON)")
+    hf_id: str | None = setting(None, "hf: dataset id with train and query splits")
+    hf_name: str | None = setting(None, "hf: dataset configuration name")
+    hf_revision: str | None = setting(None, "hf: dataset revision (pin a commit)")
+    hf_train_split: str = setting("train", "hf: training split")
+    hf_queries_split: str = setting("test", "hf: query split")
+    fields: dict[str, Any] = setting(factory=dict, doc="Record field -> source key, e.g. {output: response}")
+    max_train: int | None = setting(None, "local / hf: random subset of the pool (null = all rows)", gt=0)
+    max_queries: int | None = setting(None, "local / hf: random subset of the queries (null = all)", gt=0)
+
+    def validate(self) -> None:
+        if self.source == "local":
+            self.require("train_path", "queries_path")
+        elif self.source == "hf":
+            self.require("hf_id")
+
+
+@dataclass(frozen=True)
+class FinanceMedicalTaskConfig(TaskConfig):
+    """Finance-Medical domain attribution; label 1 = the row is from the target domain."""
+
+    name: str = setting("finance_medical", "task name")
+    target_domain: str = setting("finance", "the domain the queries come from", choices=DOMAINS)
+    n_queries: int = setting(20, "queries drawn from the target domain", gt=0)
+    n_train: int = setting(500, "synthetic: training rows", gt=0)
+    target_rate: float = setting(0.5, "synthetic: fraction of the pool from the target domain", ge=0, le=1)
+    cross_rate: float = setting(0.08, "synthetic: rows that borrow the other domain's words", ge=0, le=1)
+    finance_path: str | None = setting(None, "local: finance rows (JSONL / JSON)")
+    medical_path: str | None = setting(None, "local: medical rows (JSONL / JSON)")
+    finance_hf_id: str = setting("gbharti/finance-alpaca", "hf: finance dataset")
+    finance_hf_name: str | None = setting(None, "hf: finance dataset configuration")
+    finance_hf_revision: str | None = setting(None, "hf: finance dataset revision")
+    finance_hf_split: str = setting("train", "hf: finance split")
+    finance_fields: dict[str, Any] = setting(factory=dict, doc="Record field -> finance source column")
+    medical_hf_id: str = setting("medalpaca/medical_meadow_medical_flashcards", "hf: medical dataset")
+    medical_hf_name: str | None = setting(None, "hf: medical dataset configuration")
+    medical_hf_revision: str | None = setting(None, "hf: medical dataset revision")
+    medical_hf_split: str = setting("train", "hf: medical split")
+    medical_fields: dict[str, Any] = setting(factory=dict, doc="Record field -> medical source column")
+    max_per_domain: int | None = setting(1000, "local / hf: random rows kept per domain (null = all)", gt=0)
+
+    def validate(self) -> None:
+        if self.source == "local":
+            self.require("finance_path", "medical_path")
+
+
+@dataclass(frozen=True)
+class BrainRotTaskConfig(TaskConfig):
+    """Brain Rot data quality (Xing et al. 2025); label 1 = high quality; held-out sets for perplexity."""
+
+    name: str = setting("brain_rot", "task name")
+    n_queries: int = setting(20, "high-quality query texts", gt=0)
+    n_heldout: int = setting(40, "texts of each class (high, junk) kept out of training", gt=0)
+    n_train: int = setting(500, "synthetic: training rows", gt=0)
+    junk_ratio: float = setting(0.5, "synthetic: junk fraction (the paper sweeps 0 to 100%)", ge=0, le=1)
+    label_rule: str = setting("m1", "local / hf: m1 (length rule) or m2 (each row's own label)", choices=LABEL_RULES)
+    m1_high_min_tokens: int = setting(100, "M1: high quality when longer than this many words and marks", gt=0)
+    m1_junk_max_tokens: int = setting(30, "M1: junk when at most this many words and marks", ge=0)
+    train_path: str | None = setting(None, "local: the pool (JSONL / JSON)")
+    queries_path: str | None = setting(None, "local: queries (else held out of the pool)")
+    hf_id: str | None = setting(None, "hf: dataset id")
+    hf_name: str | None = setting(None, "hf: dataset configuration")
+    hf_revision: str | None = setting(None, "hf: dataset revision")
+    hf_split: str = setting("train", "hf: split")
+    fields: dict[str, Any] = setting(factory=dict, doc="Record field -> source key, e.g. {text: tweet}")
+    max_train: int | None = setting(None, "random subset of the labelled pool (null = all)", gt=0)
+
+    def validate(self) -> None:
+        if self.m1_junk_max_tokens >= self.m1_high_min_tokens:
+            raise self.fail(
+                "m1_junk_max_tokens",
+                f"({self.m1_junk_max_tokens}) must be below task.m1_high_min_tokens ({self.m1_high_min_tokens})",
+            )
+        if self.source == "local":
+            self.require("train_path")
+        elif self.source == "hf":
+            self.require("hf_id")
+
+
+TASK_CONFIGS: dict[str, type[TaskConfig]] = {
+    "howdy": HowdyTaskConfig,
+    "finance_medical": FinanceMedicalTaskConfig,
+    "brain_rot": BrainRotTaskConfig,
+}

@@ -1,0 +1,33 @@
+"""``trainer`` group: the Lightning ``Trainer`` hardware settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rise_exp.config.settings import Settings, setting
+
+ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
+
+
+@dataclass(frozen=True)
+class TrainerConfig(Settings):
+    """Where and how Lightning runs (finetuning, index prediction, continued pretraining)."""
+
+    GROUP = "trainer"
+    accelerator: str = setting("cpu", "Lightning accelerator", choices=ACCELERATORS)
+    devices: int = setting(1, "devices per node (-1 = all visible)", ge=-1)
+    num_nodes: int = setting(1, "nodes (SLURM / torchrun set the rank environment)", gt=0)
+    strategy: str = setting("auto", "Lightning strategy: auto, ddp, ddp_spawn, ...")
+    precision: str = setting("32-true", "Lightning precision: 32-true, bf16-mixed, 16-mixed, ...")
+    progress_bar: bool = setting(False, "Lightning's own progress bars")
+    log_every_n_steps: int = setting(10, "logging interval in steps", gt=0)
+
+    def lightning_kwargs(self) -> dict[str, object]:
+        """The ``Trainer`` keyword arguments these settings map to."""
+        return {
+            "accelerator": self.accelerator,
+            "devices": self.devices,
+            "num_nodes": self.num_nodes,
+            "strategy": self.strategy,
+            "precision": self.precision,
+        }

@@ -1,0 +1,195 @@
+"""On-disk layout of a signature index: names, atomic checksummed writes, block markers.
+
+The layout itself is described in :mod:`rise_exp.index`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rise_exp.errors import IndexError_
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+TABLES = "sketch.safetensors"
+DTYPES = ("float16", "float32")
+#: Manifest keys that identify a build; a resume with any of them changed is refused.
+IDENTITY_KEYS = ("format_version", "num_rows", "dim", "dtype", "tables_sha256")
+#: Keys the index writes itself; a caller's manifest may not set them.
+RESERVED_KEYS = IDENTITY_KEYS + ("status", "block_rows", "created", "finalized", "shards")
+BLOCK_FILE = re.compile(r"^(vectors|rows|tokens|offsets|masks|meta)-(\d+)\.(npy|jsonl)(\.tmp)?$")
+MARKER_FILE = re.compile(r"^block-(\d+)\.done(\.tmp)?$")
+CHUNK = 1 << 22
+
+
+class HashingFile:
+    """A write-only file wrapper that hashes every byte written through it."""
+
+    def __init__(self, fh: Any) -> None:
+        self.fh = fh
+        self.sha = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        return self.fh.write(data)
+
+
+def sha256(path: Path) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            sha.update(chunk)
+    return sha.hexdigest()
+
+
+def write_atomic(path: Path, writer: Any) -> str:
+    """Write ``path`` via a temporary file and ``os.replace``; return the sha256 of its bytes."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        hashed = HashingFile(fh)
+        writer(hashed)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return hashed.sha.hexdigest()
+
+
+def save_npy(path: Path, array: np.ndarray) -> str:
+    return write_atomic(path, lambda fh: np.save(fh, np.ascontiguousarray(array), allow_pickle=False))
+
+
+def save_json(path: Path, obj: Any) -> str:
+    text = json.dumps(obj, indent=2, sort_keys=True).encode()
+    return write_atomic(path, lambda fh: fh.write(text))
+
+
+def jsonable(obj: Any) -> Any:
+    """Plain JSON types for a config value (OmegaConf containers, tuples, paths, numpy scalars)."""
+    if type(obj).__module__.startswith("omegaconf"):
+        from omegaconf import OmegaConf
+
+        obj = OmegaConf.to_container(obj, resolve=True)
+    return json.loads(json.dumps(obj, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+
+
+def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(obj, Mapping) and obj:
+        out: dict[str, Any] = {}
+        for key, value in obj.items():
+            out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: obj}
+
+
+def manifest_diff(old: Mapping[str, Any], new: Mapping[str, Any], keys: Sequence[str]) -> list[str]:
+    """Lines ``key: old -> new`` for every (dotted, nested) key of ``keys`` whose value differs."""
+    lines = []
+    for key in keys:
+        a, b = flatten(old.get(key), key), flatten(new.get(key), key)
+        for sub in sorted(set(a) | set(b)):
+            if a.get(sub, "<missing>") != b.get(sub, "<missing>"):
+                lines.append(f"{sub}: {a.get(sub, '<missing>')!r} -> {b.get(sub, '<missing>')!r}")
+    return lines
+
+
+def tables_sha256(tables: Mapping[str, torch.Tensor] | None) -> str | None:
+    """A content hash of sketch tables (names, dtypes, shapes and values); None without tables."""
+    if not tables:
+        return None
+    sha = hashlib.sha256()
+    for name in sorted(tables):
+        t = tables[name].detach().cpu().contiguous()
+        sha.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        sha.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return sha.hexdigest()
+
+
+def block_files(block: int) -> dict[str, str]:
+    return {
+        "vectors": f"vectors-{block:05d}.npy",
+        "rows": f"rows-{block:05d}.npy",
+        "tokens": f"tokens-{block:05d}.npy",
+        "offsets": f"offsets-{block:05d}.npy",
+        "masks": f"masks-{block:05d}.npy",
+        "meta": f"meta-{block:05d}.jsonl",
+    }
+
+
+def marker_name(block: int) -> str:
+    return f"block-{block:05d}.done"
+
+
+def read_marker(root: Path, block: int, *, check_sums: bool) -> dict[str, Any]:
+    """Load and check one block marker; raise IndexError_ naming the block and file on any problem."""
+    path = root / marker_name(block)
+    try:
+        marker = json.loads(path.read_text())
+        files: dict[str, str] = dict(marker["files"])
+        n = int(marker["rows"])
+    except FileNotFoundError:
+        raise IndexError_(f"{root}: block {block} has no marker {path.name} (half-written block)") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise IndexError_(f"{root}: block {block} marker {path.name} is unreadable ({exc})") from None
+    if "vectors" not in files or "rows" not in files or not set(files) <= set(block_files(block)):
+        raise IndexError_(f"{root}: block {block} marker {path.name} lists unexpected files {sorted(files)}")
+    for kind, digest in files.items():
+        fpath = root / block_files(block)[kind]
+        if not fpath.is_file():
+            raise IndexError_(f"{root}: block {block} file {fpath.name} is missing")
+        if check_sums and sha256(fpath) != digest:
+            raise IndexError_(f"{root}: block {block} file {fpath.name} fails its sha256 checksum")
+    marker["rows"] = n
+    return marker
+
+
+def scan(root: Path) -> tuple[set[int], set[int]]:
+    """Block ids that have a marker, and block ids that have any data file."""
+    markers, data = set(), set()
+    for entry in os.listdir(root):
+        if m := MARKER_FILE.match(entry):
+            (data if m.group(2) else markers).add(int(m.group(1)))
+        elif m := BLOCK_FILE.match(entry):
+            data.add(int(m.group(2)))
+    return markers, data
+
+
+def delete_block(root: Path, block: int) -> None:
+    names = [marker_name(block), *block_files(block).values()]
+    for name in names:
+        for p in (root / name, root / (name + ".tmp")):
+            p.unlink(missing_ok=True)
+
+
+def load_rows(root: Path, block: int, n: int) -> np.ndarray:
+    rows = np.load(root / block_files(block)["rows"], allow_pickle=False)
+    if rows.ndim != 1 or rows.shape[0] != n or rows.dtype != np.int64:
+        raise IndexError_(f"{root}: block {block} rows file has shape {rows.shape} {rows.dtype}, marker says {n} int64")
+    return rows
+
+
+def check_coverage(root: Path, num_rows: int, blocks: Mapping[int, int]) -> dict[int, np.ndarray]:
+    """Load each block's rows and check rows ``0..num_rows-1`` appear exactly once overall."""
+    counts = np.zeros(num_rows, dtype=np.int64)
+    out = {}
+    for block, n in blocks.items():
+        rows = load_rows(root, block, n)
+        if n and (rows.min() < 0 or rows.max() >= num_rows):
+            raise IndexError_(f"{root}: block {block} has row ids outside 0..{num_rows - 1}")
+        np.add.at(counts, rows, 1)
+        out[block] = rows
+    missing, dup = np.flatnonzero(counts == 0), np.flatnonzero(counts > 1)
+    if missing.size or dup.size:
+        raise IndexError_(
+            f"{root}: rows must appear exactly once; {missing.size} missing (first: {missing[:5].tolist()}), "
+            f"{dup.size} repeated (first: {dup[:5].tolist()})"
+        )
+    return out

@@ -1,0 +1,1 @@
+"""BM25 lexical baseline (bm25s)."""

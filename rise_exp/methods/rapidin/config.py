@@ -1,0 +1,31 @@
+"""``method=rapidin`` settings (Lin et al., ACL 2024, arXiv 2405.11724: RapidGrad section and experiments)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rise_exp.config.settings import Settings, setting
+
+REDUCTIONS = ("mean", "sum")
+
+
+@dataclass(frozen=True)
+class RapidInConfig(Settings):
+    """Layer-normalised per-example gradients compressed by RapidGrad; influence = inner product."""
+
+    GROUP = "method"
+    name: str = setting("rapidin", "method name")
+    k: int = setting(65536, "RapidGrad output dimension K (paper: 2^16)", gt=0)
+    shuffle_lambda: int = setting(20, "number of structured shuffles lambda (paper: 20)", ge=0)
+    lora: bool = setting(False, "gradients of the LoRA adapter only (needs a PEFT LoRA model); false: all parameters")
+    loss_reduction: str = setting("mean", "per-example loss = mean (or sum) of target-token NLL", choices=REDUCTIONS)
+    dtype: str = setting(
+        "float32",
+        "storage dtype of the compressed vectors (float16 as in the official code)",
+        choices=("float32", "float16"),
+    )
+    compress_batch: int = setting(16, "rows whose flat gradients are compressed together (memory: rows x P)", gt=0)
+    seed: int | None = setting(None, "RapidGrad permutations and signs; null = the global seed")
+    block_rows: int = setting(4096, "rows per on-disk index block", gt=0)
+    reuse: bool = setting(True, "resume / reuse a cached index with the same manifest")
+    dir: str | None = setting(None, "index directory (default: <run dir>/method/rapidin_index)")

@@ -1,0 +1,166 @@
+"""RapidIn (Lin et al., "Token-wise Influential Training Data Retrieval for Large Language Models", ACL 2024).
+
+Per example ``x``: the gradient of its LM loss over the trainable parameters (all parameters, or only
+the LoRA adapter's when ``lora: true``), each parameter tensor's gradient L2-normalised (layer-wise
+normalisation), concatenated, and compressed by RapidGrad (:mod:`rise_exp.methods.rapidin.rapidgrad`)
+to ``K = 2^16`` entries. The influence of training row ``n`` on query ``q`` is ``<C(g_q), C(g_n)>``.
+Gradients are taken one row at a time (exact, no ``[N, P]`` matrix); the ``[N, K]`` compressed vectors
+go into the method's on-disk index (:class:`~rise_exp.methods.vectors.VectorIndexMethod`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rise_exp.data.encoding import EncodedRow, collate
+from rise_exp.data.records import Record
+from rise_exp.errors import ConfigError
+from rise_exp.index import IndexWriter
+from rise_exp.methods.base import MethodContext
+from rise_exp.methods.common import batch_row_loss, encode_all, pad_id
+from rise_exp.methods.rapidin.config import RapidInConfig
+from rise_exp.methods.rapidin.rapidgrad import RapidGrad
+from rise_exp.methods.vectors import VectorIndexMethod
+from rise_exp.training.evaluation import model_device
+
+
+def select_params(model: torch.nn.Module, lora: bool) -> list[tuple[str, torch.nn.Parameter]]:
+    """Parameters whose gradients RapidIn uses.
+
+    Raises:
+        ConfigError: if ``lora`` is requested but the model carries no LoRA adapter.
+    """
+    named = list(model.named_parameters())
+    if not lora:
+        return named
+    lora_params = [(n, p) for n, p in named if "lora_" in n]
+    if not hasattr(model, "peft_config") or not lora_params:
+        raise ConfigError(
+            "method.lora=true needs a model with a PEFT LoRA adapter, but the model has "
+            + ("no peft_config" if not hasattr(model, "peft_config") else "no 'lora_' parameters")
+            + "; finetune with a LoRA adapter (pip install 'rise-exp[lora]', LoRA enabled in the finetune "
+            "stage) or set method.lora=false to use all parameters"
+        )
+    return lora_params
+
+
+def per_example_grads(
+    model: torch.nn.Module,
+    rows: Sequence[EncodedRow],
+    params: Sequence[torch.nn.Parameter],
+    pad: int,
+    reduction: str = "mean",
+) -> Iterator[list[torch.Tensor]]:
+    """Yield, row by row, the exact gradients of the row's loss w.r.t. ``params`` (detached copies)."""
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(True)
+    try:
+        for row in rows:
+            loss = batch_row_loss(model, collate([row], pad), reduction)
+            grads = torch.autograd.grad(loss.sum(), list(params), allow_unused=True)
+            yield [torch.zeros_like(p) if g is None else g.detach() for p, g in zip(params, grads)]
+    finally:
+        for p, f in zip(params, flags):
+            p.requires_grad_(f)
+
+
+def layer_normalised_flat(grads: Sequence[torch.Tensor], eps: float = 1e-12) -> torch.Tensor:
+    """Concatenate per-parameter gradients, each divided by its own L2 norm (zero stays zero)."""
+    parts = []
+    for g in grads:
+        flat = g.reshape(-1).float()
+        parts.append(flat / flat.norm().clamp_min(eps))
+    return torch.cat(parts)
+
+
+class RapidIn(VectorIndexMethod):
+    """Layer-normalised per-example gradients compressed by RapidGrad; influence = inner product."""
+
+    name = "rapidin"
+
+    def __init__(self, cfg: RapidInConfig, ctx: MethodContext) -> None:
+        super().__init__(cfg, ctx)
+        cfg = self.cfg
+        self.seed = int(ctx.seed if cfg.seed is None else cfg.seed)
+        self.dtype = cfg.dtype
+        self._params: list[torch.nn.Parameter] | None = None
+        self._compressor: RapidGrad | None = None
+
+    @property
+    def dim(self) -> int:
+        return self.cfg.k
+
+    def identity(self) -> dict[str, Any]:
+        c = self.cfg
+        return {
+            "k": c.k,
+            "shuffle_lambda": c.shuffle_lambda,
+            "lora": c.lora,
+            "loss_reduction": c.loss_reduction,
+            "dtype": c.dtype,
+            "seed": self.seed,
+            "max_length": self.ctx.max_length,
+        }
+
+    def index_settings(self) -> tuple[str | None, int, bool]:
+        return self.cfg.dir, self.cfg.block_rows, self.cfg.reuse
+
+    def encode(self, records: Sequence[Record], role: str) -> list[EncodedRow]:
+        return encode_all(records, self.ctx)
+
+    def _setup(self) -> None:
+        if self._compressor is not None:
+            return
+        named = select_params(self.ctx.model, self.cfg.lora)
+        self._params = [p for _, p in named]
+        dim = sum(p.numel() for p in self._params)
+        self._compressor = RapidGrad(
+            dim, self.cfg.k, self.cfg.shuffle_lambda, self.seed, device=model_device(self.ctx.model)
+        )
+
+    def compressed(self, rows: Sequence[EncodedRow]) -> Iterator[np.ndarray]:
+        """Compressed layer-normalised gradients, float32 ``[<= compress_batch, K]`` per yielded chunk."""
+        self._setup()
+        assert self._params is not None and self._compressor is not None
+        model = self.ctx.model
+        was_training = model.training
+        model.eval()
+        pending: list[torch.Tensor] = []
+        try:
+            grads = per_example_grads(model, rows, self._params, pad_id(self.ctx.tokenizer), self.cfg.loss_reduction)
+            for i, g in enumerate(grads):
+                pending.append(layer_normalised_flat(g))
+                if len(pending) == self.cfg.compress_batch or i == len(rows) - 1:
+                    yield self._compressor(torch.stack(pending)).cpu().numpy()
+                    pending = []
+        finally:
+            model.train(was_training)
+
+    def compute_into(self, rows: Sequence[EncodedRow], path: Path, writer_args: dict[str, Any]) -> None:
+        writer = IndexWriter(path, resume=True, **writer_args)
+        block = max(writer.completed_blocks, default=-1) + 1
+        ids = np.asarray([r.row for r in rows], dtype=np.int64)
+        buffer: list[np.ndarray] = []
+        done = 0
+        for chunk in self.compressed(rows):
+            buffer.append(chunk)
+            if sum(len(b) for b in buffer) >= self.cfg.block_rows or done + sum(len(b) for b in buffer) == len(rows):
+                vecs = np.concatenate(buffer)
+                writer.write_block(
+                    block,
+                    ids[done : done + len(vecs)],
+                    vecs,
+                    meta=[{"id": self.row_ids[int(i)]} for i in ids[done : done + len(vecs)]],
+                )
+                block, done, buffer = block + 1, done + len(vecs), []
+
+    def query_vectors(self, records: Sequence[Record]) -> np.ndarray:
+        rows = self.encode(records, "query")
+        chunks = list(self.compressed(rows))
+        return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros((0, self.dim), np.float32)

@@ -1,0 +1,1 @@
+"""ZO-Inf: zeroth-order influence from losses across finetuning checkpoints (Kokhlikyan et al. 2025)."""

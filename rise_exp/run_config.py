@@ -1,0 +1,183 @@
+"""The composed run config as typed settings, and the Hydra side of the settings classes.
+
+:func:`register_schemas` stores every group's :class:`~rise_exp.config.settings.Settings` class in
+Hydra's ConfigStore under ``schema/<group>/<option>``; each YAML file of ``conf/<group>/`` starts from
+its schema (``defaults: [/schema/<group>/<name>@_here_]``), so the dataclass is the single source of
+defaults and Hydra rejects unknown keys and wrong types while composing. :meth:`RunConfig.from_cfg`
+then builds the typed objects (value ranges, choices and rules across settings) before any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from rise_exp.config.finetune import FinetuneConfig
+from rise_exp.config.logger import LoggerConfig
+from rise_exp.config.model import ModelConfig
+from rise_exp.config.run_settings import DataConfig, PathsConfig
+from rise_exp.config.settings import Settings, plain
+from rise_exp.config.stages import BUILTIN_SELECTORS, STAGE_CONFIGS, ClosedLoopStageConfig, StageConfig
+from rise_exp.config.task import TASK_CONFIGS, TaskConfig
+from rise_exp.config.trainer import TrainerConfig
+from rise_exp.errors import ConfigError, allowed
+from rise_exp.methods import registry
+from rise_exp.paths import CONF_DIR
+
+_TOP_LEVEL = ("seed", "paths", "data", "model", "task", "method", "finetune", "trainer", "logger", "stage")
+
+
+def schema_classes() -> dict[str, dict[str, type[Settings]]]:
+    """``{group: {option: settings class}}`` for every group with a schema."""
+    return {
+        "model": {"model": ModelConfig},
+        "task": dict(TASK_CONFIGS),
+        "method": {name: registry.config_class(name) for name in registry.METHODS},
+        "finetune": {"finetune": FinetuneConfig},
+        "trainer": {"trainer": TrainerConfig},
+        "logger": {"logger": LoggerConfig},
+        "stage": dict(STAGE_CONFIGS),
+    }
+
+
+def _unfreeze(node: Any) -> None:
+    """Structured configs of frozen dataclasses are read-only; Hydra must merge overrides into them."""
+    if isinstance(node, (DictConfig, ListConfig)):
+        OmegaConf.set_readonly(node, False)
+        for child in node._content.values() if isinstance(node, DictConfig) else node._content:  # noqa: SLF001
+            _unfreeze(child)
+
+
+def register_schemas() -> None:
+    """Store every settings class in Hydra's ConfigStore as ``schema/<group>/<option>`` (idempotent)."""
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    groups = {**schema_classes(), "run": {"data": DataConfig, "paths": PathsConfig}}
+    for group, options in groups.items():
+        for name, cls in options.items():
+            node = OmegaConf.structured(cls)
+            _unfreeze(node)
+            cs.store(group=f"schema/{group}", name=name, node=node)
+
+
+def compose(overrides: Sequence[str] = (), config_name: str = "config", config_dir: str | None = None) -> DictConfig:
+    """Compose ``conf/config.yaml`` with ``overrides`` (tests, benchmarks, a closed loop's method configs).
+
+    Inside a running Hydra app the global Hydra instance (and its config directory) is reused, unless
+    ``config_dir`` names another tree.
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_schemas()
+    if config_dir is None and GlobalHydra.instance().is_initialized():
+        return hydra_compose(config_name, overrides=list(overrides))
+    global_hydra = GlobalHydra.instance()
+    running = global_hydra.hydra if global_hydra.is_initialized() else None
+    if running is not None:
+        global_hydra.clear()
+    try:
+        with initialize_config_dir(config_dir=config_dir or CONF_DIR, version_base="1.3"):
+            return hydra_compose(config_name, overrides=list(overrides))
+    finally:
+        if running is not None:
+            global_hydra.initialize(running)
+
+
+def _typed(group: str, options: Mapping[str, type[Settings]], node: Any, key: str = "name") -> Settings:
+    data = plain(node)
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{group} must be a mapping of settings, got {data!r}")
+    if len(options) == 1:
+        return next(iter(options.values())).from_mapping(data)
+    name = data.get(key)
+    if name not in options:
+        raise allowed(group, name, tuple(options))
+    return options[name].from_mapping(data)
+
+
+def method_settings(node: Any) -> Settings:
+    """Typed settings of the method a ``method`` node names."""
+    return _typed("method", {n: registry.config_class(n) for n in registry.METHODS}, node)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One run, fully typed: every group checked, defaults filled in.
+
+    Attributes:
+        seed: Global seed (method randomness: sketch tables, RapidGrad, STRIDE subsets).
+        raw: The composed DictConfig it was built from (resolved, for ``config.yaml`` and loggers).
+    """
+
+    seed: int
+    paths: PathsConfig
+    data: DataConfig
+    model: ModelConfig
+    task: TaskConfig
+    method: Settings
+    finetune: FinetuneConfig
+    trainer: TrainerConfig
+    logger: LoggerConfig
+    stage: StageConfig
+    raw: dict[str, Any]
+
+    @classmethod
+    def from_cfg(cls, cfg: DictConfig | Mapping[str, Any]) -> RunConfig:
+        """Check every group of a composed config; raises a one-line ConfigError naming the setting."""
+        data = plain(cfg)
+        unknown = sorted(set(data) - set(_TOP_LEVEL) - {"hydra"})
+        if unknown:
+            raise ConfigError(f"unknown top-level setting(s) {', '.join(unknown)}; allowed: {', '.join(_TOP_LEVEL)}")
+        seed = data.get("seed", 42)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ConfigError(f"seed must be an integer, got {seed!r}")
+        schemas = schema_classes()
+        run = cls(
+            seed=seed,
+            paths=PathsConfig.from_mapping(data.get("paths") or {}),
+            data=DataConfig.from_mapping(data.get("data") or {}),
+            model=_typed("model", schemas["model"], data.get("model") or {}),
+            task=_typed("task", schemas["task"], data.get("task") or {}),
+            method=_typed("method", schemas["method"], data.get("method") or {}),
+            finetune=_typed("finetune", schemas["finetune"], data.get("finetune") or {}),
+            trainer=_typed("trainer", schemas["trainer"], data.get("trainer") or {}),
+            logger=_typed("logger", schemas["logger"], data.get("logger") or {}),
+            stage=_typed("stage", schemas["stage"], data.get("stage") or {}),
+            raw={k: v for k, v in data.items() if k != "hydra"},
+        )
+        run = dataclasses.replace(
+            run,
+            finetune=run.finetune.replace(
+                max_length=run.data.max_length if run.finetune.max_length is None else run.finetune.max_length,
+                mask_prompt=run.data.mask_prompt if run.finetune.mask_prompt is None else run.finetune.mask_prompt,
+            ),
+        )
+        run.check()
+        return run
+
+    def check(self) -> None:
+        """Rules that span groups."""
+        if isinstance(self.stage, ClosedLoopStageConfig):
+            choices = (*registry.METHODS, *BUILTIN_SELECTORS)
+            for name in self.stage.selectors:
+                if name not in choices:
+                    raise allowed("selector in stage.selectors", name, choices)
+            for name, overrides in self.stage.methods.items():
+                if name not in self.stage.selectors or name not in registry.METHODS:
+                    selectors = [s for s in self.stage.selectors if s in registry.METHODS]
+                    raise ConfigError(
+                        f"stage.methods has settings for {name!r}, which is not a method selector in "
+                        f"stage.selectors ({', '.join(selectors) or 'none'})"
+                    )
+                if not isinstance(overrides, Mapping):
+                    raise ConfigError(f"stage.methods.{name} must be a mapping of method settings, got {overrides!r}")
+                if overrides.get("name", name) != name:
+                    raise ConfigError(f"stage.methods.{name}.name must be {name!r} (got {overrides['name']!r})")
+                registry.config_class(name).from_mapping({**overrides, "name": name})

@@ -1,0 +1,117 @@
+"""The one method runner: build a method on a pool, answer queries or targets, account for the cost.
+
+Every stage and the cost benchmark go through these functions, so "build, time, score or value, check
+shapes, measure bytes and memory" is written once; :func:`publish` is the one "write metrics, log,
+print" step at the end of a stage.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rise_exp.config.settings import Settings
+from rise_exp.data.records import Record
+from rise_exp.methods.base import AttributionMethod, MethodContext
+from rise_exp.methods.registry import build_method
+
+
+@dataclass
+class BuiltMethod:
+    """A method built on a pool, and what building it cost."""
+
+    method: AttributionMethod
+    pool_size: int
+    build_seconds: float
+
+    def cost(self) -> dict[str, float]:
+        """Build time and storage: ``index_seconds``, ``index_bytes``, ``index_bytes_per_row``."""
+        b = int(self.method.index_bytes)
+        return {
+            "index_seconds": self.build_seconds,
+            "index_bytes": b,
+            "index_bytes_per_row": float(b) / max(1, self.pool_size),
+        }
+
+
+def build_on(cfg: Settings, ctx: MethodContext, pool: Sequence[Record]) -> BuiltMethod:
+    """Instantiate the method ``cfg`` names and build it on ``pool`` (timed)."""
+    method = build_method(cfg, ctx)
+    t0 = time.perf_counter()
+    method.build(pool)
+    return BuiltMethod(method, len(pool), time.perf_counter() - t0)
+
+
+def _checked(name: str, array: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
+    out = np.asarray(array, dtype=np.float32)
+    if out.shape != shape:
+        raise RuntimeError(f"method {name} returned {what} of shape {out.shape}, expected {shape}")
+    if not np.isfinite(out).all():
+        raise RuntimeError(f"method {name} returned {int((~np.isfinite(out)).sum())} non-finite {what}")
+    return out
+
+
+def attribution_scores(built: BuiltMethod, queries: Sequence[Record]) -> tuple[np.ndarray, float]:
+    """Scores ``[Q, N]`` of every query against every built row, and the seconds they took."""
+    t0 = time.perf_counter()
+    scores = built.method.score(queries)
+    seconds = time.perf_counter() - t0
+    return _checked(built.method.name, scores, (len(queries), built.pool_size), "scores"), seconds
+
+
+def valuation_values(built: BuiltMethod, targets: Sequence[Record], mode: str | None) -> tuple[np.ndarray, float]:
+    """Value ``[N]`` of every built row against ``targets``, and the seconds it took.
+
+    ``mode`` None means the method's own ``valuation`` setting (else ``mean``).
+    """
+    mode = mode or getattr(built.method.cfg, "valuation", "mean")
+    t0 = time.perf_counter()
+    values = built.method.value(targets, mode=mode)
+    seconds = time.perf_counter() - t0
+    return _checked(built.method.name, values, (built.pool_size,), "values"), seconds
+
+
+def publish(
+    run: Any,
+    run_dir: Path,
+    metrics: Mapping[str, Any],
+    *,
+    stage: str,
+    title: str | None,
+    files: Sequence[str] = (),
+    tables: Mapping[str, tuple[list[str], list[list[Any]]]] | None = None,
+) -> None:
+    """End a stage: ``metrics.json``, the configured loggers, the console table and the files written.
+
+    Args:
+        run: The :class:`~rise_exp.run_config.RunConfig`.
+        run_dir: The run directory.
+        metrics: Flat metrics (headline numbers and housekeeping); ``peak_rss_mb`` is added: the peak
+            resident memory of this run (sampled), or of the process when no run sampler is active.
+        stage: Logger run name.
+        title: Title of the console table of metrics (None: the stage printed its own table).
+        files: Other files the stage wrote into ``run_dir`` (listed at the end).
+        tables: ``{key: (columns, rows)}`` logged as tables by loggers that support them (W&B).
+    """
+    from rise_exp.memory import PeakRss, process_peak_rss_mb
+    from rise_exp.results import print_files, print_metrics, write_json
+    from rise_exp.run_logging import close_loggers, log_summary, make_loggers
+
+    sampler = PeakRss.current()
+    metrics = {**metrics, "peak_rss_mb": sampler.peak_mb if sampler else process_peak_rss_mb()}
+    write_json(run_dir / "metrics.json", metrics)
+    loggers = make_loggers(run.logger, run_dir, name=stage, group=run.task.name, config=run.raw)
+    log_summary(loggers, metrics)
+    for key, (columns, data) in (tables or {}).items():
+        for lg in loggers:
+            if hasattr(lg, "log_table"):
+                lg.log_table(key=key, columns=columns, data=data)
+    close_loggers(loggers)
+    if title is not None:
+        print_metrics(metrics, title=title)
+    print_files(run_dir, ["metrics.json", *files])

@@ -1,0 +1,133 @@
+"""Finetuning: Lightning ``Trainer.fit`` on the training pool, a HF checkpoint after every epoch.
+
+The checkpoint trajectory (``epoch-000`` = the starting weights, then one per epoch) is what ZO-Inf
+consumes. A finished run is cached by a hash of everything it depends on (:func:`finetune_key`) and
+reused when unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from rise_exp.config.finetune import FinetuneConfig
+from rise_exp.config.trainer import TrainerConfig
+from rise_exp.data.encoding import encode_records
+from rise_exp.data.records import Record
+from rise_exp.hashing import config_hash
+from rise_exp.lightning.data import make_loader
+from rise_exp.lightning.trainer import make_trainer
+from rise_exp.training.evaluation import mean_token_loss
+from rise_exp.training.module import CausalLMModule
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FinetuneResult:
+    """Where the trained weights are and how training went."""
+
+    final_dir: Path
+    checkpoints: list[Path]
+    metrics: dict[str, float]
+    cached: bool
+
+
+class SaveHFEachEpoch(L.Callback):
+    """Write a Hugging Face checkpoint (model + tokenizer) before training and after every epoch."""
+
+    def __init__(self, out_dir: Path, tokenizer: Any) -> None:
+        self.out_dir, self.tokenizer = Path(out_dir), tokenizer
+
+    def save(self, module: CausalLMModule, epoch: int) -> None:
+        d = self.out_dir / f"epoch-{epoch:03d}"
+        module.model.save_pretrained(d)
+        self.tokenizer.save_pretrained(d)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: CausalLMModule) -> None:
+        if trainer.is_global_zero:
+            self.save(pl_module, 0)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: CausalLMModule) -> None:
+        if trainer.is_global_zero:
+            self.save(pl_module, trainer.current_epoch + 1)
+
+
+def finetune_key(model_identity: str, data_hash: str, cfg: FinetuneConfig) -> str:
+    """Cache key of a finetuning run: the starting weights, the data and every finetune setting."""
+    return config_hash({"model": model_identity, "data": data_hash, "finetune": cfg.to_dict(), "seed": cfg.seed}, n=16)
+
+
+def run_finetune(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    train: Sequence[Record],
+    *,
+    cfg: FinetuneConfig,
+    trainer: TrainerConfig,
+    out_dir: Path,
+    loggers: Sequence[Any] = (),
+) -> FinetuneResult:
+    """Finetune ``model`` on ``train`` unless ``out_dir`` already holds the finished result.
+
+    Args:
+        model: Starting HF causal LM (modified in place).
+        tokenizer: Its tokenizer (saved with every checkpoint).
+        train: The training pool.
+        cfg: Finetune settings (epochs, learning-rate schedule, batch budget, seed, ...).
+        trainer: Lightning hardware settings.
+        out_dir: Cache directory of this run (see :func:`finetune_key`).
+        loggers: Lightning loggers.
+    """
+    out_dir = Path(out_dir)
+    done = out_dir / "DONE.json"
+    if done.exists():
+        info = json.loads(done.read_text())
+        ckpts = sorted(p for p in out_dir.glob("epoch-*") if p.is_dir())
+        return FinetuneResult(out_dir / info["final"], ckpts, info["metrics"], cached=True)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)  # an unfinished earlier attempt
+    out_dir.mkdir(parents=True)
+
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    rows = encode_records(train, tokenizer, mask_prompt=cfg.mask_prompt, max_length=cfg.max_length)
+    pad = tokenizer.pad_token_id
+    loss_before = mean_token_loss(model, rows, pad)
+    module = CausalLMModule(
+        model, lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio, min_lr_ratio=cfg.min_lr_ratio
+    )
+    fit = make_trainer(
+        trainer,
+        root_dir=out_dir,
+        loggers=list(loggers),
+        callbacks=[SaveHFEachEpoch(out_dir, tokenizer)],
+        max_epochs=cfg.epochs,
+        gradient_clip_val=cfg.grad_clip,
+    )
+    t0 = time.perf_counter()
+    model.train()
+    fit.fit(module, train_dataloaders=make_loader(rows, pad, cfg.max_tokens_per_batch, shuffle=True, seed=cfg.seed))
+    seconds = time.perf_counter() - t0
+    model.eval()
+    loss_after = mean_token_loss(model, rows, pad)
+    metrics = {
+        "finetune/loss_before": loss_before,
+        "finetune/loss_after": loss_after,
+        "finetune/seconds": seconds,
+        "finetune/epochs": float(cfg.epochs),
+    }
+    final = f"epoch-{cfg.epochs:03d}"
+    if fit.is_global_zero:
+        done.write_text(json.dumps({"final": final, "metrics": metrics}, indent=1))
+    log.info("finetuned %d epochs in %.1fs: loss %.3f -> %.3f", cfg.epochs, seconds, loss_before, loss_after)
+    ckpts = sorted(p for p in out_dir.glob("epoch-*") if p.is_dir())
+    return FinetuneResult(out_dir / final, ckpts, metrics, cached=False)

@@ -1,0 +1,49 @@
+"""rise_exp.report.cli: ``python -m rise_exp.report`` prints the table, reports user errors in one line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from rise_exp.report import main
+
+
+def test_main_prints_table_and_reports_errors(sweep, tmp_path, capsys):
+    assert main([str(sweep), "--out", str(tmp_path / "cli"), "--no-wandb"]) == 0
+    printed = capsys.readouterr().out
+    assert "0.4500 ± 0.0707" in printed and "## Failed runs" in printed
+    assert (tmp_path / "cli" / "report.md").read_text().strip() in printed
+    (tmp_path / "nothing").mkdir()
+    assert main([str(tmp_path / "nothing"), "--out", str(tmp_path / "x"), "--no-wandb"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no runs found") and len(err.strip().splitlines()) == 1
+
+
+def test_main_without_out_writes_into_the_swept_folder(sweep, capsys):
+    assert main([str(sweep), "--no-wandb"]) == 0
+    assert (sweep / "report" / "report.md").is_file() and (sweep / "report" / "summary.csv").is_file()
+    assert capsys.readouterr().err.strip().endswith(f"to {sweep / 'report'}")
+
+
+def test_help_lists_the_options(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert all(opt in out for opt in ("--out", "--metric", "--no-wandb", "--allow-mixed-tasks", "p@10%"))
+    assert "<path>/report" in out
+
+
+def test_module_entry_point_subprocess(tmp_path):
+    (tmp_path / "nothing").mkdir()
+    res = subprocess.run(
+        [sys.executable, "-m", "rise_exp.report", str(tmp_path / "nothing"), "--no-wandb"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 2 and res.stderr.startswith("error: no runs found"), res.stderr
+    assert "Traceback" not in res.stderr
