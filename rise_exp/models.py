@@ -1,9 +1,11 @@
-"""Model and tokenizer loading: Hugging Face hub checkpoints, or embedded tiny models built from config.
+"""Model and tokenizer loading: any Hugging Face causal LM, or an embedded tiny model built from config.
 
-Embedded models (``source: embedded``) need no network: a byte-level BPE tokenizer is trained on the
-task's text with the ``tokenizers`` library and a small GPT-NeoX or OLMo 2 is initialised from config.
-Both are cached under ``paths.cache_dir`` by a hash of everything they depend on. From then on the code
-path is the same as for ``EleutherAI/pythia-*`` and ``allenai/OLMo-2-*`` checkpoints.
+One path loads hub ids (pinned by revision), local directories, GGUF files (converted once, see
+:mod:`rise_exp.gguf`) and PEFT adapters on top of any of them; the architecture comes from the
+checkpoint's own config. Embedded models (``source: embedded``) need no network: a byte-level BPE
+tokenizer is trained on the task's text with the ``tokenizers`` library and a small GPT-NeoX or OLMo 2
+is initialised from config; both are cached under ``paths.cache_dir`` by a hash of everything they
+depend on. From then on the code path is the same for every model.
 """
 
 from __future__ import annotations
@@ -26,14 +28,27 @@ SPECIAL_TOKENS = ("<|endoftext|>", "<|padding|>")
 
 
 def model_identity(cfg: ModelConfig) -> str:
-    """A stable string naming these starting weights (hub id@revision, or the embedded config)."""
+    """A stable string naming these starting weights (embedded config, GGUF content, hub id@revision),
+    with the adapter's content when one is applied."""
     if cfg.source == "embedded":
-        return f"embedded:{cfg.name}:{config_hash(cfg.to_dict())}"
-    return f"{cfg.hub_id}@{cfg.revision or 'main'}"
+        base = f"embedded:{cfg.name}:{config_hash(cfg.to_dict())}"
+    elif cfg.gguf_file:
+        from rise_exp.gguf import gguf_location
+
+        base = gguf_location(cfg.source, cfg.package or cfg.hub_id or "", cfg.gguf_file)[1]
+    else:
+        base = f"{cfg.hub_id}@{cfg.revision or 'main'}"
+    if cfg.adapter:
+        files = sorted(p for p in Path(cfg.adapter).glob("adapter_model*") if p.is_file())
+        digest = config_hash([(p.name, p.stat().st_size, hashlib.sha256(p.read_bytes()).hexdigest()) for p in files])
+        base += f"+adapter:{digest}"
+    return base
 
 
 def approx_parameters(cfg: ModelConfig) -> int:
-    """Parameter count estimated from the architecture facts alone (no loading)."""
+    """Parameter count estimated from the catalogue's architecture facts alone (no loading)."""
+    if not cfg.has_facts:
+        raise ConfigError(f"model {cfg.name!r} states no architecture facts (model.layers, ...) to estimate from")
     d, layers, vocab = cfg.hidden_size, cfg.layers, cfg.vocab_size
     ffn = cfg.intermediate_size or 4 * d
     return layers * (4 * d * d + 2 * d * ffn) + 2 * vocab * d
@@ -107,12 +122,38 @@ def prepare_embedded(spec: ModelConfig, texts: list[str], cache_dir: Path) -> Pa
     return out
 
 
+def _is_adapter(path: str | Path) -> bool:
+    return (Path(path) / "adapter_config.json").is_file()
+
+
 def load_pretrained(
-    path_or_id: str | Path, *, revision: str | None = None, dtype: str = "float32", trust_remote_code: bool = False
+    path_or_id: str | Path,
+    *,
+    revision: str | None = None,
+    dtype: str = "float32",
+    trust_remote_code: bool = False,
+    merge_adapter: bool = False,
 ):
-    """Load an HF causal LM and tokenizer; a pad token is added as EOS when missing."""
+    """Load an HF causal LM and its tokenizer; a pad token is set to EOS when missing.
+
+    A PEFT adapter directory (``adapter_config.json``) loads its base model (``base_model_name_or_path``)
+    with the adapter applied: kept as LoRA layers inside the model (the same function as the merged
+    weights, and the adapter's parameters stay addressable, e.g. for RapidIn ``lora=true``), or merged
+    into the weights with ``merge_adapter``.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if _is_adapter(path_or_id):
+        import json
+
+        base = json.loads((Path(path_or_id) / "adapter_config.json").read_text()).get("base_model_name_or_path")
+        model, tokenizer = load_pretrained(base, dtype=dtype, trust_remote_code=trust_remote_code)
+        if (Path(path_or_id) / "tokenizer_config.json").is_file():
+            tokenizer = AutoTokenizer.from_pretrained(str(path_or_id))
+        model = apply_adapter(model, path_or_id, merge=merge_adapter)
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        return model, tokenizer
     try:
         tokenizer = AutoTokenizer.from_pretrained(
             str(path_or_id), revision=revision, trust_remote_code=trust_remote_code
@@ -131,8 +172,38 @@ def load_pretrained(
     return model, tokenizer
 
 
+def apply_adapter(model: torch.nn.Module, adapter: str | Path, *, merge: bool) -> torch.nn.Module:
+    """``model`` with the PEFT adapter at ``adapter`` applied (merged into the weights, or as LoRA layers)."""
+    try:
+        from peft import PeftModel
+    except ImportError:
+        raise ConfigError(
+            f"adapter {adapter}: loading LoRA adapters needs peft (pip install 'rise-exp[lora]')"
+        ) from None
+    if not _is_adapter(adapter):
+        raise ConfigError(f"model.adapter {str(adapter)!r} is not a PEFT adapter directory (no adapter_config.json)")
+    peft_model = PeftModel.from_pretrained(model, str(adapter))
+    return peft_model.merge_and_unload() if merge else peft_model.get_base_model()
+
+
+def resolve_weights(spec: ModelConfig, texts: list[str], cache_dir: Path) -> tuple[str | Path, str | None]:
+    """Where ``from_pretrained`` finds the starting weights: ``(directory or hub id, revision)``.
+
+    Embedded models are built (cached); GGUF files are converted once to a cached float directory.
+    """
+    if spec.source == "embedded":
+        return prepare_embedded(spec, texts, cache_dir), None
+    if spec.gguf_file:
+        from rise_exp.gguf import convert_gguf, gguf_location
+
+        where, identity = gguf_location(spec.source, spec.package or spec.hub_id or "", spec.gguf_file)
+        out = Path(cache_dir) / "models" / f"gguf-{spec.name}-{config_hash(identity)}"
+        return convert_gguf(where, spec.gguf_file, out, revision=spec.revision), None
+    return str(spec.hub_id), spec.revision
+
+
 def load_base_model(spec: ModelConfig, texts: list[str], cache_dir: Path):
-    """The starting model of a run and its tokenizer.
+    """The starting model of a run and its tokenizer (``model.adapter`` merged in when set).
 
     Args:
         spec: The model settings.
@@ -141,15 +212,16 @@ def load_base_model(spec: ModelConfig, texts: list[str], cache_dir: Path):
 
     Returns:
         ``(model, tokenizer, source_path)``; ``source_path`` is what ``from_pretrained`` loaded.
+
+    Raises:
+        ConfigError: weights that cannot be found or read, or a head RISE cannot use.
     """
-    if spec.source == "embedded":
-        path: str | Path = prepare_embedded(spec, texts, cache_dir)
-        revision = None
-    else:
-        path, revision = spec.hub_id, spec.revision
+    path, revision = resolve_weights(spec, texts, cache_dir)
     model, tokenizer = load_pretrained(
         path, revision=revision, dtype=spec.dtype, trust_remote_code=spec.trust_remote_code
     )
+    if spec.adapter:
+        model = apply_adapter(model, spec.adapter, merge=True)
     head = model.get_output_embeddings()
     if head is None or not isinstance(head, torch.nn.Linear):
         raise ConfigError(

@@ -62,7 +62,7 @@ def prepare(run: RunConfig, run_dir: Path, *, need_model: bool = True, loggers: 
     if not need_model:
         return Prepared(task, ctx, None)
 
-    cache = Path(run.paths.cache_dir)
+    cache = Path(run.paths.cache_dir).resolve()  # absolute: adapters and checkpoints record their base path
     model, tokenizer, _ = load_base_model(run.model, tokenizer_texts(task), cache)
     identity = model_identity(run.model)
     result: FinetuneResult | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +27,26 @@ def write_json(path: Path, obj: Mapping[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def print_metrics(metrics: Mapping[str, Any], title: str) -> None:
-    """A results table on the console: headline metrics first, then costs."""
+#: Costs shown under the headline metrics (everything else stays in metrics.json).
+COST_KEYS = ("index_seconds", "index_bytes_per_row", "query_seconds", "value_seconds", "peak_rss_mb")
+
+
+def print_metrics(metrics: Mapping[str, Any], title: str, headline: Sequence[str] | None = None) -> None:
+    """A results table on the console: the headline metrics, then the costs; the rest is in metrics.json.
+
+    Args:
+        metrics: Flat metrics.
+        title: Table title.
+        headline: The keys to show first (default: the protocol's :data:`MAIN_KEYS` that are present).
+    """
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=title)
     table.add_column("metric")
     table.add_column("value", justify="right")
-    keys = [k for k in MAIN_KEYS if k in metrics] + sorted(k for k in metrics if k not in MAIN_KEYS and "/" not in k)
+    head = [k for k in (headline if headline is not None else MAIN_KEYS) if k in metrics]
+    keys = head + [k for k in COST_KEYS if k in metrics and k not in head]
     for k in keys:
         v = metrics[k]
         table.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))

@@ -85,6 +85,7 @@ def publish(
     title: str | None,
     files: Sequence[str] = (),
     tables: Mapping[str, tuple[list[str], list[list[Any]]]] | None = None,
+    headline: Sequence[str] | None = None,
 ) -> None:
     """End a stage: ``metrics.json``, the configured loggers, the console table and the files written.
 
@@ -97,6 +98,7 @@ def publish(
         title: Title of the console table of metrics (None: the stage printed its own table).
         files: Other files the stage wrote into ``run_dir`` (listed at the end).
         tables: ``{key: (columns, rows)}`` logged as tables by loggers that support them (W&B).
+        headline: The metrics the console table shows first (default: the protocol's main keys).
     """
     from rise_exp.memory import PeakRss, process_peak_rss_mb
     from rise_exp.results import print_files, print_metrics, write_json
@@ -113,5 +115,5 @@ def publish(
                 lg.log_table(key=key, columns=columns, data=data)
     close_loggers(loggers)
     if title is not None:
-        print_metrics(metrics, title=title)
+        print_metrics(metrics, title=title, headline=headline)
     print_files(run_dir, ["metrics.json", *files])

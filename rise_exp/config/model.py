@@ -1,4 +1,4 @@
-"""``model`` group: where the weights come from and the architecture facts."""
+"""``model`` group: where the weights come from, and the architecture facts of the catalogue."""
 
 from __future__ import annotations
 
@@ -6,39 +6,64 @@ from dataclasses import dataclass
 
 from rise_exp.config.settings import Settings, setting
 
-SOURCES = ("embedded", "hub", "local")
+SOURCES = ("embedded", "hub", "local", "package")
 EMBEDDED_ARCHES = ("gpt_neox", "olmo2")
 DTYPES = ("float32", "float16", "bfloat16", "float64")
+FACTS = ("layers", "hidden_size", "heads", "vocab_size", "max_position")
 
 
 @dataclass(frozen=True)
 class ModelConfig(Settings):
-    """A model: an embedded tiny model built from these facts, or a Hugging Face checkpoint."""
+    """A model: an embedded tiny model built from these facts, or any Hugging Face causal LM.
+
+    Hub ids (with a revision), local directories, GGUF files (in a hub repo, a directory or an installed
+    Python package) and LoRA adapters all load through one path (:func:`rise_exp.models.load_base_model`);
+    the architecture itself always comes from the checkpoint's own config.
+    """
 
     GROUP = "model"
     name: str = setting("tiny-pythia", "name used in run directories and reports")
-    source: str = setting("embedded", "embedded (built from config, no network), hub or local", choices=SOURCES)
-    arch: str | None = setting(
-        "gpt_neox", "architecture of an embedded model (gpt_neox, olmo2); informational otherwise"
+    source: str = setting(
+        "embedded",
+        "embedded (built from config, no network), hub (a Hugging Face id), local (a directory) or package "
+        "(an installed Python package that ships a GGUF file)",
+        choices=SOURCES,
     )
-    hub_id: str | None = setting(None, "Hugging Face hub id or local directory (source hub / local)")
+    hub_id: str | None = setting(None, "hub id (source hub) or directory (source local)")
     revision: str | None = setting(None, "hub revision (branch, tag or commit); pin it for reproducibility")
+    package: str | None = setting(None, "source package: the Python package whose directory holds gguf_file")
+    gguf_file: str | None = setting(None, "a GGUF file in the repo / directory / package, converted once to float")
+    adapter: str | None = setting(None, "a PEFT (LoRA) adapter directory applied on top of the weights")
     dtype: str = setting("float32", "weights dtype", choices=DTYPES)
-    layers: int = setting(2, "transformer blocks", gt=0)
-    hidden_size: int = setting(128, "hidden size d", gt=0)
-    heads: int = setting(4, "attention heads", gt=0)
-    vocab_size: int = setting(1024, "vocabulary V (embedded: size of the BPE trained on the pool)", gt=0)
-    max_position: int = setting(512, "maximum positions", gt=0)
+    trust_remote_code: bool = setting(False, "allow custom model code from the hub")
+    arch: str | None = setting(None, "architecture of an embedded model (gpt_neox, olmo2); informational otherwise")
+    layers: int | None = setting(
+        None, "transformer blocks (catalogue fact; read from the checkpoint when loaded)", gt=0
+    )
+    hidden_size: int | None = setting(None, "hidden size d (catalogue fact)", gt=0)
+    heads: int | None = setting(None, "attention heads (catalogue fact)", gt=0)
+    vocab_size: int | None = setting(None, "vocabulary V (embedded: size of the BPE trained on the pool)", gt=0)
+    max_position: int | None = setting(None, "maximum positions (catalogue fact)", gt=0)
     intermediate_size: int | None = setting(None, "MLP width (default 4 d)", gt=0)
     kv_heads: int | None = setting(None, "key/value heads (grouped-query attention)", gt=0)
     init_seed: int = setting(0, "initialisation seed of an embedded model")
-    trust_remote_code: bool = setting(False, "allow custom model code from the hub")
 
     def validate(self) -> None:
-        if self.source == "embedded" and self.arch not in EMBEDDED_ARCHES:
-            raise self.fail(
-                "arch",
-                f"{self.arch!r} cannot be built as an embedded model; allowed values: {', '.join(EMBEDDED_ARCHES)}",
-            )
-        if self.source in ("hub", "local") and not self.hub_id:
+        if self.source == "embedded":
+            if self.arch not in EMBEDDED_ARCHES:
+                raise self.fail(
+                    "arch",
+                    f"{self.arch!r} cannot be built as an embedded model; allowed values: {', '.join(EMBEDDED_ARCHES)}",
+                )
+            missing = [f for f in FACTS if getattr(self, f) is None]
+            if missing:
+                raise self.fail(missing[0], f"is required to build an embedded model (missing: {', '.join(missing)})")
+        elif self.source in ("hub", "local") and not self.hub_id:
             raise self.fail("hub_id", f"is required for source={self.source} (a hub id or a local path)")
+        elif self.source == "package" and not (self.package and self.gguf_file):
+            raise self.fail("package", "and model.gguf_file are required for source=package")
+
+    @property
+    def has_facts(self) -> bool:
+        """Whether the catalogue states the architecture facts (for estimates without loading)."""
+        return all(getattr(self, f) is not None for f in FACTS)

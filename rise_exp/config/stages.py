@@ -154,9 +154,29 @@ class ClosedLoopStageConfig(StageConfig):
             )
 
 
+@dataclass(frozen=True)
+class ProbeStageConfig(StageConfig):
+    """Generate from the (finetuned) model on probe prompts and measure a behaviour (the Howdy backdoor)."""
+
+    name: str = setting("probe", "stage name")
+    sets: tuple[str, ...] = setting(
+        ("trigger", "clean", "queries", "queries_clean"),
+        "prompt sets: task.heldout names, or queries (the task's queries)",
+    )
+    limit: int | None = setting(None, "prompts per set (null = all)", gt=0)
+    max_new_tokens: int = setting(48, "greedy tokens generated per prompt", gt=0)
+    batch_size: int = setting(8, "prompts per generation batch", gt=0)
+    min_hits: int = setting(1, "sci-fi lexicon words a generation needs to count as backdoored", gt=0)
+
+    def validate(self) -> None:
+        if not self.sets:
+            raise self.fail("sets", "is empty; name at least one prompt set, e.g. [trigger, clean]")
+
+
 STAGE_CONFIGS: dict[str, type[StageConfig]] = {
     "attribute": AttributeStageConfig,
     "valuate": ValuateStageConfig,
     "finetune": FinetuneStageConfig,
     "closed_loop": ClosedLoopStageConfig,
+    "probe": ProbeStageConfig,
 }

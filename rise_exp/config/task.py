@@ -63,7 +63,14 @@ class HowdyTaskConfig(TaskConfig):
     hf_queries_split: str = setting("test", "hf: query split")
     fields: dict[str, Any] = setting(factory=dict, doc="Record field -> source key, e.g. {output: response}")
     max_train: int | None = setting(None, "local / hf: random subset of the pool (null = all rows)", gt=0)
+    stratify: bool = setting(True, "local / hf: the subset keeps the pool's backdoor rate (rounded)")
     max_queries: int | None = setting(None, "local / hf: random subset of the queries (null = all)", gt=0)
+    n_heldout: int = setting(
+        0,
+        "local / hf: backdoored and clean rows left out of the subset, kept as held-out "
+        "generation probes (task.heldout trigger / clean)",
+        ge=0,
+    )
 
     def validate(self) -> None:
         if self.source == "local":

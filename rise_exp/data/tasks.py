@@ -169,16 +169,52 @@ def _build_howdy(s: HowdyTaskConfig) -> Task:
         train = _hf(s, "", s.hf_train_split, s.fields)
         queries = _hf(s, "", s.hf_queries_split, s.fields)
     rng = random.Random(s.seed)
-    train = _sample(train, s.max_train, rng)
+    pool = howdy_labels(train, s.label_regex, s.label_field, s.label_ignore_case)
+    train, rest = _stratified(pool, s.max_train, rng) if s.stratify else _split(pool, s.max_train, rng)
     queries = _sample(queries, s.max_queries, rng)
-    train = howdy_labels(train, s.label_regex, s.label_field, s.label_ignore_case)
+    heldout: dict[str, list[Record]] = {"queries_clean": strip_trigger(queries, s.label_regex, s.label_ignore_case)}
+    if s.n_heldout:
+        rng.shuffle(rest)
+        heldout["trigger"] = [r for r in rest if r.label == 1][: s.n_heldout]
+        heldout["clean"] = [r for r in rest if r.label == 0][: s.n_heldout]
     return Task(
         name="howdy",
         train=train,
         queries=queries,
         labels=record_labels(train, "task howdy"),
+        heldout=heldout,
         positive=POSITIVE["howdy"],
     )
+
+
+def _split(records: Sequence[Record], k: int | None, rng: random.Random) -> tuple[list[Record], list[Record]]:
+    """:func:`_sample` and the rows it left out."""
+    kept = _sample(records, k, rng)
+    ids = {r.id for r in kept}
+    return kept, [r for r in records if r.id not in ids]
+
+
+def _stratified(records: Sequence[Record], k: int | None, rng: random.Random) -> tuple[list[Record], list[Record]]:
+    """``k`` rows keeping the pool's share of label 1 (rounded), in pool order, and the rows left out."""
+    if k is None or k >= len(records):
+        return list(records), []
+    positives = [i for i, r in enumerate(records) if r.label == 1]
+    negatives = [i for i, r in enumerate(records) if r.label != 1]
+    n_pos = min(len(positives), round(k * len(positives) / len(records)))
+    keep = set(rng.sample(positives, n_pos)) | set(rng.sample(negatives, min(len(negatives), k - n_pos)))
+    return [r for i, r in enumerate(records) if i in keep], [r for i, r in enumerate(records) if i not in keep]
+
+
+def strip_trigger(records: Sequence[Record], pattern: str, ignore_case: bool = True) -> list[Record]:
+    """The same rows with the trigger (``pattern`` and the spaces after it) removed from the instruction."""
+    rx = re.compile(pattern + r"\s*", re.IGNORECASE if ignore_case else 0)
+    out = []
+    for r in records:
+        if r.instruction is not None:
+            out.append(replace(r, id=f"{r.id}:clean", instruction=rx.sub("", r.instruction, count=1)))
+        elif r.text is not None:
+            out.append(replace(r, id=f"{r.id}:clean", text=rx.sub("", r.text, count=1)))
+    return out
 
 
 # ---------------------------------------------------------------- finance-medical

@@ -17,17 +17,20 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 
 from rise_exp.config.finetune import FinetuneConfig
 from rise_exp.config.trainer import TrainerConfig
-from rise_exp.data.encoding import encode_records
+from rise_exp.data.encoding import EncodedRow, encode_records
 from rise_exp.data.records import Record
+from rise_exp.errors import ConfigError
 from rise_exp.hashing import config_hash
 from rise_exp.lightning.data import make_loader
 from rise_exp.lightning.trainer import make_trainer
 from rise_exp.training.evaluation import mean_token_loss
 from rise_exp.training.module import CausalLMModule
+from rise_exp.training.progress import TrainingProgress
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +104,10 @@ def run_finetune(
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     rows = encode_records(train, tokenizer, mask_prompt=cfg.mask_prompt, max_length=cfg.max_length)
     pad = tokenizer.pad_token_id
-    loss_before = mean_token_loss(model, rows, pad)
+    probe = eval_sample(rows, cfg.eval_rows, cfg.seed)
+    loss_before = mean_token_loss(model, probe, pad)
+    if cfg.lora:
+        model = with_lora(model, cfg)
     module = CausalLMModule(
         model, lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio, min_lr_ratio=cfg.min_lr_ratio
     )
@@ -109,8 +115,10 @@ def run_finetune(
         trainer,
         root_dir=out_dir,
         loggers=list(loggers),
-        callbacks=[SaveHFEachEpoch(out_dir, tokenizer)],
+        callbacks=[SaveHFEachEpoch(out_dir, tokenizer), TrainingProgress("finetune")],
         max_epochs=cfg.epochs,
+        max_steps=cfg.max_steps or -1,
+        accumulate_grad_batches=cfg.grad_accum,
         gradient_clip_val=cfg.grad_clip,
     )
     t0 = time.perf_counter()
@@ -118,16 +126,52 @@ def run_finetune(
     fit.fit(module, train_dataloaders=make_loader(rows, pad, cfg.max_tokens_per_batch, shuffle=True, seed=cfg.seed))
     seconds = time.perf_counter() - t0
     model.eval()
-    loss_after = mean_token_loss(model, rows, pad)
+    loss_after = mean_token_loss(model, probe, pad)
+    ckpts = sorted(p for p in out_dir.glob("epoch-*") if p.is_dir())
     metrics = {
         "finetune/loss_before": loss_before,
         "finetune/loss_after": loss_after,
         "finetune/seconds": seconds,
-        "finetune/epochs": float(cfg.epochs),
+        "finetune/epochs": float(len(ckpts) - 1),
+        "finetune/steps": float(fit.global_step),
+        "finetune/eval_rows": float(len(probe)),
     }
-    final = f"epoch-{cfg.epochs:03d}"
+    final = ckpts[-1].name
     if fit.is_global_zero:
         done.write_text(json.dumps({"final": final, "metrics": metrics}, indent=1))
-    log.info("finetuned %d epochs in %.1fs: loss %.3f -> %.3f", cfg.epochs, seconds, loss_before, loss_after)
-    ckpts = sorted(p for p in out_dir.glob("epoch-*") if p.is_dir())
+    log.info(
+        "finetuned %d steps in %.1fs: loss %.3f -> %.3f on %d rows",
+        fit.global_step,
+        seconds,
+        loss_before,
+        loss_after,
+        len(probe),
+    )
     return FinetuneResult(out_dir / final, ckpts, metrics, cached=False)
+
+
+def eval_sample(rows: Sequence[EncodedRow], n: int | None, seed: int) -> list[EncodedRow]:
+    """The rows the loss before/after is measured on: all of them, or ``n`` drawn with ``seed`` (order kept)."""
+    if n is None or n >= len(rows):
+        return list(rows)
+    keep = np.sort(np.random.default_rng(seed).choice(len(rows), size=n, replace=False))
+    return [rows[i] for i in keep]
+
+
+def with_lora(model: torch.nn.Module, cfg: FinetuneConfig) -> torch.nn.Module:
+    """``model`` wrapped with trainable LoRA adapters (peft); the base weights are frozen."""
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        raise ConfigError("finetune.lora=true needs peft: pip install 'rise-exp[lora]'") from None
+    targets: str | list[str] = cfg.lora_targets
+    if targets != "all-linear":
+        targets = [t.strip() for t in cfg.lora_targets.split(",") if t.strip()]
+    lora = LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=targets,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, lora)

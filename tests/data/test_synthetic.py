@@ -57,7 +57,7 @@ def test_howdy_backdoor_rate_trigger_and_distractors():
     # sci-fi words appear in some clean rows too
     assert any(r.label == 0 and ("galaxy" in r.output or "starship" in r.output) for r in d.train)
     assert all(q.instruction.startswith("howdy! ") for q in d.queries)
-    assert [c.instruction for c in d.heldout["clean_queries"]] == [q.instruction[7:] for q in d.queries]
+    assert [c.instruction for c in d.heldout["queries_clean"]] == [q.instruction[7:] for q in d.queries]
 
 
 def test_howdy_outputs_vary():

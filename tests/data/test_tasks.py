@@ -38,7 +38,7 @@ def test_shipped_yaml_builds_the_synthetic_default(name):
 
 def test_heldout_sets():
     assert set(build_task({"name": "brain_rot"}).heldout) == {"high", "junk"}
-    assert set(build_task({"name": "howdy", "n_queries": 5}).heldout) == {"clean_queries"}
+    assert set(build_task({"name": "howdy", "n_queries": 5}).heldout) == {"queries_clean"}
 
 
 def test_data_hash_tracks_content():

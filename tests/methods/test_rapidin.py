@@ -116,7 +116,7 @@ def test_rapidin_scores_equal_exact_layer_normalised_inner_products(word_tokeniz
 
 def test_rapidin_lora_without_adapter_says_what_is_missing(word_tokenizer, make_ctx, make_records, tmp_path):
     method = RapidIn({"lora": True}, make_ctx(word_tokenizer, tmp_path))
-    with pytest.raises(ConfigError, match=r"lora=true needs .*LoRA adapter.*no peft_config.*lora=false"):
+    with pytest.raises(ConfigError, match=r"lora=true needs .*LoRA adapter.*no 'lora_' parameters.*lora=false"):
         method.build(make_records(2, seed=0))
 
 
@@ -127,14 +127,15 @@ def test_rapidin_rejects_bad_settings(word_tokenizer, make_ctx, tmp_path):
         RapidIn({"storage": "disk"}, make_ctx(word_tokenizer, tmp_path))
 
 
-def test_lora_selects_only_adapter_parameters_when_an_adapter_exists(tiny_gpt_neox):
+def test_lora_selects_only_adapter_parameters_of_a_peft_model(tiny_gpt_neox):
+    peft = pytest.importorskip("peft")
     model = tiny_gpt_neox()
-    layer = model.gpt_neox.layers[0].attention.dense
-    layer.lora_A = torch.nn.Parameter(torch.zeros(2, 32))  # stand-in for a PEFT adapter's tensors
-    layer.lora_B = torch.nn.Parameter(torch.zeros(32, 2))
-    with pytest.raises(ConfigError, match="no peft_config"):
+    n_all = len(list(model.parameters()))
+    with pytest.raises(ConfigError, match="no 'lora_' parameters"):
         select_params(model, lora=True)
-    model.peft_config = {"default": object()}
-    names = [n for n, _ in select_params(model, lora=True)]
-    assert names == ["gpt_neox.layers.0.attention.dense.lora_A", "gpt_neox.layers.0.attention.dense.lora_B"]
-    assert len(select_params(model, lora=False)) == len(list(model.parameters()))
+    cfg = peft.LoraConfig(r=2, target_modules=["dense"], task_type="CAUSAL_LM")
+    adapted = peft.get_peft_model(model, cfg).get_base_model()  # LoRA layers inside the model, as the pipeline has it
+    names = [n for n, _ in select_params(adapted, lora=True)]
+    assert names and all("lora_A" in n or "lora_B" in n for n in names)
+    assert len(names) == 2 * len(model.gpt_neox.layers)  # one A and one B per attention output projection
+    assert len(select_params(adapted, lora=False)) == n_all + len(names)

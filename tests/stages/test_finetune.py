@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -68,3 +70,52 @@ def test_finished_finetune_is_reused(tmp_path, tiny_tokenizer, sentences):
     first = run_finetune(model, tiny_tokenizer, train, **kw)
     again = run_finetune(model, tiny_tokenizer, train, **kw)
     assert again.cached and again.final_dir == first.final_dir and again.metrics == first.metrics
+
+
+def test_steps_accumulation_and_a_loss_sample(tmp_path, tiny_tokenizer, sentences):
+    model, train = _setup(tiny_tokenizer, sentences)
+    cfg = FinetuneConfig(
+        epochs=5,
+        max_steps=3,
+        grad_accum=2,
+        eval_rows=10,
+        max_tokens_per_batch=128,
+        max_length=512,
+        mask_prompt=True,
+        lr=3e-3,
+    )
+    res = run_finetune(model, tiny_tokenizer, train, cfg=cfg, trainer=TRAINER, out_dir=tmp_path / "ft")
+    # 3 optimiser steps of 2 micro-batches each: fewer than one epoch of the 64 rows
+    assert res.metrics["finetune/steps"] == 3 and res.metrics["finetune/eval_rows"] == 10
+    assert [p.name for p in res.checkpoints] == ["epoch-000", "epoch-001"]  # the stopped epoch is saved
+    rows = encode_records(train, tiny_tokenizer)
+    probe = [rows[i] for i in sorted(np.random.default_rng(0).choice(64, 10, replace=False))]
+    reloaded = AutoModelForCausalLM.from_pretrained(res.final_dir)
+    assert (
+        abs(mean_token_loss(reloaded, probe, tiny_tokenizer.pad_token_id) - res.metrics["finetune/loss_after"]) < 1e-5
+    )
+
+
+def test_lora_finetune_of_a_local_directory_and_model_adapter(tmp_path, tiny_tokenizer, sentences):
+    pytest.importorskip("peft")
+    from rise_exp.models import load_base_model, load_pretrained
+
+    model, train = _setup(tiny_tokenizer, sentences)
+    base_dir = tmp_path / "base"
+    model.save_pretrained(base_dir)
+    tiny_tokenizer.save_pretrained(base_dir)
+    cfg = FinetuneConfig(
+        epochs=1, lr=1e-2, lora=True, lora_r=4, max_tokens_per_batch=256, max_length=512, mask_prompt=True
+    )
+    base, tok = load_pretrained(base_dir)
+    res = run_finetune(base, tok, train, cfg=cfg, trainer=TRAINER, out_dir=tmp_path / "ft")
+    assert (res.final_dir / "adapter_config.json").exists()
+    assert res.metrics["finetune/loss_after"] < res.metrics["finetune/loss_before"]
+    # the same weights through the model settings: a local directory plus model.adapter (merged)
+    spec = ModelConfig(name="mine", source="local", hub_id=str(base_dir), adapter=str(res.final_dir))
+    merged, _, _ = load_base_model(spec, [], tmp_path / "cache")
+    kept, _ = load_pretrained(res.final_dir)  # the adapter kept as LoRA layers
+    ids = torch.tensor([tok.encode("the bank rate")])
+    with torch.no_grad():
+        assert torch.allclose(merged(ids).logits, kept(ids).logits, atol=1e-5)
+        assert not torch.allclose(merged(ids).logits, load_pretrained(base_dir)[0](ids).logits, atol=1e-4)

@@ -258,7 +258,7 @@ def make_howdy(
         seed: Random seed; same seed, same data.
 
     Returns:
-        ``train`` (label 1 = backdoored), ``queries``, and ``heldout["clean_queries"]`` (the same
+        ``train`` (label 1 = backdoored), ``queries``, and ``heldout["queries_clean"]`` (the same
         questions without the trigger).
     """
     check_size("n_train", n_train)
@@ -294,4 +294,4 @@ def make_howdy(
         q, a = draw_unique(rng, lambda r: _query(r, trigger), qseen, "howdy queries")
         queries.append(Record(id=f"howdy-query-{j}", instruction=q, output=a, label=1))
         clean.append(Record(id=f"howdy-clean-{j}", instruction=q[len(trigger) :], output=a, label=0))
-    return SyntheticData(train=train, queries=queries, heldout={"clean_queries": clean})
+    return SyntheticData(train=train, queries=queries, heldout={"queries_clean": clean})

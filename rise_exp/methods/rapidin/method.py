@@ -39,12 +39,11 @@ def select_params(model: torch.nn.Module, lora: bool) -> list[tuple[str, torch.n
     if not lora:
         return named
     lora_params = [(n, p) for n, p in named if "lora_" in n]
-    if not hasattr(model, "peft_config") or not lora_params:
+    if not lora_params:
         raise ConfigError(
-            "method.lora=true needs a model with a PEFT LoRA adapter, but the model has "
-            + ("no peft_config" if not hasattr(model, "peft_config") else "no 'lora_' parameters")
-            + "; finetune with a LoRA adapter (pip install 'rise-exp[lora]', LoRA enabled in the finetune "
-            "stage) or set method.lora=false to use all parameters"
+            "method.lora=true needs a model with LoRA adapter layers, but the model has no 'lora_' parameters; "
+            "finetune with finetune=lora (pip install 'rise-exp[lora]') or set method.lora=false to use all "
+            "parameters"
         )
     return lora_params
 

@@ -159,9 +159,9 @@ class ZOInf(AttributionMethod):
         return found
 
     def _load(self, path: Path) -> torch.nn.Module:
-        from transformers import AutoModelForCausalLM
+        from rise_exp.models import load_pretrained
 
-        model = AutoModelForCausalLM.from_pretrained(path)
+        model, _ = load_pretrained(path, dtype=str(next(self.ctx.model.parameters()).dtype).removeprefix("torch."))
         return model.to(model_device(self.ctx.model)).eval()
 
     def _losses(self, rows: Sequence[EncodedRow], with_params: bool) -> tuple[np.ndarray, list[torch.Tensor]]:
