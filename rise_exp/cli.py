@@ -68,6 +68,45 @@ def hydra_main(cfg: DictConfig) -> None:
         log.exception("run %s failed", run_dir)
 
 
+HELP = """\
+rise-exp: training-data attribution and valuation for language models. RISE (CountSketch signatures
+of the LM-head gradient, forward passes only) and its baselines RapidIn, ZO-Inf, STRIDE and BM25 under
+one protocol, on any Hugging Face causal LM or an embedded tiny model that needs no network.
+
+Stages (stage=<name>):
+{stages}
+
+Examples:
+  python -m rise_exp                                    # RISE on synthetic Howdy, embedded tiny model
+  python -m rise_exp method=bm25 task=brain_rot          # another method / task
+  python -m rise_exp task=custom task.train_path=pool.jsonl task.queries_path=queries.jsonl
+  python -m rise_exp model=smollm2-135m                  # a real pretrained model (LoRA finetune)
+  python -m rise_exp -m method=rise,bm25 seed=0,1,2,3,4   # a sweep, then: python -m rise_exp.report <sweep dir>
+  python -m rise_exp method.kr=64 --cfg job              # print the composed config and stop
+
+Config groups (group=option):
+{groups}
+
+Every setting, its default, range and meaning: the dataclasses in rise_exp/config/ and
+rise_exp/methods/<name>/config.py. Override any setting with key=value; -m runs a sweep (Hydra);
+--hydra-help lists Hydra's own options. The design: docs/design.md.
+"""
+
+
+def help_text() -> str:
+    """``--help``: what the tool does, its stages and examples, then the config groups and their options."""
+    from rise_exp.config.stages import STAGE_CONFIGS
+
+    stages = "\n".join(
+        f"  {name:<12} {(cls.__doc__ or '').strip().splitlines()[0]}" for name, cls in STAGE_CONFIGS.items()
+    )
+    groups = []
+    for group in sorted(p for p in Path(CONF_DIR).iterdir() if p.is_dir()):
+        options = sorted(f.stem for f in group.glob("*.yaml"))
+        groups.append(f"  {group.name:<11} {', '.join(options)}")
+    return HELP.format(stages=stages, groups="\n".join(groups))
+
+
 def describe_config_error(exc: BaseException) -> str:
     """One line for an error Hydra or OmegaConf raised while composing the config."""
     from hydra.errors import MissingConfigException
@@ -93,6 +132,9 @@ def main() -> None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
+        print(help_text())
+        return
     user_full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let composition errors reach us instead of Hydra's printer
     try:

@@ -16,8 +16,10 @@ NOISY_LOGGERS = (
     "datasets",
     "urllib3",
     "httpx",
-    "huggingface_hub",
 )
+#: Loggers whose warnings are noise here: the hub client's retry lines (printed twice, by its own handler and
+#: ours); a load that finally fails is one clear error of rise-exp's.
+SILENT_LOGGERS = ("huggingface_hub",)
 NOISY_WARNINGS = (
     ".*does not have many workers.*",
     ".*GPU available but not used.*",
@@ -37,9 +39,15 @@ def quiet_libraries() -> None:
     import lightning  # noqa: F401  (import first: it sets its own logger levels on import)
     import transformers
 
+    try:
+        import bm25s  # noqa: F401  (sets its own logger to DEBUG on import)
+    except ImportError:  # pragma: no cover - a dependency
+        pass
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     for pattern in NOISY_WARNINGS:
         warnings.filterwarnings("ignore", pattern)
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    for name in SILENT_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)

@@ -52,10 +52,22 @@ def _unfreeze(node: Any) -> None:
             _unfreeze(child)
 
 
+def data_name(task: Any) -> str:
+    """What a task's data is called (run directories, titles): ``task.title``, a custom pool's file name, or the
+    task's name. The resolver ``${data_name:${task}}`` of ``conf/config.yaml``."""
+    data = plain(task) or {}
+    try:
+        return TASK_CONFIGS[data.get("name")].from_mapping(data).data_name
+    except (KeyError, ConfigError):
+        return str(data.get("name", "task"))
+
+
 def register_schemas() -> None:
-    """Store every settings class in Hydra's ConfigStore as ``schema/<group>/<option>`` (idempotent)."""
+    """Store every settings class in Hydra's ConfigStore as ``schema/<group>/<option>`` and register the
+    ``data_name`` resolver (idempotent)."""
     from hydra.core.config_store import ConfigStore
 
+    OmegaConf.register_new_resolver("data_name", data_name, replace=True)
     cs = ConfigStore.instance()
     groups = {**schema_classes(), "run": {"data": DataConfig, "paths": PathsConfig}}
     for group, options in groups.items():

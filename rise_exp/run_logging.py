@@ -26,20 +26,21 @@ def make_loggers(
         from lightning.pytorch.loggers import WandbLogger
 
         os.environ.setdefault("WANDB_SILENT", "true")
-        loggers.append(
-            WandbLogger(
-                project=cfg.project,
-                entity=cfg.entity,
-                name=name,
-                group=group,
-                save_dir=str(run_dir),
-                offline=cfg.offline,
-                mode="offline" if cfg.offline else "online",
-                tags=list(cfg.tags),
-                config=dict(config or {}),
-                reinit="finish_previous",
-            )
+        wandb_logger = WandbLogger(
+            project=cfg.project,
+            entity=cfg.entity,
+            name=name,
+            group=group,
+            save_dir=str(run_dir),
+            offline=cfg.offline,
+            mode="offline" if cfg.offline else "online",
+            tags=list(cfg.tags),
+            config=dict(config or {}),
+            reinit="finish_previous",
         )
+        # Lightning always passes anonymous=None, which W&B answers with a deprecation warning on every run
+        wandb_logger._wandb_init.pop("anonymous", None)
+        loggers.append(wandb_logger)
     return loggers
 
 

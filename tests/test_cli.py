@@ -98,3 +98,13 @@ def test_unknown_group_option_and_unknown_key_are_one_line_exit_2(tmp_path):
     res = run_cli(tmp_path, "method.kr=abc")
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
     assert "method.kr" in res.stderr and "abc" in res.stderr
+
+
+def test_help_starts_with_what_the_tool_does():
+    res = subprocess.run([sys.executable, "-m", "rise_exp", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0
+    first = res.stdout.splitlines()[0]
+    assert first.startswith("rise-exp: training-data attribution")
+    assert "Stages (stage=<name>):" in res.stdout and "Examples:" in res.stdout
+    assert "  method      bm25, rapidin, rise, stride, zo_inf" in res.stdout
+    assert "schema" not in res.stdout

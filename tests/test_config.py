@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from pathlib import Path
 
@@ -31,10 +32,14 @@ def test_groups_hold_the_required_options():
     assert set(options("model")) >= pythia | olmo | {"tiny-pythia", "tiny-olmo"}
 
 
+#: Options that need the user's data to be valid.
+NEEDS = {"custom": ["task.train_path=pool.jsonl", "task.query_texts=[a question]"]}
+
+
 @pytest.mark.parametrize("group", GROUPS)
 def test_every_yaml_builds_its_settings_dataclass(group):
     for opt in options(group):
-        run = RunConfig.from_cfg(compose([f"{group}={opt}"]))
+        run = RunConfig.from_cfg(compose([f"{group}={opt}", *NEEDS.get(opt, [])]))
         typed = getattr(run, group)
         assert isinstance(typed, Settings)
         assert type(typed) in schema_classes()[group].values()
@@ -44,11 +49,12 @@ def test_every_yaml_builds_its_settings_dataclass(group):
 
 def test_every_task_method_combination_composes():
     for task, method in itertools.product(options("task"), options("method")):
-        run = RunConfig.from_cfg(compose([f"task={task}", f"method={method}", "model=pythia-1b"]))
+        run = RunConfig.from_cfg(compose([f"task={task}", f"method={method}", "model=pythia-1b", *NEEDS.get(task, [])]))
         assert (run.model.name, run.task.name, run.method.name) == ("pythia-1b", task, method)
 
 
-def test_ablations_and_presets_compose():
+def test_ablations_and_presets_compose(monkeypatch):
+    monkeypatch.setenv("HOWDY_DATA", "/data/howdy")  # experiment=real_howdy reads the release's files from there
     for opt in options("ablation"):
         RunConfig.from_cfg(compose([f"ablation={opt}"]))
     for opt in options("experiment"):
@@ -64,15 +70,18 @@ def test_yaml_files_restate_no_default():
     for group in ("task", "method", "finetune", "trainer", "logger", "stage"):
         for opt in options(group):
             raw = OmegaConf.to_container(OmegaConf.load(CONF / group / f"{opt}.yaml"), resolve=False)
-            typed = getattr(RunConfig.from_cfg(compose([f"{group}={opt}"])), group)
-            default = type(typed)()
+            typed = getattr(RunConfig.from_cfg(compose([f"{group}={opt}", *NEEDS.get(opt, [])])), group)
+            default = {
+                f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                for f in dataclasses.fields(typed)
+            }
             for key in raw:
                 if key in ("defaults", "name") or key in DEFINING.get(group, ()):
                     continue
                 value = raw[key]
                 if isinstance(value, str) and "${" in value:
                     continue
-                assert getattr(default, key) != getattr(typed, key), f"conf/{group}/{opt}.yaml restates {key}"
+                assert default[key] != getattr(typed, key), f"conf/{group}/{opt}.yaml restates {key}"
 
 
 def test_defaults_of_code_and_composed_config_agree():

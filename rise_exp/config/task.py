@@ -27,6 +27,11 @@ class TaskConfig(Settings):
     seed: int = setting(0, "data seed (synthetic generation, sub-sampling); independent of the global seed")
     skip_empty: bool = setting(False, "drop rows with an empty text or output instead of failing")
 
+    @property
+    def data_name(self) -> str:
+        """What the data is called in run directories and titles (the task name for built-in tasks)."""
+        return self.name
+
     def require(self, *names: str) -> None:
         """Raise naming every setting of ``names`` that is unset for this source."""
         missing = [n for n in names if not getattr(self, n)]
@@ -141,8 +146,53 @@ class BrainRotTaskConfig(TaskConfig):
             self.require("hf_id")
 
 
+@dataclass(frozen=True)
+class CustomTaskConfig(TaskConfig):
+    """Your own data: a pool and queries from JSONL / JSON files or a Hugging Face dataset; labels optional.
+
+    With a 0/1 ``label`` on every pool row (map it with ``fields.label``) the stages compute the metrics;
+    without labels they write rankings only and say so.
+    """
+
+    name: str = setting("custom", "task name")
+    source: str = setting("local", "local (JSONL / JSON files) or hf (a hub dataset)", choices=("local", "hf"))
+    title: str | None = setting(None, "name of the data in run directories and titles (default: the file name)")
+    train_path: str | None = setting(None, "local: the pool (JSONL / JSON)")
+    queries_path: str | None = setting(None, "local: the queries (JSONL / JSON)")
+    query_texts: tuple[str, ...] = setting((), "queries given inline (plain texts), e.g. task.query_texts='[a, b]'")
+    hf_id: str | None = setting(None, "hf: dataset id (or a save_to_disk directory)")
+    hf_name: str | None = setting(None, "hf: dataset configuration name")
+    hf_revision: str | None = setting(None, "hf: dataset revision (pin a commit)")
+    hf_train_split: str = setting("train", "hf: the pool's split")
+    hf_queries_split: str | None = setting(None, "hf: the queries' split (optional)")
+    fields: dict[str, Any] = setting(factory=dict, doc="Record field -> source key, e.g. {text: body, label: good}")
+    max_train: int | None = setting(None, "random subset of the pool (null = all rows)", gt=0)
+    max_queries: int | None = setting(None, "random subset of the queries (null = all)", gt=0)
+
+    def validate(self) -> None:
+        if self.source == "local":
+            self.require("train_path")
+            if not self.queries_path and not self.query_texts:
+                raise self.fail("queries_path", "or task.query_texts is required (the queries to attribute)")
+        else:
+            self.require("hf_id")
+            if not self.hf_queries_split and not self.query_texts:
+                raise self.fail("hf_queries_split", "or task.query_texts is required (the queries to attribute)")
+
+    @property
+    def data_name(self) -> str:
+        """What the data is called: ``title``, else the pool's file name or dataset id."""
+        from pathlib import Path
+
+        if self.title:
+            return self.title
+        source = self.train_path if self.source == "local" else self.hf_id
+        return Path(str(source)).stem if source else self.name
+
+
 TASK_CONFIGS: dict[str, type[TaskConfig]] = {
     "howdy": HowdyTaskConfig,
     "finance_medical": FinanceMedicalTaskConfig,
     "brain_rot": BrainRotTaskConfig,
+    "custom": CustomTaskConfig,
 }

@@ -26,6 +26,7 @@ from rise_exp.config.task import (
     DOMAINS,
     TASK_CONFIGS,
     BrainRotTaskConfig,
+    CustomTaskConfig,
     FinanceMedicalTaskConfig,
     HowdyTaskConfig,
     TaskConfig,
@@ -39,25 +40,28 @@ from rise_exp.errors import ConfigError, DataError, allowed
 
 @dataclass
 class Task:
-    """A training pool with relevance labels, the queries, and evaluation extras.
+    """A training pool with (optional) relevance labels, the queries, and evaluation extras.
 
     Attributes:
-        name: Task name (``howdy``, ``finance_medical``, ``brain_rot``).
-        train: The training pool, labels set on every row.
+        name: Task name (``howdy``, ``finance_medical``, ``brain_rot``, ``custom``).
+        train: The training pool.
         queries: Query records.
-        labels: 0/1 ints, ``[N]`` shared by all queries or ``[Q, N]`` per query.
+        labels: 0/1 ints, ``[N]`` shared by all queries or ``[Q, N]`` per query; None for unlabelled data
+            (stages then write rankings only).
         candidates: Valuation pool (defaults to ``train``).
         heldout: Named extra sets, e.g. ``{"high": [...], "junk": [...]}`` for Brain Rot perplexity.
         positive: What label 1 means, e.g. ``"backdoored"``.
+        title: What the data is called in titles (defaults to ``name``).
     """
 
     name: str
     train: list[Record]
     queries: list[Record]
-    labels: np.ndarray
+    labels: np.ndarray | None
     candidates: list[Record] = field(default_factory=list)
     heldout: dict[str, list[Record]] = field(default_factory=dict)
     positive: str = "positive"
+    title: str = ""
 
     def __post_init__(self) -> None:
         if not self.train or not self.queries:
@@ -65,14 +69,22 @@ class Task:
                 f"task {self.name!r}: needs at least one training row and one query "
                 f"(got {len(self.train)} and {len(self.queries)})"
             )
+        self.title = self.title or self.name
+        if not self.candidates:
+            self.candidates = list(self.train)
+        if self.labels is None:
+            return
         self.labels = np.asarray(self.labels, dtype=np.int64)
         n, q = len(self.train), len(self.queries)
         if self.labels.shape not in ((n,), (q, n)):
             raise DataError(f"task {self.name!r}: labels of shape {self.labels.shape}; expected ({n},) or ({q}, {n})")
         if not np.isin(self.labels, (0, 1)).all():
             raise DataError(f"task {self.name!r}: labels must be 0/1")
-        if not self.candidates:
-            self.candidates = list(self.train)
+
+    @property
+    def labelled(self) -> bool:
+        """Whether the pool carries relevance labels (metrics can be computed)."""
+        return self.labels is not None
 
     def data_hash(self) -> str:
         """A stable 16-hex-digit hash of the train and query contents (ids, texts, labels, meta)."""
@@ -80,8 +92,10 @@ class Task:
         blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8")
         return hashlib.sha256(blob).hexdigest()[:16]
 
-    def candidate_labels(self) -> np.ndarray:
-        """0/1 labels of the valuation pool (every candidate must carry one)."""
+    def candidate_labels(self) -> np.ndarray | None:
+        """0/1 labels of the valuation pool; None when no candidate carries one (a partial labelling is an error)."""
+        if all(r.label is None for r in self.candidates):
+            return None
         return record_labels(self.candidates, f"task {self.name} candidates")
 
 
@@ -338,10 +352,34 @@ def _build_brain_rot(s: BrainRotTaskConfig) -> Task:
     )
 
 
+def _build_custom(s: CustomTaskConfig) -> Task:
+    """The user's pool and queries; labels when every pool row has one, rankings only when none has."""
+    if s.source == "local":
+        train = load_records(s.train_path, fields=s.fields, skip_empty=s.skip_empty)
+        queries = load_records(s.queries_path, fields=s.fields, skip_empty=s.skip_empty) if s.queries_path else []
+    else:
+        train = _hf(s, "", s.hf_train_split, s.fields)
+        queries = _hf(s, "", s.hf_queries_split, s.fields) if s.hf_queries_split else []
+    queries += [Record(id=f"query-{i}", text=t) for i, t in enumerate(s.query_texts)]
+    rng = random.Random(s.seed)
+    train = _sample(train, s.max_train, rng)
+    queries = _sample(queries, s.max_queries, rng)
+    labelled = [r.label is not None for r in train]
+    if any(labelled) and not all(labelled):
+        first = train[labelled.index(False)].id
+        raise DataError(
+            f"task custom: {labelled.count(False)} pool rows have no label (first: {first!r}) while "
+            f"others do; label every row (0/1) or none"
+        )
+    labels = record_labels(train, "task custom") if all(labelled) else None
+    return Task(name="custom", train=train, queries=queries, labels=labels, title=s.data_name)
+
+
 BUILDERS: dict[str, Callable[[Any], Task]] = {
     "howdy": _build_howdy,
     "finance_medical": _build_finance_medical,
     "brain_rot": _build_brain_rot,
+    "custom": _build_custom,
 }
 
 

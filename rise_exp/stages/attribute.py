@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ from rise_exp.pipeline import prepare_logged
 from rise_exp.run_config import RunConfig
 from rise_exp.runner import attribution_scores, build_on, publish
 
+log = logging.getLogger(__name__)
+
 #: Largest score matrix (queries x rows) saved as scores.npy for re-analysis.
 MAX_SAVED_SCORES = 5_000_000
 
@@ -25,18 +28,36 @@ def write_topk(path: Path, scores: np.ndarray, task: Task, k: int) -> None:
     with open(path, "w") as f:
         for qi, q in enumerate(task.queries):
             order = np.argsort(-scores[qi], kind="stable")[:k]
-            labels = task.labels if task.labels.ndim == 1 else task.labels[qi]
+            labels = None if task.labels is None else task.labels if task.labels.ndim == 1 else task.labels[qi]
             top = [
                 {
                     "rank": r + 1,
                     "id": task.train[i].id,
                     "score": float(scores[qi, i]),
-                    "label": int(labels[i]),
+                    "label": None if labels is None else int(labels[i]),
                     "text": task.train[i].full_text,
                 }
                 for r, i in enumerate(order)
             ]
             f.write(json.dumps({"query_id": q.id, "query": q.full_text, "top": top}) + "\n")
+
+
+def label_metrics(task: Task, scores: np.ndarray, ks: tuple[int, ...]) -> dict[str, Any]:
+    """The top-K / bottom-K protocol when the pool is labelled and has positives; else a warning and nothing."""
+    if not task.labelled:
+        log.warning("%s has no labels: writing rankings only (topk.jsonl, scores.npy), no metrics", task.title)
+        return {"note": "unlabelled pool: rankings only, no metrics"}
+    positives = int(np.asarray(task.labels).sum())
+    if positives == 0:
+        log.warning(
+            "%s: no training row has label 1 (%s), so auPRC / P@K are undefined; writing rankings only",
+            task.title,
+            task.positive,
+        )
+        return {"num_positive": 0, "note": "no positive row: rankings only, no metrics"}
+    out: dict[str, Any] = retrieval_metrics(scores, task.labels, ks=ks)
+    out.update(num_positive=positives)
+    return out
 
 
 def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
@@ -46,13 +67,9 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     built = build_on(run.method, prep.ctx, task.train)
     scores, query_seconds = attribution_scores(built, task.queries)
 
-    metrics: dict[str, Any] = retrieval_metrics(scores, task.labels, ks=run.stage.ks)
+    metrics: dict[str, Any] = label_metrics(task, scores, run.stage.ks)
     metrics.update(
-        num_train=len(task.train),
-        num_queries=len(task.queries),
-        num_positive=int(np.asarray(task.labels).sum()),
-        query_seconds=query_seconds,
-        **built.cost(),
+        num_train=len(task.train), num_queries=len(task.queries), query_seconds=query_seconds, **built.cost()
     )
     if prep.finetune is not None:
         metrics.update(prep.finetune.metrics)
@@ -67,6 +84,6 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
         metrics,
         stage="attribute",
         files=files,
-        title=f"{run.method.name} on {task.name} ({run.model.name})",
+        title=f"{run.method.name} on {task.title} ({run.model.name})",
     )
     return metrics

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ from rise_exp.metrics import valuation_metrics
 from rise_exp.pipeline import prepare_logged
 from rise_exp.run_config import RunConfig
 from rise_exp.runner import build_on, publish, valuation_values
+
+log = logging.getLogger(__name__)
 
 
 def write_selection(path: Path, task: Task, values: np.ndarray) -> None:
@@ -37,13 +40,17 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     mode = run.stage.mode or getattr(run.method, "valuation", "mean")
     values, value_seconds = valuation_values(built, task.queries, mode)
 
-    metrics: dict[str, Any] = valuation_metrics(values, labels)
+    metrics: dict[str, Any] = {}
+    if labels is None:
+        log.warning("%s has no labels: writing the ranked pool only (selection.jsonl, values.npy)", task.title)
+        metrics["note"] = "unlabelled pool: ranking only, no metrics"
+    elif labels.sum() in (0, len(labels)):
+        log.warning("%s: every candidate has label %d, so auPRC / auROC are undefined", task.title, int(labels[0]))
+        metrics.update(num_positive=int(labels.sum()), note="one class only: no metrics")
+    else:
+        metrics.update(valuation_metrics(values, labels), num_positive=int(labels.sum()))
     metrics.update(
-        num_candidates=len(task.candidates),
-        num_targets=len(task.queries),
-        num_positive=int(labels.sum()),
-        value_seconds=value_seconds,
-        **built.cost(),
+        num_candidates=len(task.candidates), num_targets=len(task.queries), value_seconds=value_seconds, **built.cost()
     )
     write_selection(run_dir / "selection.jsonl", task, values)
     np.save(run_dir / "values.npy", values.astype(np.float64))
@@ -53,6 +60,6 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
         metrics,
         stage="valuate",
         files=["selection.jsonl", "values.npy"],
-        title=f"valuation: {run.method.name} on {task.name} ({run.model.name}, {mode})",
+        title=f"valuation: {run.method.name} on {task.title} ({run.model.name}, {mode})",
     )
     return metrics
