@@ -117,6 +117,9 @@ class ResumeMixin:
 
     def _adopt_plan(self, ref: Any) -> bool:
         """Follow the stored plan; restore or replace a missing or damaged one. False: blocks untrusted."""
+        self.manifest.pop("plan", None)  # the manifest on disk decides until a plan is (re)written
+        if isinstance(ref, Mapping):
+            self.manifest["plan"] = dict(ref)
         if ref is None:
             if self.plan is None:
                 return True
@@ -132,7 +135,6 @@ class ResumeMixin:
                 stored = BatchPlan.from_json(data, str(self.root / PLAN))
                 stored.check(self.num_rows, str(self.root / PLAN))
                 self.plan = stored
-                self.manifest["plan"] = dict(ref)
                 return True
         except FileNotFoundError:
             problem = f"{PLAN} is missing"
@@ -149,10 +151,16 @@ class ResumeMixin:
         return False
 
     def _save_plan(self) -> None:
-        if self.clean and self.plan is not None:
+        """Write this build's plan; a manifest that referenced another plan is reopened (sealed again later)."""
+        if self.plan is None:
+            return
+        if self.clean:
             write_atomic(self.root / PLAN, lambda fh: fh.write(self.plan.to_json()))
+        if self.manifest.get("plan") != self.plan.summary():
             self.manifest["plan"] = self.plan.summary()
-            save_json(self.root / MANIFEST, self.manifest)
+            self.manifest["status"] = "building"
+            if self.clean:
+                save_json(self.root / MANIFEST, self.manifest)
 
     def _check_tables(self) -> None:
         expected = self.manifest["tables_sha256"]

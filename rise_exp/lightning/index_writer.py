@@ -96,7 +96,7 @@ class IndexPredictionWriter(BasePredictionWriter):
             got = sorted(prediction) if isinstance(prediction, Mapping) else type(prediction).__name__
             raise DataError(f"predict_step must return a dict with 'rows' and 'signatures' for the index, got {got}")
         rows = _numpy(prediction["rows"]).astype(np.int64).reshape(-1)
-        vecs = _numpy(prediction["signatures"]).astype(np.float32).reshape(rows.shape[0], -1)
+        vecs = _numpy(prediction["signatures"]).astype(np.float32)
         dim = self.writer_args["dim"]
         if vecs.shape != (rows.shape[0], dim):
             raise DataError(f"predict_step signatures have shape {vecs.shape}, expected ({rows.shape[0]}, {dim})")
