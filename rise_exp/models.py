@@ -18,6 +18,7 @@ import torch
 from rise_exp.config.model import ModelConfig
 from rise_exp.errors import ConfigError
 from rise_exp.hashing import config_hash
+from rise_exp.locks import cache_lock
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +92,20 @@ def embedded_dir(spec: ModelConfig, texts: list[str], cache_dir: Path) -> Path:
 
 
 def prepare_embedded(spec: ModelConfig, texts: list[str], cache_dir: Path) -> Path:
-    """Train the tokenizer and initialise the tiny model unless cached; return the HF directory."""
+    """Train the tokenizer and initialise the tiny model unless cached; return the HF directory.
+
+    Concurrent runs build it once: the builder holds ``<dir>.lock``, the others wait and reuse it.
+    """
     out = embedded_dir(spec, texts, cache_dir)
     if (out / "READY").exists():
         return out
+    with cache_lock(out, f"the embedded tokenizer and model {out.name}"):
+        if not (out / "READY").exists():
+            _build_embedded(spec, texts, out)
+    return out
+
+
+def _build_embedded(spec: ModelConfig, texts: list[str], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     log.info("training a %d-token BPE tokenizer on %d texts for %s", spec.vocab_size, len(texts), spec.name)
     tokenizer = train_tokenizer(texts, spec.vocab_size)
@@ -104,7 +115,6 @@ def prepare_embedded(spec: ModelConfig, texts: list[str], cache_dir: Path) -> Pa
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     (out / "READY").write_text(model_identity(spec) + "\n")
-    return out
 
 
 def load_pretrained(
