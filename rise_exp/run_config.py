@@ -20,7 +20,7 @@ from rise_exp.config.finetune import FinetuneConfig
 from rise_exp.config.logger import LoggerConfig
 from rise_exp.config.model import ModelConfig
 from rise_exp.config.run_settings import DataConfig, PathsConfig
-from rise_exp.config.settings import Settings, plain
+from rise_exp.config.settings import Settings, check_name, plain
 from rise_exp.config.stages import BUILTIN_SELECTORS, STAGE_CONFIGS, ClosedLoopStageConfig, StageConfig
 from rise_exp.config.task import TASK_CONFIGS, TaskConfig
 from rise_exp.config.trainer import TrainerConfig
@@ -52,9 +52,22 @@ def _unfreeze(node: Any) -> None:
             _unfreeze(child)
 
 
+def _safe_name(key: str, *, _root_: Any) -> str:
+    """``${safe:model.name}``: the value of ``key``, checked to be a safe path component."""
+    value = OmegaConf.select(_root_, key)
+    check_name(key, value)
+    return value
+
+
 def register_schemas() -> None:
-    """Store every settings class in Hydra's ConfigStore as ``schema/<group>/<option>`` (idempotent)."""
+    """Store every settings class in Hydra's ConfigStore as ``schema/<group>/<option>`` (idempotent).
+
+    Also registers the ``safe`` resolver the run directory is built with (``${safe:model.name}``), so a
+    name that would escape its directory fails before Hydra creates the run directory.
+    """
     from hydra.core.config_store import ConfigStore
+
+    OmegaConf.register_new_resolver("safe", _safe_name, replace=True)
 
     cs = ConfigStore.instance()
     groups = {**schema_classes(), "run": {"data": DataConfig, "paths": PathsConfig}}
