@@ -17,9 +17,10 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from rise_exp.errors import RiseError
+from rise_exp.hardware import check_hardware
 from rise_exp.memory import PeakRss
 from rise_exp.paths import CONF_DIR
-from rise_exp.results import write_json
+from rise_exp.results import retire_results, write_json
 from rise_exp.run_config import RunConfig, register_schemas
 from rise_exp.stages import stage_entry
 
@@ -29,10 +30,19 @@ register_schemas()  # Hydra composes every group on top of its settings class
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Check the whole config (before any work), then run its stage in ``run_dir``; returns its metrics."""
+    """Check the whole config (before any work), then run its stage in ``run_dir``; returns its metrics.
+
+    An earlier run's results in ``run_dir`` are renamed ``*.stale`` first, so a failed or refused run
+    never sits next to them.
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "status.json", {"status": "running"})
+    stale = retire_results(run_dir)
+    if stale:
+        log.info("set aside the earlier results in %s as *.stale: %s", run_dir, ", ".join(stale))
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     typed = RunConfig.from_cfg(cfg)
+    check_hardware(typed.trainer)
     entry = stage_entry(typed.stage.name)
     from rise_exp.quiet import quiet_libraries
 
@@ -111,12 +121,17 @@ def describe_config_error(exc: BaseException) -> str:
     """One line for an error Hydra or OmegaConf raised while composing the config."""
     from hydra.errors import MissingConfigException
 
+    cause: BaseException | None = exc
+    while cause is not None:  # our own check inside an interpolation (``${safe:model.name}``)
+        if isinstance(cause, RiseError):
+            return str(cause)
+        cause = cause.__cause__ or cause.__context__
     if isinstance(exc, MissingConfigException) and exc.missing_cfg_file and exc.options is not None:
         group = exc.missing_cfg_file.rsplit("/", 1)[0] if "/" in exc.missing_cfg_file else "config"
         name = exc.missing_cfg_file.rsplit("/", 1)[-1]
         options = sorted(o for o in exc.options if not o.startswith("schema"))
         return f"unknown {group} {name!r}; allowed values: {', '.join(options)}"
-    cause: BaseException | None = exc
+    cause = exc
     while cause is not None and cause.__cause__ is not None and "omegaconf" not in type(cause).__module__:
         cause = cause.__cause__
     target = cause if cause is not None else exc

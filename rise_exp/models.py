@@ -20,29 +20,12 @@ import torch
 from rise_exp.config.model import ModelConfig
 from rise_exp.errors import ConfigError
 from rise_exp.hashing import config_hash
+from rise_exp.locks import cache_lock
 
 log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
 SPECIAL_TOKENS = ("<|endoftext|>", "<|padding|>")
-
-
-def model_identity(cfg: ModelConfig) -> str:
-    """A stable string naming these starting weights (embedded config, GGUF content, hub id@revision),
-    with the adapter's content when one is applied."""
-    if cfg.source == "embedded":
-        base = f"embedded:{cfg.name}:{config_hash(cfg.to_dict())}"
-    elif cfg.gguf_file:
-        from rise_exp.gguf import gguf_location
-
-        base = gguf_location(cfg.source, cfg.package or cfg.hub_id or "", cfg.gguf_file)[1]
-    else:
-        base = f"{cfg.hub_id}@{cfg.revision or 'main'}"
-    if cfg.adapter:
-        files = sorted(p for p in Path(cfg.adapter).glob("adapter_model*") if p.is_file())
-        digest = config_hash([(p.name, p.stat().st_size, hashlib.sha256(p.read_bytes()).hexdigest()) for p in files])
-        base += f"+adapter:{digest}"
-    return base
 
 
 def approx_parameters(cfg: ModelConfig) -> int:
@@ -106,10 +89,20 @@ def embedded_dir(spec: ModelConfig, texts: list[str], cache_dir: Path) -> Path:
 
 
 def prepare_embedded(spec: ModelConfig, texts: list[str], cache_dir: Path) -> Path:
-    """Train the tokenizer and initialise the tiny model unless cached; return the HF directory."""
+    """Train the tokenizer and initialise the tiny model unless cached; return the HF directory.
+
+    Concurrent runs build it once: the builder holds ``<dir>.lock``, the others wait and reuse it.
+    """
     out = embedded_dir(spec, texts, cache_dir)
     if (out / "READY").exists():
         return out
+    with cache_lock(out, f"the embedded tokenizer and model {out.name}"):
+        if not (out / "READY").exists():
+            _build_embedded(spec, texts, out)
+    return out
+
+
+def _build_embedded(spec: ModelConfig, texts: list[str], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     log.info("training a %d-token BPE tokenizer on %d texts for %s", spec.vocab_size, len(texts), spec.name)
     tokenizer = train_tokenizer(texts, spec.vocab_size)
@@ -118,8 +111,7 @@ def prepare_embedded(spec: ModelConfig, texts: list[str], cache_dir: Path) -> Pa
     model.config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    (out / "READY").write_text(model_identity(spec) + "\n")
-    return out
+    (out / "READY").write_text(f"embedded:{spec.name}\n")
 
 
 def _is_adapter(path: str | Path) -> bool:
@@ -198,7 +190,10 @@ def resolve_weights(spec: ModelConfig, texts: list[str], cache_dir: Path) -> tup
 
         where, identity = gguf_location(spec.source, spec.package or spec.hub_id or "", spec.gguf_file)
         out = Path(cache_dir) / "models" / f"gguf-{spec.name}-{config_hash(identity)}"
-        return convert_gguf(where, spec.gguf_file, out, revision=spec.revision), None
+        if not (out / "READY").exists():
+            with cache_lock(out, f"the GGUF conversion {out.name}"):
+                convert_gguf(where, spec.gguf_file, out, revision=spec.revision)
+        return out, None
     return str(spec.hub_id), spec.revision
 
 

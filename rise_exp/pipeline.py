@@ -9,8 +9,9 @@ from typing import Any
 
 from rise_exp.data.tasks import Task, build_task
 from rise_exp.hashing import config_hash
+from rise_exp.identity import identify_model
 from rise_exp.methods.base import MethodContext
-from rise_exp.models import load_base_model, load_pretrained, model_identity
+from rise_exp.models import load_base_model, load_pretrained
 from rise_exp.run_config import RunConfig
 from rise_exp.training.finetune import FinetuneResult, finetune_key, run_finetune
 
@@ -63,8 +64,8 @@ def prepare(run: RunConfig, run_dir: Path, *, need_model: bool = True, loggers: 
         return Prepared(task, ctx, None)
 
     cache = Path(run.paths.cache_dir).resolve()  # absolute: adapters and checkpoints record their base path
-    model, tokenizer, _ = load_base_model(run.model, tokenizer_texts(task), cache)
-    identity = model_identity(run.model)
+    model, tokenizer, source = load_base_model(run.model, tokenizer_texts(task), cache)
+    identity = identify_model(run.model, source, cache)  # from the weights: keys the finetune cache and index
     result: FinetuneResult | None = None
     model_id = identity
     if run.finetune.epochs > 0:

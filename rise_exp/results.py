@@ -9,6 +9,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+#: What stages write as a run's result (globs, relative to the run dir).
+RESULT_FILES = (
+    "metrics.json",
+    "scores.npy",
+    "topk.jsonl",
+    "values.npy",
+    "values_*.npy",
+    "selection.jsonl",
+    "selections.jsonl",
+)
+STALE_SUFFIX = ".stale"
 MAIN_KEYS = ("auprc@5", "auprc@10", "auprc@50", "auroc@10", "p@10", "auprc", "auroc", "p@10%", "p@25%")
 
 
@@ -25,6 +36,22 @@ def write_json(path: Path, obj: Mapping[str, Any]) -> None:
     tmp = Path(str(path) + ".tmp")
     tmp.write_text(json.dumps({k: _clean(v) for k, v in obj.items()}, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
+
+
+def retire_results(run_dir: Path) -> list[str]:
+    """Rename an earlier run's results in ``run_dir`` to ``<name>.stale`` (nothing is deleted).
+
+    A run starting in a directory that already holds results sets them aside first, so that a run that
+    then fails or is refused never leaves an old ``metrics.json`` next to its ``status.json``. Returns
+    the names set aside.
+    """
+    moved = []
+    for pattern in RESULT_FILES:
+        for path in sorted(Path(run_dir).glob(pattern)):
+            if path.is_file():
+                os.replace(path, path.with_name(path.name + STALE_SUFFIX))
+                moved.append(path.name)
+    return moved
 
 
 #: Costs shown under the headline metrics (everything else stays in metrics.json).

@@ -10,6 +10,7 @@ then builds the typed objects (value ranges, choices and rules across settings) 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,7 @@ from rise_exp.config.finetune import FinetuneConfig
 from rise_exp.config.logger import LoggerConfig
 from rise_exp.config.model import ModelConfig
 from rise_exp.config.run_settings import DataConfig, PathsConfig
-from rise_exp.config.settings import Settings, plain
+from rise_exp.config.settings import Settings, check_name, plain
 from rise_exp.config.stages import BUILTIN_SELECTORS, STAGE_CONFIGS, ClosedLoopStageConfig, StageConfig
 from rise_exp.config.task import TASK_CONFIGS, TaskConfig
 from rise_exp.config.trainer import TrainerConfig
@@ -57,16 +58,30 @@ def data_name(task: Any) -> str:
     task's name. The resolver ``${data_name:${task}}`` of ``conf/config.yaml``."""
     data = plain(task) or {}
     try:
-        return TASK_CONFIGS[data.get("name")].from_mapping(data).data_name
+        name = TASK_CONFIGS[data.get("name")].from_mapping(data).data_name
     except (KeyError, ConfigError):
-        return str(data.get("name", "task"))
+        name = str(data.get("name", "task"))
+    safe = re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("._+-")
+    return safe or "data"
+
+
+def _safe_name(key: str, *, _root_: Any) -> str:
+    """``${safe:model.name}``: the value of ``key``, checked to be a safe path component."""
+    value = OmegaConf.select(_root_, key)
+    check_name(key, value)
+    return value
 
 
 def register_schemas() -> None:
-    """Store every settings class in Hydra's ConfigStore as ``schema/<group>/<option>`` and register the
-    ``data_name`` resolver (idempotent)."""
+    """Store every settings class in Hydra's ConfigStore as ``schema/<group>/<option>`` (idempotent).
+
+    Also registers the resolvers the run directory is built with: ``${safe:model.name}`` (the value,
+    checked to be a safe path component, so a name that would escape its directory fails before Hydra
+    creates the run directory) and ``${data_name:${task}}``.
+    """
     from hydra.core.config_store import ConfigStore
 
+    OmegaConf.register_new_resolver("safe", _safe_name, replace=True)
     OmegaConf.register_new_resolver("data_name", data_name, replace=True)
     cs = ConfigStore.instance()
     groups = {**schema_classes(), "run": {"data": DataConfig, "paths": PathsConfig}}

@@ -7,6 +7,10 @@ dataclass coerces and checks every field against its type hint and its metadata 
 ``ge``/``gt``/``le``/``lt``) and then calls :meth:`Settings.validate` for rules across fields. Errors are
 :class:`~rise_exp.errors.ConfigError` naming the setting as the user writes it (``method.kr``).
 
+A field called ``name`` (``model.name``, ``task.name``, ``method.name``, ``stage.name``) names directories
+(run dirs, cache entries), so it must be a safe name (:data:`NAME_PATTERN`): ``model.name=../../x`` is
+a one-line error before any work.
+
 Supported field types: ``bool``, ``int``, ``float``, ``str``, ``X | None``, ``tuple[X, ...]`` (lists are
 converted), ``dict[str, Any]``, ``Any`` and nested :class:`Settings` subclasses: the subset Hydra's
 structured configs understand, so the same classes serve as ConfigStore schemas.
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -25,6 +30,17 @@ from rise_exp.errors import ConfigError
 
 S = TypeVar("S", bound="Settings")
 _NUMBER_RULES = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+#: A name that is safe as one path component: no separators, no leading dot, nothing to escape.
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._+-]*"
+
+
+def check_name(key: str, value: Any) -> None:
+    """Raise a ConfigError unless ``value`` is a safe name (:data:`NAME_PATTERN`)."""
+    if not isinstance(value, str) or not re.fullmatch(NAME_PATTERN, value):
+        raise ConfigError(
+            f"{key} {value!r} is not a safe name: it names directories, so use letters, digits and . _ + - "
+            "(starting with a letter or digit)"
+        )
 
 
 def setting(
@@ -169,6 +185,8 @@ class Settings:
             key = self.key(f.name)
             value = _coerce(getattr(self, f.name), hints[f.name], key)
             _check_meta(value, f.metadata, key)
+            if f.name == "name" and hints[f.name] is str:
+                check_name(key, value)
             object.__setattr__(self, f.name, value)
         self.validate()
 

@@ -18,14 +18,14 @@ import torch
 
 from rise_exp.errors import IndexError_
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: blocks follow a stored batch plan (plan.json)
 MANIFEST = "manifest.json"
 TABLES = "sketch.safetensors"
 DTYPES = ("float16", "float32")
 #: Manifest keys that identify a build; a resume with any of them changed is refused.
 IDENTITY_KEYS = ("format_version", "num_rows", "dim", "dtype", "tables_sha256")
 #: Keys the index writes itself; a caller's manifest may not set them.
-RESERVED_KEYS = IDENTITY_KEYS + ("status", "block_rows", "created", "finalized", "shards")
+RESERVED_KEYS = IDENTITY_KEYS + ("status", "block_rows", "created", "finalized", "shards", "plan")
 BLOCK_FILE = re.compile(r"^(vectors|rows|tokens|offsets|masks|meta)-(\d+)\.(npy|jsonl)(\.tmp)?$")
 MARKER_FILE = re.compile(r"^block-(\d+)\.done(\.tmp)?$")
 CHUNK = 1 << 22
@@ -128,8 +128,13 @@ def marker_name(block: int) -> str:
     return f"block-{block:05d}.done"
 
 
-def read_marker(root: Path, block: int, *, check_sums: bool) -> dict[str, Any]:
-    """Load and check one block marker; raise IndexError_ naming the block and file on any problem."""
+def read_marker(root: Path, block: int, *, check_sums: bool, vectors: tuple[int, str] | None = None) -> dict[str, Any]:
+    """Load and check one block marker; raise IndexError_ naming the block and file on any problem.
+
+    Args:
+        check_sums: Also verify every file's sha256.
+        vectors: ``(dim, dtype)`` to check the vectors file's header and size against (before the sums).
+    """
     path = root / marker_name(block)
     try:
         marker = json.loads(path.read_text())
@@ -141,10 +146,14 @@ def read_marker(root: Path, block: int, *, check_sums: bool) -> dict[str, Any]:
         raise IndexError_(f"{root}: block {block} marker {path.name} is unreadable ({exc})") from None
     if "vectors" not in files or "rows" not in files or not set(files) <= set(block_files(block)):
         raise IndexError_(f"{root}: block {block} marker {path.name} lists unexpected files {sorted(files)}")
-    for kind, digest in files.items():
+    for kind in files:
         fpath = root / block_files(block)[kind]
         if not fpath.is_file():
             raise IndexError_(f"{root}: block {block} file {fpath.name} is missing")
+    if vectors is not None:
+        check_vectors(root, block, n, *vectors)
+    for kind, digest in files.items():
+        fpath = root / block_files(block)[kind]
         if check_sums and sha256(fpath) != digest:
             raise IndexError_(f"{root}: block {block} file {fpath.name} fails its sha256 checksum")
     marker["rows"] = n
@@ -162,6 +171,16 @@ def scan(root: Path) -> tuple[set[int], set[int]]:
     return markers, data
 
 
+def foreign_entries(root: Path) -> list[str]:
+    """Names in ``root`` that no index writes (an index directory may be deleted only without them)."""
+    known = {MANIFEST, TABLES, "plan.json"}
+    return sorted(
+        e
+        for e in os.listdir(root)
+        if e.removesuffix(".tmp") not in known and not BLOCK_FILE.match(e) and not MARKER_FILE.match(e)
+    )
+
+
 def delete_block(root: Path, block: int) -> None:
     names = [marker_name(block), *block_files(block).values()]
     for name in names:
@@ -169,8 +188,32 @@ def delete_block(root: Path, block: int) -> None:
             p.unlink(missing_ok=True)
 
 
+def check_vectors(root: Path, block: int, n: int, dim: int, dtype: str) -> None:
+    """Check a block's vectors file header and size against ``[n, dim]`` of ``dtype`` (reads no data)."""
+    path = root / block_files(block)["vectors"]
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, got = read(fh)
+            start = fh.tell()
+    except (OSError, ValueError) as exc:
+        raise IndexError_(f"{root}: block {block} file {path.name} is unreadable ({exc})") from None
+    if tuple(shape) != (n, dim) or got != np.dtype(dtype):
+        raise IndexError_(
+            f"{root}: block {block} file {path.name} holds [{', '.join(map(str, shape))}] {got}, but {MANIFEST} "
+            f"says dim {dim}, dtype {dtype} and the marker {n} rows"
+        )
+    if path.stat().st_size < start + n * dim * np.dtype(dtype).itemsize:
+        raise IndexError_(f"{root}: block {block} file {path.name} is truncated")
+
+
 def load_rows(root: Path, block: int, n: int) -> np.ndarray:
-    rows = np.load(root / block_files(block)["rows"], allow_pickle=False)
+    path = root / block_files(block)["rows"]
+    try:
+        rows = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise IndexError_(f"{root}: block {block} file {path.name} is unreadable ({exc})") from None
     if rows.ndim != 1 or rows.shape[0] != n or rows.dtype != np.int64:
         raise IndexError_(f"{root}: block {block} rows file has shape {rows.shape} {rows.dtype}, marker says {n} int64")
     return rows

@@ -13,6 +13,7 @@ import torch
 
 from rise_exp.errors import IndexError_, allowed
 from rise_exp.index.files import (
+    DTYPES,
     FORMAT_VERSION,
     MANIFEST,
     TABLES,
@@ -24,6 +25,12 @@ from rise_exp.index.files import (
     sha256,
     tables_sha256,
 )
+from rise_exp.index.plan import PLAN
+
+
+def sha256_or_none(path: Path) -> str | None:
+    """sha256 of a file, None when it does not exist."""
+    return sha256(path) if path.is_file() else None
 
 
 class SignatureIndex:
@@ -80,20 +87,29 @@ class SignatureIndex:
             raise IndexError_(f"{root / MANIFEST}: status is {manifest.get('status')!r}, the build did not finish")
         if manifest.get("tables_sha256") and not (root / TABLES).is_file():
             raise IndexError_(f"{root}: {TABLES} is missing")
+        try:
+            num_rows, dim, dtype = int(manifest["num_rows"]), int(manifest["dim"]), str(manifest["dtype"])
+            shards = [(int(s["block"]), s) for s in manifest["shards"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise IndexError_(f"{root / MANIFEST}: malformed ({type(exc).__name__}: {exc})") from None
+        if dtype not in DTYPES or dim < 1:
+            raise IndexError_(f"{root / MANIFEST}: dim {dim} / dtype {dtype!r} are not a valid vector format")
         sizes: dict[int, int] = {}
-        for shard in manifest.get("shards", []):
-            block = int(shard["block"])
-            marker = read_marker(root, block, check_sums=verify == "eager")
-            if marker["files"] != shard["files"] or marker["rows"] != shard["rows"]:
+        for block, shard in shards:
+            marker = read_marker(root, block, check_sums=verify == "eager", vectors=(dim, dtype))
+            if marker["files"] != shard.get("files") or marker["rows"] != shard.get("rows"):
                 raise IndexError_(f"{root}: block {block} marker {marker_name(block)} disagrees with {MANIFEST}")
             sizes[block] = marker["rows"]
+        plan = manifest.get("plan")
+        if verify == "eager" and isinstance(plan, dict) and sha256_or_none(root / PLAN) != plan.get("sha256"):
+            raise IndexError_(f"{root}: {PLAN} is missing or does not match its checksum in {MANIFEST}")
         markers, data = scan(root)
         extra = (markers | data) - set(sizes)
         if extra:
             raise IndexError_(
                 f"{root}: blocks {sorted(extra)} are on disk but not in {MANIFEST} (written after finalize?)"
             )
-        blocks = check_coverage(root, int(manifest["num_rows"]), sizes)
+        blocks = check_coverage(root, num_rows, sizes)
         index = cls(root, manifest, blocks, lazy=verify == "lazy")
         if verify == "eager":
             index.tables  # noqa: B018 - loads and checks the sketch tables now

@@ -1,4 +1,4 @@
-"""Writing an index block by block: :class:`IndexWriter` (create, resume, finalize)."""
+"""Writing an index block by block: :class:`IndexWriter` (create, resume, repair, finalize)."""
 
 from __future__ import annotations
 
@@ -23,8 +23,6 @@ from rise_exp.index.files import (
     check_coverage,
     delete_block,
     jsonable,
-    load_rows,
-    manifest_diff,
     marker_name,
     read_marker,
     save_json,
@@ -33,10 +31,12 @@ from rise_exp.index.files import (
     tables_sha256,
     write_atomic,
 )
+from rise_exp.index.plan import PLAN, BatchPlan
 from rise_exp.index.reader import SignatureIndex
+from rise_exp.index.resume import ResumeMixin
 
 
-class IndexWriter:
+class IndexWriter(ResumeMixin):
     """Writes (or resumes) an index directory block by block; :meth:`finalize` seals it.
 
     Args:
@@ -49,10 +49,15 @@ class IndexWriter:
         tables: Tensors saved to ``sketch.safetensors`` (e.g. RISE's CountSketch buckets and signs).
         dtype: Vector storage dtype, one of ``DTYPES``.
         block_rows: Nominal rows per block (informational; blocks may be smaller).
+        plan: The batch plan of the build (:class:`BatchPlan`). Stored as ``plan.json``; block ``b`` must
+            then hold exactly the plan's rows of block ``b``. A resumed build follows the plan already
+            stored (:attr:`plan`), whatever plan is passed. None: blocks are free-form.
         resume: Keep the valid blocks of an existing identical build. When False an existing index in
             ``path`` is deleted first.
-        clean_partial: Delete blocks without a valid marker when resuming. Data-parallel ranks other
-            than the first should pass False so that they never touch each other's files.
+        clean_partial: Delete (with a logged warning naming the block and the reason) blocks that are
+            half-written, damaged or not in the plan, and restore a damaged plan or sketch file. False
+            (data-parallel ranks other than the first) never deletes, repairs or creates anything at open.
+        rebuild_hint: How the user rebuilds, named in the refusal of a changed build.
 
     Raises:
         IndexError_: when resuming a build whose identity (manifest keys, dim, num_rows, dtype, tables)
@@ -69,8 +74,10 @@ class IndexWriter:
         tables: Mapping[str, torch.Tensor] | None = None,
         dtype: str = "float16",
         block_rows: int | None = None,
+        plan: BatchPlan | None = None,
         resume: bool = True,
         clean_partial: bool = True,
+        rebuild_hint: str = "pass resume=False to rebuild it, or use a new index directory",
     ) -> None:
         if dtype not in DTYPES:
             raise allowed("index dtype", dtype, DTYPES)
@@ -82,6 +89,11 @@ class IndexWriter:
         self.root = Path(path)
         self.dim, self.num_rows, self.dtype = int(dim), int(num_rows), dtype
         self.tables = {k: v.detach().cpu().contiguous() for k, v in (tables or {}).items()}
+        if plan is not None:
+            plan.check(self.num_rows)
+        self.plan = plan
+        self.rebuild_hint = rebuild_hint
+        self.clean = clean_partial
         self.manifest: dict[str, Any] = {
             **jsonable(dict(manifest)),
             "format_version": FORMAT_VERSION,
@@ -94,60 +106,41 @@ class IndexWriter:
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "shards": [],
         }
+        if plan is not None:
+            self.manifest["plan"] = plan.summary()
         self.completed_blocks: set[int] = set()
         self.completed_mask = np.zeros(self.num_rows, dtype=bool)
-        self.root.mkdir(parents=True, exist_ok=True)
+        #: One line per repair made (or needed) while resuming; each is also logged as a warning.
+        self.repairs: list[str] = []
+        if clean_partial:
+            self.root.mkdir(parents=True, exist_ok=True)
         old_path = self.root / MANIFEST
-        if old_path.exists() and not resume:
+        if old_path.exists() and not resume and clean_partial:
             self._wipe()
         if old_path.exists():
-            self._resume(clean_partial)
-        else:
-            if self.tables:
-                from safetensors.torch import save_file
+            self._resume()
+        elif clean_partial:
+            self._create()
 
-                save_file(self.tables, str(self.root / TABLES))
-            save_json(old_path, self.manifest)
+    # ------------------------------------------------------------------ create / wipe
+    def _create(self) -> None:
+        if self.tables:
+            from safetensors.torch import save_file
+
+            save_file(self.tables, str(self.root / TABLES))
+        if self.plan is not None:
+            write_atomic(self.root / PLAN, lambda fh: fh.write(self.plan.to_json()))
+        save_json(self.root / MANIFEST, self.manifest)
 
     def _wipe(self) -> None:
         markers, data = scan(self.root)
         for block in markers | data:
             delete_block(self.root, block)
-        for name in (MANIFEST, TABLES):
+        for name in (MANIFEST, TABLES, PLAN):
             (self.root / name).unlink(missing_ok=True)
 
-    def _resume(self, clean_partial: bool) -> None:
-        try:
-            old = json.loads((self.root / MANIFEST).read_text())
-        except ValueError as exc:
-            raise IndexError_(
-                f"{self.root / MANIFEST} is unreadable ({exc}); delete the index or pass resume=False"
-            ) from None
-        keys = sorted((set(old) | set(self.manifest)) - {"status", "block_rows", "created", "finalized", "shards"})
-        diff = manifest_diff(old, self.manifest, keys)
-        if diff:
-            raise IndexError_(
-                f"refusing to resume index {self.root}: the build differs from the one on disk in "
-                + "; ".join(diff)
-                + ". Use a new index directory or pass resume=False to rebuild."
-            )
-        self.manifest["created"] = old.get("created", self.manifest["created"])
-        self.manifest["status"] = old.get("status", "building")
-        markers, data = scan(self.root)
-        for block in sorted(markers | data):
-            try:
-                marker = read_marker(self.root, block, check_sums=True)
-                rows = load_rows(self.root, block, marker["rows"])
-            except IndexError_:
-                if clean_partial:
-                    delete_block(self.root, block)
-                continue
-            if clean_partial:  # leftovers of an interrupted rewrite of a valid block
-                for name in [marker_name(block), *block_files(block).values()]:
-                    (self.root / (name + ".tmp")).unlink(missing_ok=True)
-            self.completed_blocks.add(block)
-            self.completed_mask[rows] = True
-
+    # ------------------------------------------------------------------ resume
+    # ------------------------------------------------------------------ state
     @property
     def completed_rows(self) -> set[int]:
         """Row ids already in valid blocks (of this writer's view of the directory)."""
@@ -156,6 +149,12 @@ class IndexWriter:
     def pending_rows(self) -> np.ndarray:
         """Sorted int64 row ids not yet in a valid block: the rows a resumed build still has to compute."""
         return np.flatnonzero(~self.completed_mask).astype(np.int64)
+
+    def pending_blocks(self) -> list[int]:
+        """Planned block ids without a valid block on disk, ascending (needs a plan)."""
+        if self.plan is None:
+            raise IndexError_(f"{self.root}: pending_blocks needs a batch plan")
+        return [b for b in range(self.plan.num_blocks) if b not in self.completed_blocks]
 
     def write_block(
         self,
@@ -169,8 +168,9 @@ class IndexWriter:
         """Write one block of vectors; its marker goes last, so an interrupted write leaves no block.
 
         Args:
-            block_id: A non-negative id unique within the index (not necessarily contiguous).
-            rows: int [n] row ids of the vectors, in ``0..num_rows-1``.
+            block_id: A non-negative id unique within the index (with a plan: a block of the plan).
+            rows: int [n] row ids of the vectors, in ``0..num_rows-1`` (with a plan: the block's planned
+                rows in planned order).
             vectors: float [n, dim], stored as the index dtype.
             tokens: Optional n token-id arrays each vector was computed from.
             masks: Optional n target masks aligned with ``tokens``.
@@ -192,6 +192,10 @@ class IndexWriter:
             raise IndexError_(
                 f"{self.root}: block {block_id} repeats row ids (within the block or from earlier blocks)"
             )
+        if self.plan is not None and (
+            block_id >= self.plan.num_blocks or not np.array_equal(rows, self.plan.block_rows(block_id))
+        ):
+            raise IndexError_(f"{self.root}: block {block_id} is not the batch plan's block {block_id} (rows differ)")
         for name, seq in (("tokens", tokens), ("masks", masks), ("meta", meta)):
             if seq is not None and len(seq) != n:
                 raise IndexError_(f"{self.root}: block {block_id} has {len(seq)} {name} for {n} rows")
@@ -233,12 +237,22 @@ class IndexWriter:
         markers, data = scan(self.root)
         if data - markers:
             raise IndexError_(f"{self.root}: cannot finalize, blocks {sorted(data - markers)} have no marker")
+        if self.plan is not None and markers != set(range(self.plan.num_blocks)):
+            missing = sorted(set(range(self.plan.num_blocks)) - markers)
+            raise IndexError_(
+                f"{self.root}: cannot finalize, planned blocks {missing[:10]} are missing "
+                f"and blocks {sorted(markers - set(range(self.plan.num_blocks)))[:10]} are not in the plan"
+            )
         shards = []
         for block in sorted(markers):
             marker = read_marker(self.root, block, check_sums=False)
             shards.append({"block": block, "rows": marker["rows"], "files": marker["files"]})
         self.manifest["shards"] = shards
-        check_coverage(self.root, self.num_rows, {s["block"]: s["rows"] for s in shards})
+        stored = check_coverage(self.root, self.num_rows, {s["block"]: s["rows"] for s in shards})
+        if self.plan is not None:
+            for block, rows in stored.items():
+                if not np.array_equal(rows, self.plan.block_rows(block)):
+                    raise IndexError_(f"{self.root}: block {block} holds other rows than the batch plan's")
         self.manifest["status"] = "complete"
         self.manifest["finalized"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         save_json(self.root / MANIFEST, self.manifest)

@@ -63,14 +63,26 @@ def make_loader(
     return DataLoader(ds, batch_sampler=sampler, collate_fn=lambda b: collate(b, pad_id), num_workers=num_workers)
 
 
-class RankShardSampler(Sampler[int]):
-    """Indices ``0..n-1``: this rank's unpadded share (prediction: a duplicated row would be written twice)."""
+#: The sampler index of an empty batch (a rank without blocks).
+EMPTY_BATCH = -1
 
-    def __init__(self, n: int) -> None:
-        self.n = n
+
+class BlockShardSampler(Sampler[int]):
+    """Batch indices of this rank's blocks: every ``world``-th block from ``rank``, block after block.
+
+    ``blocks`` lists the batch indices of each block (the same list on every rank). A rank without
+    blocks yields one :data:`EMPTY_BATCH`, so that every rank runs the prediction hooks and meets
+    their barriers (Lightning skips the prediction loop of an empty loader).
+    """
+
+    def __init__(self, blocks: Sequence[Sequence[int]]) -> None:
+        self.blocks = [list(b) for b in blocks]
+
+    def _mine(self) -> list[int]:
+        return [i for block in rank_share(self.blocks, pad=False) for i in block] or [EMPTY_BATCH]
 
     def __iter__(self) -> Iterator[int]:
-        return iter(rank_share(range(self.n), pad=False))
+        return iter(self._mine())
 
     def __len__(self) -> int:
-        return len(rank_share(range(self.n), pad=False))
+        return len(self._mine())

@@ -1,9 +1,9 @@
-"""A Lightning prediction writer that streams per-row signatures into an on-disk index."""
+"""A Lightning prediction writer that streams per-row signatures into the planned blocks of an index."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
@@ -11,8 +11,11 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from rise_exp.errors import ConfigError, DataError
+from rise_exp.errors import DataError, IndexError_
 from rise_exp.index import IndexWriter, SignatureIndex
+from rise_exp.lightning.sharding import rank_share
+
+_EXTRAS = ("tokens", "masks", "meta")
 
 
 def _numpy(x: Any) -> np.ndarray:
@@ -23,77 +26,60 @@ def _numpy(x: Any) -> np.ndarray:
 
 
 class IndexPredictionWriter(BasePredictionWriter):
-    """Buffers ``predict_step`` outputs and writes them to an index, one block per ``block_rows`` rows.
+    """Writes ``predict_step`` outputs into the blocks of an index's batch plan.
 
     ``predict_step`` must return a dict with ``rows`` (int ``[n]``) and ``signatures`` (float
     ``[n, dim]``), and optionally ``tokens`` and ``masks`` (n 1-D arrays/tensors each) and ``meta``
-    (n dicts). Each rank writes block ids ``counter * world_size + rank`` (skipping ids already on
-    disk), so ranks never collide. After the last batch every rank flushes its rest; with
-    ``finalize=True`` rank 0 then seals the index after a barrier and exposes it as :attr:`index`.
+    (n dicts). Of the pending ``blocks`` (the same list on every rank) a rank writes every
+    ``world``-th one (:func:`~rise_exp.lightning.sharding.rank_share`, the rule
+    :class:`~rise_exp.lightning.data.BlockShardSampler` feeds it by), each as soon as all its rows
+    have arrived, rows in planned order: blocks hold the same rows and bytes whatever the number of
+    ranks. With ``finalize=True`` rank 0 seals the index after a barrier and exposes it as :attr:`index`.
 
-    To resume an interrupted build, open ``IndexWriter(path, ...)`` with the same arguments first,
-    predict only its ``pending_rows()``, and keep ``resume=True`` here. Pass
+    The index directory must have been opened for this build first (``IndexWriter(path, plan=...)``,
+    which resumes and repairs it); this writer then follows the plan stored there. Pass
     ``return_predictions=False`` to ``Trainer.predict`` so the outputs are not also kept in memory.
 
     Args:
         path: Index directory.
-        dim: Signature dimension.
-        num_rows: Rows of the finished index.
-        manifest: Build identity (method config, model identity, data hash), see :class:`IndexWriter`.
-        tables: Sketch tables to store with the index.
-        dtype: Vector storage dtype.
-        block_rows: Rows per written block.
-        resume: Keep the valid blocks of an identical earlier build.
+        blocks: Block ids of the plan still to compute.
         finalize: Seal the index on rank 0 when prediction ends.
+        writer_args: :class:`~rise_exp.index.IndexWriter` arguments of the build (``dim``,
+            ``num_rows``, ``manifest``, ``plan``, ...); ``plan`` is required.
     """
 
     def __init__(
-        self,
-        path: str | os.PathLike,
-        *,
-        dim: int,
-        num_rows: int,
-        manifest: Mapping[str, Any],
-        tables: Mapping[str, torch.Tensor] | None = None,
-        dtype: str = "float16",
-        block_rows: int = 4096,
-        resume: bool = True,
-        finalize: bool = True,
+        self, path: str | os.PathLike, *, blocks: Sequence[int], finalize: bool = True, **writer_args: Any
     ) -> None:
         super().__init__(write_interval="batch")
-        if int(block_rows) < 1:
-            raise ConfigError(f"index block_rows must be >= 1, got {block_rows}")
+        if writer_args.get("plan") is None:
+            raise IndexError_("IndexPredictionWriter needs the build's batch plan (writer_args['plan'])")
         self.path = path
-        self.writer_args: dict[str, Any] = dict(
-            dim=dim, num_rows=num_rows, manifest=dict(manifest), tables=tables, dtype=dtype, block_rows=int(block_rows)
-        )
-        self.block_rows = int(block_rows)
-        self.resume = resume
+        self.blocks = sorted(int(b) for b in blocks)
+        self.writer_args = dict(writer_args)
         self.finalize = finalize
         self.writer: IndexWriter | None = None
         self.index: SignatureIndex | None = None
-        self._rank, self._world, self._counter = 0, 1, 0
-        self._reset_buffer()
-
-    def _reset_buffer(self) -> None:
-        self._rows: list[np.ndarray] = []
-        self._vecs: list[np.ndarray] = []
-        self._tokens: list[np.ndarray] | None = None
-        self._masks: list[np.ndarray] | None = None
-        self._meta: list[dict[str, Any]] | None = None
-        self._buffered = 0
-        self._batches = 0
+        self._rank = 0
+        self._expect: list[int] = []
+        self._owner: dict[int, int] = {}
+        self._buffer: dict[int, dict[str, Any]] = {}
 
     def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Open the index writer: rank 0 first (it creates or cleans the directory), then the rest."""
-        self._rank, self._world, self._counter = trainer.global_rank, trainer.world_size, 0
-        self._reset_buffer()
+        """Open the index writer (rank 0 first: it repairs the directory), then take this rank's blocks."""
+        self._rank = trainer.global_rank
         if self._rank == 0:
-            self.writer = IndexWriter(self.path, resume=self.resume, clean_partial=True, **self.writer_args)
+            self.writer = IndexWriter(self.path, resume=True, clean_partial=True, **self.writer_args)
         trainer.strategy.barrier("rise_index_open")
         if self._rank != 0:
             self.writer = IndexWriter(self.path, resume=True, clean_partial=False, **self.writer_args)
         trainer.strategy.barrier("rise_index_opened")
+        assert self.writer is not None and self.writer.plan is not None
+        if self.writer.plan != self.writer_args["plan"]:
+            raise IndexError_(f"{self.path}: the batch plan on disk is not the one this build was planned with")
+        self._expect = [int(b) for b in rank_share(self.blocks, pad=False, rank=self._rank, world=trainer.world_size)]
+        self._owner = {int(r): b for b in self._expect for r in self.writer.plan.block_rows(b)}
+        self._buffer = {}
 
     def write_on_batch_end(
         self,
@@ -105,73 +91,54 @@ class IndexPredictionWriter(BasePredictionWriter):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        """Buffer one batch of outputs and write every full block."""
+        """Buffer one batch of outputs and write every block whose rows have all arrived."""
         if not isinstance(prediction, Mapping) or "rows" not in prediction or "signatures" not in prediction:
             got = sorted(prediction) if isinstance(prediction, Mapping) else type(prediction).__name__
             raise DataError(f"predict_step must return a dict with 'rows' and 'signatures' for the index, got {got}")
         rows = _numpy(prediction["rows"]).astype(np.int64).reshape(-1)
         vecs = _numpy(prediction["signatures"]).astype(np.float32)
-        if vecs.shape != (rows.shape[0], self.writer_args["dim"]):
-            raise DataError(
-                f"predict_step signatures have shape {vecs.shape}, "
-                f"expected ({rows.shape[0]}, {self.writer_args['dim']})"
-            )
-        self._rows.append(rows)
-        self._vecs.append(vecs)
-        for key in ("tokens", "masks", "meta"):
-            store = getattr(self, f"_{key}")
+        dim = self.writer_args["dim"]
+        if vecs.shape != (rows.shape[0], dim):
+            raise DataError(f"predict_step signatures have shape {vecs.shape}, expected ({rows.shape[0]}, {dim})")
+        extras = {}
+        for key in _EXTRAS:
             if key in prediction:
                 items = [x if key == "meta" else _numpy(x) for x in prediction[key]]
                 if len(items) != rows.shape[0]:
                     raise DataError(f"predict_step returned {len(items)} {key} for {rows.shape[0]} rows")
-                if store is None:
-                    if self._batches:
-                        raise DataError(f"predict_step returned {key!r} for some batches but not others")
-                    store = []
-                    setattr(self, f"_{key}", store)
-                store.extend(items)
-            elif store is not None:
-                raise DataError(f"predict_step returned {key!r} for some batches but not others")
-        self._buffered += rows.shape[0]
-        self._batches += 1
-        while self._buffered >= self.block_rows:
-            self._flush(self.block_rows)
+                extras[key] = items
+        for i, row in enumerate(rows.tolist()):
+            if row not in self._owner or row in self._buffer:
+                raise DataError(f"predict_step returned row {row}, which is not (or no longer) due on this rank")
+            self._buffer[row] = {"vec": vecs[i], **{k: v[i] for k, v in extras.items()}}
+        self._write_ready()
 
-    def _next_block_id(self) -> int:
-        assert self.writer is not None
-        while True:
-            block = self._counter * self._world + self._rank
-            self._counter += 1
-            if block not in self.writer.completed_blocks:
-                return block
-
-    def _flush(self, n: int) -> None:
-        if self.writer is None:
+    def _write_ready(self) -> None:
+        if self.writer is None or self.writer.plan is None:
             raise RuntimeError("IndexPredictionWriter used outside Trainer.predict")
-        rows, vecs = np.concatenate(self._rows), np.concatenate(self._vecs)
-        take = slice(0, n)
-        extras = {k: getattr(self, f"_{k}") for k in ("tokens", "masks", "meta")}
-        self.writer.write_block(
-            self._next_block_id(),
-            rows[take],
-            vecs[take],
-            tokens=None if extras["tokens"] is None else extras["tokens"][:n],
-            masks=None if extras["masks"] is None else extras["masks"][:n],
-            meta=None if extras["meta"] is None else extras["meta"][:n],
-        )
-        self._rows, self._vecs = [rows[n:]], [vecs[n:]]
-        for store in extras.values():
-            if store is not None:
-                del store[:n]
-        self._buffered -= n
+        while self._expect:
+            block = self._expect[0]
+            rows = self.writer.plan.block_rows(block)
+            if not all(int(r) in self._buffer for r in rows):
+                return
+            items = [self._buffer.pop(int(r)) for r in rows]
+            extras: dict[str, list[Any] | None] = {}
+            for key in _EXTRAS:
+                have = sum(key in it for it in items)
+                if have not in (0, len(items)):
+                    raise DataError(f"predict_step returned {key!r} for some rows of block {block} but not others")
+                extras[key] = [it[key] for it in items] if have else None
+            vecs = np.stack([it["vec"] for it in items]) if items else np.zeros((0, self.writer_args["dim"]))
+            self.writer.write_block(block, rows, vecs, **extras)
+            self._expect.pop(0)
 
     def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Flush the partial last block, then (rank 0, after a barrier) finalize the index."""
-        if self._buffered:
-            self._flush(self._buffered)
-        trainer.strategy.barrier("rise_index_flushed")
+        """Check this rank wrote all its blocks, then (rank 0, after a barrier) finalize the index."""
         error: Exception | None = None
-        if self.finalize and self._rank == 0:
+        if self._expect:
+            error = IndexError_(f"{self.path}: rank {self._rank} never received every row of blocks {self._expect}")
+        trainer.strategy.barrier("rise_index_flushed")
+        if error is None and self.finalize and self._rank == 0:
             assert self.writer is not None
             try:
                 self.index = self.writer.finalize()

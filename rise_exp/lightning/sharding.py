@@ -38,3 +38,11 @@ def rank_share(items: Sequence[T], *, pad: bool, rank: int | None = None, world:
     if pad and out:
         out = out + out[: (-len(out)) % world]
     return out[rank::world]
+
+
+def distributed_barrier() -> None:
+    """Wait for every rank of an initialised process group; a no-op in a single process."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()

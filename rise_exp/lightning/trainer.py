@@ -9,6 +9,7 @@ from typing import Any
 import lightning as L
 
 from rise_exp.config.trainer import TrainerConfig
+from rise_exp.errors import ConfigError
 
 
 def make_trainer(
@@ -19,7 +20,11 @@ def make_trainer(
     callbacks: Sequence[Any] = (),
     **overrides: Any,
 ) -> L.Trainer:
-    """A Trainer with the configured hardware settings; our samplers shard batches themselves under DDP."""
+    """A Trainer with the configured hardware settings; our samplers shard batches themselves under DDP.
+
+    Raises:
+        ConfigError: naming the trainer settings when Lightning rejects them (e.g. no GPU).
+    """
     kwargs: dict[str, Any] = dict(cfg.lightning_kwargs())
     kwargs.update(
         default_root_dir=str(root_dir),
@@ -32,4 +37,11 @@ def make_trainer(
         log_every_n_steps=cfg.log_every_n_steps,
     )
     kwargs.update(overrides)
-    return L.Trainer(**kwargs)
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        return L.Trainer(**kwargs)
+    except (MisconfigurationException, RuntimeError, ValueError) as exc:  # hardware or strategy not usable here
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        settings = ", ".join(f"trainer.{k}={v}" for k, v in cfg.lightning_kwargs().items())
+        raise ConfigError(f"Lightning cannot run with {settings}: {first}") from None

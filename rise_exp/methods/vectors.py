@@ -1,27 +1,41 @@
 """Methods whose state is one vector per training row, kept in an on-disk :class:`SignatureIndex`.
 
-The base class owns the index: it encodes the pool, writes (or resumes, or reuses) the index under
-a manifest that names the method settings, the model and the exact tokens, and answers scores,
-streaming top-k and valuation from it. A subclass says how vectors are computed:
-:meth:`VectorIndexMethod.compute_into` (write the vectors of some rows into the index) and
-:meth:`VectorIndexMethod.query_vectors`.
+The base class owns the index: it encodes the pool, plans its batches once (a
+:class:`~rise_exp.index.BatchPlan`, stored with the index), writes (or resumes, reuses or rebuilds) the
+index under a manifest that names the method settings, the model and the exact tokens, and answers
+scores, streaming top-k and valuation from it. A subclass says how vectors are computed:
+:meth:`VectorIndexMethod.plan_batches` (which rows are computed together),
+:meth:`VectorIndexMethod.compute_blocks` (write the vectors of some planned blocks into the index)
+and :meth:`VectorIndexMethod.query_vectors`.
+
+Every build, resume and data-parallel rank follows the stored plan, so a resumed or distributed build
+writes the same bytes as a clean single-process one. ``reuse=false`` builds into a fresh sibling
+directory (``<dir>.rebuild``) and replaces the old index only once the new one is complete. The index
+directory is locked (``<dir>.lock``) while it is built, so concurrent runs never build it twice.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import os
+import shutil
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from rise_exp.data.encoding import EncodedRow
 from rise_exp.data.records import Record
-from rise_exp.index import IndexWriter, SignatureIndex
+from rise_exp.errors import ConfigError
+from rise_exp.index import MANIFEST, BatchPlan, IndexWriter, SignatureIndex
+from rise_exp.index.files import foreign_entries
+from rise_exp.lightning.sharding import distributed_barrier
+from rise_exp.locks import cache_lock, launched_rank
 from rise_exp.methods.base import AttributionMethod
 from rise_exp.search import all_scores, topk
 from rise_exp.valuation import value_against_index
@@ -37,6 +51,16 @@ def rows_hash(rows: Sequence[EncodedRow]) -> str:
         h.update(np.packbits(r.target_mask).tobytes())
         h.update(b"|")
     return h.hexdigest()[:16]
+
+
+class IndexSettings(Protocol):
+    """The index settings of a vector method (e.g. ``method.index`` of RISE, ``method`` of RapidIn)."""
+
+    dir: str | None
+    block_rows: int
+    reuse: bool
+
+    def key(self, name: str) -> str: ...
 
 
 class VectorIndexMethod(AttributionMethod):
@@ -68,11 +92,27 @@ class VectorIndexMethod(AttributionMethod):
         """Random tables the vectors depend on, saved with the index (e.g. sketches); None by default."""
         return None
 
-    @abstractmethod
-    def compute_into(self, rows: Sequence[EncodedRow], path: Path, writer_args: dict[str, Any]) -> None:
-        """Compute the vectors of ``rows`` and write them as blocks of the index at ``path``.
+    def plan_batches(self, rows: Sequence[EncodedRow]) -> list[list[int]]:
+        """Row ids computed together, batch by batch, in compute order (default: one row per batch)."""
+        return [[r.row] for r in rows]
 
-        ``writer_args`` are the :class:`IndexWriter` arguments of this build (resume is implied).
+    def plan_params(self) -> dict[str, Any]:
+        """The settings :meth:`plan_batches` depends on (recorded in the plan)."""
+        return {}
+
+    @abstractmethod
+    def compute_blocks(
+        self,
+        rows: Sequence[EncodedRow],
+        plan: BatchPlan,
+        blocks: Sequence[int],
+        path: Path,
+        writer_args: dict[str, Any],
+    ) -> None:
+        """Compute the planned ``blocks`` (batches in plan order) and write them to the index at ``path``.
+
+        ``rows`` is the whole encoded pool; ``writer_args`` are the :class:`IndexWriter` arguments of
+        this build (``plan`` is the plan to follow; open the directory with ``resume=True``).
         """
 
     @abstractmethod
@@ -80,41 +120,63 @@ class VectorIndexMethod(AttributionMethod):
         """Vectors of queries or targets, float32 ``[n, dim]``."""
 
     @abstractmethod
-    def index_settings(self) -> tuple[str | None, int, bool]:
-        """``(directory or None for the default, rows per block, reuse)``."""
+    def index_settings(self) -> IndexSettings:
+        """The settings object holding ``dir``, ``block_rows`` and ``reuse`` (its ``key`` names them)."""
 
     # ------------------------------------------------------------------ the index
     def index_dir(self) -> Path:
         """Where the index lives: the configured directory, else ``<work dir>/<name>_index``."""
-        path, _, _ = self.index_settings()
+        path = self.index_settings().dir
         return Path(path) if path else Path(self.ctx.work_dir) / f"{self.name}_index"
 
     def build(self, train: Sequence[Record]) -> None:
-        """Write (or resume, or reuse) the index of ``train``, then open it."""
+        """Write (or resume, reuse or rebuild) the index of ``train``, then open it."""
         rows = self.encode(train, "train")
         self.row_ids = [r.id for r in train]
-        _, block_rows, reuse = self.index_settings()
+        ix = self.index_settings()
+        plan = BatchPlan.from_batches(self.plan_batches(rows), ix.block_rows, self.plan_params())
         manifest = {
             "method": {"name": self.name, **self.identity()},
             "model": self.ctx.model_id,
             "data_hash": rows_hash(rows),
         }
-        path = self.index_dir()
-        writer_args = dict(
+        writer_args: dict[str, Any] = dict(
             dim=self.dim,
             num_rows=len(rows),
             manifest=manifest,
             tables=self.tables(),
             dtype=self.dtype,
-            block_rows=block_rows,
+            block_rows=ix.block_rows,
+            plan=plan,
+            rebuild_hint=f"set {ix.key('reuse')}=false to rebuild it, or choose a new {ix.key('dir')}",
         )
-        writer = IndexWriter(path, resume=reuse, **writer_args)
-        pending = writer.pending_rows()
-        if len(pending):
-            log.info("%s: indexing %d of %d rows into %s", self.name, len(pending), len(rows), path)
-            self.compute_into([rows[i] for i in pending], path, writer_args)
-        if not _is_complete(path):
-            IndexWriter(path, resume=True, **writer_args).finalize()
+        path = self.index_dir()
+        lead = launched_rank() == 0  # launched data-parallel ranks > 0 only compute their blocks
+        with cache_lock(path, f"the {self.name} index {path}", enabled=lead):
+            target = path if ix.reuse else _fresh_dir(path, ix, lead)
+            pending = list(range(plan.num_blocks))
+            if ix.reuse or lead:
+                writer = IndexWriter(target, resume=True, clean_partial=lead, **writer_args)
+                if writer.plan != plan:
+                    log.info(
+                        "%s: following the batch plan stored with %s (%s), not the current settings' (%s)",
+                        self.name,
+                        target,
+                        writer.plan.params if writer.plan else None,
+                        plan.params,
+                    )
+                plan = writer_args["plan"] = writer.plan
+                pending = writer.pending_blocks()
+            if pending:
+                n = sum(len(plan.block_rows(b)) for b in pending)
+                log.info("%s: indexing %d of %d rows (%d blocks) in %s", self.name, n, len(rows), len(pending), target)
+                self.compute_blocks(rows, plan, pending, target, writer_args)
+            if lead:
+                if not _is_complete(target):
+                    IndexWriter(target, resume=True, **writer_args).finalize()
+                if target != path:
+                    _replace_dir(path, target)
+            distributed_barrier()  # launched ranks open the index only once rank 0 has put it in place
         self.index = SignatureIndex.open(path)
         self.index_bytes = int(self.index.nbytes)
 
@@ -138,9 +200,38 @@ class VectorIndexMethod(AttributionMethod):
 
 
 def _is_complete(path: Path) -> bool:
-    import json
-
     try:
-        return json.loads((path / "manifest.json").read_text()).get("status") == "complete"
-    except (OSError, ValueError):
+        return json.loads((path / MANIFEST).read_text()).get("status") == "complete"
+    except (OSError, ValueError, AttributeError):
         return False
+
+
+def _check_index_dir(path: Path, ix: IndexSettings) -> None:
+    """Refuse to delete a directory holding anything but index files."""
+    if path.is_dir() and (foreign := foreign_entries(path)):
+        raise ConfigError(
+            f"{ix.key('dir')}: {path} holds files that are not part of an index ({', '.join(foreign[:3])}); "
+            f"{ix.key('reuse')}=false replaces the whole directory, so choose an index directory of its own"
+        )
+
+
+def _fresh_dir(path: Path, ix: IndexSettings, lead: bool) -> Path:
+    """The empty sibling directory a ``reuse=false`` build writes into (``<dir>.rebuild``)."""
+    _check_index_dir(path, ix)
+    fresh = path.with_name(path.name + ".rebuild")
+    if lead and fresh.exists():
+        _check_index_dir(fresh, ix)
+        shutil.rmtree(fresh)
+    return fresh
+
+
+def _replace_dir(path: Path, new: Path) -> None:
+    """Put the finished index ``new`` in place of ``path`` (the old index is deleted only afterwards)."""
+    old = path.with_name(path.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if path.exists():
+        os.replace(path, old)
+    os.replace(new, path)
+    shutil.rmtree(old, ignore_errors=True)
+    log.info("replaced the index %s by a fresh build", path)

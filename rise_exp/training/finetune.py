@@ -2,13 +2,16 @@
 
 The checkpoint trajectory (``epoch-000`` = the starting weights, then one per epoch) is what ZO-Inf
 consumes. A finished run is cached by a hash of everything it depends on (:func:`finetune_key`) and
-reused when unchanged.
+reused when unchanged. The cache directory is locked while it is checked and trained (``<dir>.lock``):
+a concurrent run waits and then reuses the result, and an unfinished directory is deleted only by the
+lock holder (so never while another process is still writing it).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -28,6 +31,7 @@ from rise_exp.errors import ConfigError
 from rise_exp.hashing import config_hash
 from rise_exp.lightning.data import make_loader
 from rise_exp.lightning.trainer import make_trainer
+from rise_exp.locks import cache_lock, launched_rank
 from rise_exp.training.evaluation import mean_token_loss
 from rise_exp.training.module import CausalLMModule
 from rise_exp.training.progress import TrainingProgress
@@ -92,15 +96,46 @@ def run_finetune(
         loggers: Lightning loggers.
     """
     out_dir = Path(out_dir)
-    done = out_dir / "DONE.json"
-    if done.exists():
-        info = json.loads(done.read_text())
-        ckpts = sorted(p for p in out_dir.glob("epoch-*") if p.is_dir())
-        return FinetuneResult(out_dir / info["final"], ckpts, info["metrics"], cached=True)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)  # an unfinished earlier attempt
-    out_dir.mkdir(parents=True)
+    lead = launched_rank() == 0  # launched ranks > 0 join rank 0's fit, which holds the lock
+    with cache_lock(out_dir, f"the finetune {out_dir.name}", enabled=lead):
+        info = _finished(out_dir / "DONE.json")
+        if info is not None:
+            ckpts = sorted(p for p in out_dir.glob("epoch-*") if p.is_dir())
+            return FinetuneResult(out_dir / info["final"], ckpts, info["metrics"], cached=True)
+        if out_dir.exists() and lead:
+            shutil.rmtree(out_dir)  # an unfinished earlier attempt; its process is gone (we hold the lock)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        return _train(model, tokenizer, train, cfg=cfg, trainer=trainer, out_dir=out_dir, loggers=loggers)
 
+
+def _finished(done: Path) -> dict[str, Any] | None:
+    """The contents of a finished run's ``DONE.json``; None when missing or unreadable (then retrained)."""
+    if not done.exists():
+        return None
+    try:
+        info = json.loads(done.read_text())
+        if isinstance(info, dict) and isinstance(info.get("final"), str) and isinstance(info.get("metrics"), dict):
+            if (done.parent / info["final"]).is_dir():
+                return info
+        problem = "lacks 'final' / 'metrics' or its final checkpoint"
+    except ValueError as exc:
+        problem = f"is unreadable ({exc})"
+    log.warning("%s %s; the finetune is redone", done, problem)
+    return None
+
+
+def _train(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    train: Sequence[Record],
+    *,
+    cfg: FinetuneConfig,
+    trainer: TrainerConfig,
+    out_dir: Path,
+    loggers: Sequence[Any],
+) -> FinetuneResult:
+    """Finetune into ``out_dir`` (empty) and mark it finished with ``DONE.json`` (written atomically)."""
+    done = out_dir / "DONE.json"
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     rows = encode_records(train, tokenizer, mask_prompt=cfg.mask_prompt, max_length=cfg.max_length)
     pad = tokenizer.pad_token_id
@@ -138,7 +173,9 @@ def run_finetune(
     }
     final = ckpts[-1].name
     if fit.is_global_zero:
-        done.write_text(json.dumps({"final": final, "metrics": metrics}, indent=1))
+        tmp = done.with_name(done.name + ".tmp")
+        tmp.write_text(json.dumps({"final": final, "metrics": metrics}, indent=1))
+        os.replace(tmp, done)
     log.info(
         "finetuned %d steps in %.1fs: loss %.3f -> %.3f on %d rows",
         fit.global_step,

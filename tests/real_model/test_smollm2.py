@@ -14,8 +14,9 @@ from rise_exp.config.finetune import FinetuneConfig
 from rise_exp.config.trainer import TrainerConfig
 from rise_exp.data.encoding import EncodedRow, encode_records
 from rise_exp.data.records import Record
+from rise_exp.identity import identify_model
 from rise_exp.methods.rise import RiseConfig, RiseHead, compute_signatures
-from rise_exp.models import load_base_model, load_pretrained, model_identity
+from rise_exp.models import load_base_model, load_pretrained
 from rise_exp.run_config import RunConfig, compose
 from rise_exp.training.finetune import run_finetune
 
@@ -45,7 +46,7 @@ def test_conversion_keeps_the_checkpoints_architecture_and_logits(smol):
     cfg = model.config
     assert (cfg.model_type, cfg.num_hidden_layers, cfg.hidden_size, cfg.vocab_size) == ("llama", 30, 576, 49152)
     assert cfg.tie_word_embeddings and model.get_output_embeddings().weight is model.get_input_embeddings().weight
-    assert model_identity(spec).startswith("gguf:SmolLM2-135M-Instruct.Q4_1.gguf:")
+    assert identify_model(spec, path, path.parent).startswith("local:gguf-smollm2-135m-")  # hashed weights
     ids = torch.tensor([tok.encode("The capital of France is")])
     with torch.no_grad():
         out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=2, do_sample=False)

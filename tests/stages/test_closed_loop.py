@@ -152,7 +152,7 @@ def test_lm_eval_is_skipped_with_one_clear_message(loop):
 
 
 def test_fresh_copies_start_from_the_prepared_model(loop):
-    (model_dir,) = (loop["root"] / "cache" / "models").iterdir()
+    (model_dir,) = [p for p in (loop["root"] / "cache" / "models").iterdir() if p.is_dir()]  # not the .lock
     model, tok = load_pretrained(model_dir)
     task_cfg = loop["cfg"].task
     from rise_exp.data.tasks import build_task

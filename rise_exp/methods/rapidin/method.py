@@ -20,7 +20,7 @@ import torch
 from rise_exp.data.encoding import EncodedRow, collate
 from rise_exp.data.records import Record
 from rise_exp.errors import ConfigError
-from rise_exp.index import IndexWriter
+from rise_exp.index import BatchPlan, IndexWriter
 from rise_exp.methods.base import MethodContext
 from rise_exp.methods.common import batch_row_loss, encode_all, pad_id
 from rise_exp.methods.rapidin.config import RapidInConfig
@@ -107,8 +107,16 @@ class RapidIn(VectorIndexMethod):
             "max_length": self.ctx.max_length,
         }
 
-    def index_settings(self) -> tuple[str | None, int, bool]:
-        return self.cfg.dir, self.cfg.block_rows, self.cfg.reuse
+    def index_settings(self) -> RapidInConfig:
+        return self.cfg
+
+    def plan_batches(self, rows: Sequence[EncodedRow]) -> list[list[int]]:
+        """Rows in pool order, ``compress_batch`` per batch (RapidGrad compresses a batch together)."""
+        ids, step = [r.row for r in rows], self.cfg.compress_batch
+        return [ids[i : i + step] for i in range(0, len(ids), step)]
+
+    def plan_params(self) -> dict[str, Any]:
+        return {"compress_batch": self.cfg.compress_batch}
 
     def encode(self, records: Sequence[Record], role: str) -> list[EncodedRow]:
         return encode_all(records, self.ctx)
@@ -141,23 +149,20 @@ class RapidIn(VectorIndexMethod):
         finally:
             model.train(was_training)
 
-    def compute_into(self, rows: Sequence[EncodedRow], path: Path, writer_args: dict[str, Any]) -> None:
+    def compute_blocks(
+        self,
+        rows: Sequence[EncodedRow],
+        plan: BatchPlan,
+        blocks: Sequence[int],
+        path: Path,
+        writer_args: dict[str, Any],
+    ) -> None:
         writer = IndexWriter(path, resume=True, **writer_args)
-        block = max(writer.completed_blocks, default=-1) + 1
-        ids = np.asarray([r.row for r in rows], dtype=np.int64)
-        buffer: list[np.ndarray] = []
-        done = 0
-        for chunk in self.compressed(rows):
-            buffer.append(chunk)
-            if sum(len(b) for b in buffer) >= self.cfg.block_rows or done + sum(len(b) for b in buffer) == len(rows):
-                vecs = np.concatenate(buffer)
-                writer.write_block(
-                    block,
-                    ids[done : done + len(vecs)],
-                    vecs,
-                    meta=[{"id": self.row_ids[int(i)]} for i in ids[done : done + len(vecs)]],
-                )
-                block, done, buffer = block + 1, done + len(vecs), []
+        by_id = {r.row: r for r in rows}
+        for block in blocks:
+            vecs = [v for batch in plan.block_batches(block) for v in self.compressed([by_id[i] for i in batch])]
+            ids = plan.block_rows(block)
+            writer.write_block(block, ids, np.concatenate(vecs), meta=[{"id": self.row_ids[int(i)]} for i in ids])
 
     def query_vectors(self, records: Sequence[Record]) -> np.ndarray:
         rows = self.encode(records, "query")

@@ -9,10 +9,12 @@ import importlib
 from typing import Any
 
 _WHERE = {
+    "batch_chunks": "chunking",
     "chunk_batches": "chunking",
     "chunk_row": "chunking",
     "chunk_spans": "chunking",
     "mean_by_row": "chunking",
+    "plan_batches": "chunking",
     "RiseConfig": "config",
     "RiseMethodConfig": "config",
     "RiseIndexConfig": "config",

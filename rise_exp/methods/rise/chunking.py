@@ -12,7 +12,7 @@ signature is the mean of its chunk signatures, L2-normalised again (``normalize_
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -57,27 +57,41 @@ def chunk_row(row: EncodedRow, cfg: RiseConfig) -> list[EncodedRow]:
     return out
 
 
-def chunk_batches(rows: Sequence[EncodedRow], cfg: RiseConfig, max_tokens: int) -> list[list[EncodedRow]]:
-    """Chunks grouped into batches of at most ``max_tokens`` padded tokens, a row's chunks in one batch.
+def plan_batches(rows: Sequence[EncodedRow], cfg: RiseConfig, max_tokens: int) -> list[list[int]]:
+    """Row ids (``EncodedRow.row``) per batch of at most ``max_tokens`` padded tokens, a row's chunks in one batch.
 
-    Rows are length-sorted to limit padding; a row whose chunks alone exceed the budget gets its
-    own batch.
+    Rows are length-sorted (by their longest chunk; ties keep pool order) to limit padding; a row
+    whose chunks alone exceed the budget gets its own batch. The result depends only on the rows and
+    the settings, so it is the batch plan of an index build.
     """
     chunked = [chunk_row(r, cfg) for r in rows]
-    order = sorted(range(len(rows)), key=lambda i: max(len(c) for c in chunked[i]))
-    batches: list[list[EncodedRow]] = []
-    cur: list[EncodedRow] = []
-    longest = 0
+    longest = [max(len(c) for c in chunks) for chunks in chunked]
+    order = sorted(range(len(rows)), key=lambda i: longest[i])
+    batches: list[list[int]] = []
+    cur: list[int] = []
+    cur_chunks, cur_longest = 0, 0
     for i in order:
-        new_longest = max(longest, max(len(c) for c in chunked[i]))
-        if cur and new_longest * (len(cur) + len(chunked[i])) > max_tokens:
+        new_longest = max(cur_longest, longest[i])
+        if cur and new_longest * (cur_chunks + len(chunked[i])) > max_tokens:
             batches.append(cur)
-            cur, new_longest = [], max(len(c) for c in chunked[i])
-        cur.extend(chunked[i])
-        longest = new_longest
+            cur, cur_chunks, new_longest = [], 0, longest[i]
+        cur.append(rows[i].row)
+        cur_chunks += len(chunked[i])
+        cur_longest = new_longest
     if cur:
         batches.append(cur)
     return batches
+
+
+def batch_chunks(rows_by_id: Mapping[int, EncodedRow], batch: Sequence[int], cfg: RiseConfig) -> list[EncodedRow]:
+    """The chunks of one planned batch, row after row."""
+    return [c for r in batch for c in chunk_row(rows_by_id[int(r)], cfg)]
+
+
+def chunk_batches(rows: Sequence[EncodedRow], cfg: RiseConfig, max_tokens: int) -> list[list[EncodedRow]]:
+    """The chunks of every batch of :func:`plan_batches`."""
+    by_id = {r.row: r for r in rows}
+    return [batch_chunks(by_id, b, cfg) for b in plan_batches(rows, cfg, max_tokens)]
 
 
 def mean_by_row(

@@ -85,7 +85,7 @@ class RiseIndexConfig(Settings):
     batch_tokens: int = setting(8192, "padded tokens per forward batch (length-sorted)", gt=0)
     block_rows: int = setting(4096, "rows per on-disk block (one marker + checksum each)", gt=0)
     store_tokens: bool | None = setting(None, "store token ids and masks per row; null = on for pools under 100k rows")
-    reuse: bool = setting(True, "resume / reuse a cached index with the same manifest")
+    reuse: bool = setting(True, "reuse or resume an index of the same build in dir; false: rebuild it from scratch")
     dir: str | None = setting(None, "index directory (default: <run dir>/method/rise_index)")
 
 

@@ -1,8 +1,9 @@
 """RISE as a :class:`VectorIndexMethod`: index the pool with Lightning, score queries by inner product.
 
-Indexing is ``Trainer.predict`` over length-sorted, token-budgeted chunk batches; an
-:class:`IndexPredictionWriter` writes index blocks as they finish, so ``trainer=ddp`` gives
-data-parallel indexing. An interrupted build resumes from its last complete block.
+Indexing is ``Trainer.predict`` over the planned batches (length-sorted, token-budgeted chunk batches
+of the whole pool, stored with the index); an :class:`IndexPredictionWriter` writes each planned block
+as it finishes, so ``trainer=ddp`` gives data-parallel indexing. An interrupted build resumes from its
+complete blocks and writes the same bytes as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ import torch
 
 from rise_exp.data.encoding import EncodedRow, encode_records
 from rise_exp.data.records import Record
+from rise_exp.index import BatchPlan
 from rise_exp.lightning.index_writer import IndexPredictionWriter
 from rise_exp.lightning.trainer import make_trainer
 from rise_exp.methods.base import MethodContext
-from rise_exp.methods.rise.config import RiseMethodConfig
+from rise_exp.methods.rise.chunking import plan_batches
+from rise_exp.methods.rise.config import RiseIndexConfig, RiseMethodConfig
 from rise_exp.methods.rise.module import RiseIndexingModule, compute_signatures, predict_loader
 from rise_exp.methods.rise.sketch import SketchTables
 from rise_exp.methods.rise.trunk import unembedding
@@ -80,19 +83,31 @@ class RiseMethod(VectorIndexMethod):
     def tables(self) -> Mapping[str, torch.Tensor]:
         return self.sketch_tables.state_dict()
 
-    def index_settings(self) -> tuple[str | None, int, bool]:
-        ix = self.cfg.index
-        return ix.dir, ix.block_rows, ix.reuse
+    def index_settings(self) -> RiseIndexConfig:
+        return self.cfg.index
 
-    def compute_into(self, rows: Sequence[EncodedRow], path: Path, writer_args: dict[str, Any]) -> None:
+    def plan_batches(self, rows: Sequence[EncodedRow]) -> list[list[int]]:
+        return plan_batches(rows, self.rise, self.cfg.index.batch_tokens)
+
+    def plan_params(self) -> dict[str, Any]:
+        return {"batch_tokens": self.cfg.index.batch_tokens}
+
+    def compute_blocks(
+        self,
+        rows: Sequence[EncodedRow],
+        plan: BatchPlan,
+        blocks: Sequence[int],
+        path: Path,
+        writer_args: dict[str, Any],
+    ) -> None:
         ix = self.cfg.index
         store = writer_args["num_rows"] < STORE_TOKENS_MAX_ROWS if ix.store_tokens is None else ix.store_tokens
         module = _IndexingModule(
             self.ctx.model, self.rise, self.sketch_tables, {r.row: r for r in rows} if store else None, self.row_ids
         )
-        writer = IndexPredictionWriter(path, resume=True, **writer_args)
+        writer = IndexPredictionWriter(path, blocks=blocks, **writer_args)
         trainer = make_trainer(self.ctx.trainer, root_dir=self.ctx.work_dir, callbacks=[writer])
-        loader = predict_loader(rows, self.rise, self.ctx.tokenizer.pad_token_id, batch_tokens=ix.batch_tokens)
+        loader = predict_loader(rows, self.rise, self.ctx.tokenizer.pad_token_id, plan=plan, blocks=blocks)
         trainer.predict(module, dataloaders=loader, return_predictions=False)
 
     def query_vectors(self, records: Sequence[Record]) -> np.ndarray:

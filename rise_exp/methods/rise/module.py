@@ -1,9 +1,10 @@
 """Running RISE over encoded rows: a Lightning predict module and a plain function.
 
-Batches are built by :func:`~rise_exp.methods.rise.chunking.chunk_batches`: each element of a
-collated batch is one chunk whose ``row`` entry is the row it belongs to, and all chunks of a row
-sit in the same batch. ``predict_step`` therefore finishes every row it sees and returns one
-signature per row; under DDP each rank handles whole rows and no cross-rank reduction is needed.
+Batches follow a batch plan (:func:`~rise_exp.methods.rise.chunking.plan_batches`, stored with the
+index as a :class:`~rise_exp.index.BatchPlan`): each element of a collated batch is one chunk whose
+``row`` entry is the row it belongs to, and all chunks of a row sit in the same batch.
+``predict_step`` therefore finishes every row it sees and returns one signature per row; under DDP
+each rank computes whole planned blocks and no cross-rank reduction is needed.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from torch.utils.data import DataLoader
 
 from rise_exp.data.encoding import EncodedRow, collate
 from rise_exp.errors import DataError
-from rise_exp.lightning.data import RankShardSampler
-from rise_exp.methods.rise.chunking import chunk_batches, mean_by_row
+from rise_exp.index.plan import BatchPlan
+from rise_exp.lightning.data import EMPTY_BATCH, BlockShardSampler
+from rise_exp.methods.rise.chunking import batch_chunks, chunk_batches, mean_by_row, plan_batches
 from rise_exp.methods.rise.config import RiseConfig
 from rise_exp.methods.rise.head import RiseHead
 from rise_exp.methods.rise.sketch import SketchTables
@@ -54,26 +56,47 @@ def batch_signatures(model: Any, head: RiseHead, batch: dict[str, torch.Tensor])
 
 
 class _Batches(torch.utils.data.Dataset):
-    def __init__(self, batches: list[list[EncodedRow]], pad_id: int) -> None:
-        self.batches, self.pad_id = batches, pad_id
+    """Planned batches of row ids, chunked and collated on access; :data:`EMPTY_BATCH` is an empty batch."""
+
+    def __init__(self, rows: Sequence[EncodedRow], batches: list[Sequence[int]], cfg: RiseConfig, pad_id: int) -> None:
+        self.by_id = {r.row: r for r in rows}
+        self.batches, self.cfg, self.pad_id = batches, cfg, pad_id
 
     def __len__(self) -> int:
         return len(self.batches)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return collate(self.batches[i], self.pad_id)
+        if i == EMPTY_BATCH:
+            empty = torch.zeros((0, 1), dtype=torch.long)
+            return {"input_ids": empty, "attention_mask": empty, "target_mask": empty.bool(), "row": empty[:, 0]}
+        return collate(batch_chunks(self.by_id, self.batches[i], self.cfg), self.pad_id)
 
 
 def predict_loader(
-    rows: Sequence[EncodedRow], cfg: RiseConfig, pad_id: int, batch_tokens: int = DEFAULT_BATCH_TOKENS, **kwargs: Any
+    rows: Sequence[EncodedRow],
+    cfg: RiseConfig,
+    pad_id: int,
+    batch_tokens: int = DEFAULT_BATCH_TOKENS,
+    *,
+    plan: BatchPlan | None = None,
+    blocks: Sequence[int] | None = None,
+    **kwargs: Any,
 ) -> DataLoader:
     """A DataLoader of collated chunk batches for :class:`RiseIndexingModule` (``batch_size=None``).
 
-    Under DDP each rank takes every ``world``-th batch (Lightning's sampler replacement is off).
+    With a ``plan``, the batches of its ``blocks`` (default: all) in planned order; without one, the
+    batches of :func:`plan_batches` (``batch_tokens``), each its own block. Under DDP each rank takes
+    every ``world``-th block (Lightning's sampler replacement is off).
     """
-    batches = _Batches(chunk_batches(rows, cfg, batch_tokens), pad_id)
-    kwargs.setdefault("sampler", RankShardSampler(len(batches)))
-    return DataLoader(batches, batch_size=None, **kwargs)
+    if plan is None:
+        plan = BatchPlan.from_batches(plan_batches(rows, cfg, batch_tokens), block_rows=1)
+    batches: list[Sequence[int]] = []
+    groups: list[list[int]] = []
+    for b in range(plan.num_blocks) if blocks is None else sorted(blocks):
+        groups.append(list(range(len(batches), len(batches) + len(plan.block_batches(b)))))
+        batches.extend(plan.block_batches(b))
+    kwargs.setdefault("sampler", BlockShardSampler(groups))
+    return DataLoader(_Batches(rows, batches, cfg, pad_id), batch_size=None, **kwargs)
 
 
 class RiseIndexingModule(L.LightningModule):
@@ -102,6 +125,8 @@ class RiseIndexingModule(L.LightningModule):
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int = 0) -> dict[str, torch.Tensor]:
         """``{"rows": LongTensor[m], "signatures": FloatTensor[m, dim]}`` for the rows of ``batch``."""
+        if batch["row"].numel() == 0:  # a rank without blocks
+            return {"rows": batch["row"], "signatures": torch.zeros((0, self.head.dim))}
         return batch_signatures(self.model, self.head, batch)
 
 
