@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from rise_exp import progress
 from rise_exp.config.model import ModelConfig
 from rise_exp.errors import ConfigError
 from rise_exp.hashing import config_hash
@@ -50,7 +51,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int = 
         min_frequency=min_frequency,
         special_tokens=list(SPECIAL_TOKENS),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
+        show_progress=progress.enabled(),
     )
     tok.train_from_iterator(texts, trainer=trainer)
     return PreTrainedTokenizerFast(

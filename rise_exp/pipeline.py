@@ -28,15 +28,13 @@ class Prepared:
 
 
 def tokenizer_texts(task: Task) -> list[str]:
-    """Text an embedded model's tokenizer is trained on: every row the run will see."""
-    rows = list(task.train) + list(task.queries) + list(task.candidates)
-    for extra in task.heldout.values():
-        rows += list(extra)
-    return [r.full_text for r in rows]
+    """Text an embedded model's tokenizer is trained on: the training pool only, so that new queries (or
+    targets, or held-out sets) never invalidate the tokenizer, the model, its finetune or an index."""
+    return [r.full_text for r in task.train]
 
 
-def method_context(run: RunConfig, run_dir: Path) -> MethodContext:
-    """The context of a model-free method (no model, no tokenizer)."""
+def method_context(run: RunConfig, run_dir: Path, data_name: str = "data") -> MethodContext:
+    """The context of a method before a model is loaded (model-free methods keep it as it is)."""
     return MethodContext(
         model=None,
         tokenizer=None,
@@ -45,6 +43,9 @@ def method_context(run: RunConfig, run_dir: Path) -> MethodContext:
         trainer=run.trainer,
         max_length=run.data.max_length,
         mask_prompt=run.data.attribute_mask_prompt,
+        index_root=Path(run.paths.cache_dir).resolve() / "indexes",
+        data_name=data_name,
+        model_dtype=run.model.dtype,
     )
 
 
@@ -59,7 +60,7 @@ def prepare(run: RunConfig, run_dir: Path, *, need_model: bool = True, loggers: 
     """
     task = build_task(run.task)
     log.info("task %s: %d train rows, %d queries", task.name, len(task.train), len(task.queries))
-    ctx = method_context(run, run_dir)
+    ctx = method_context(run, run_dir, data_name=run.task.data_name)
     if not need_model:
         return Prepared(task, ctx, None)
 
@@ -70,7 +71,7 @@ def prepare(run: RunConfig, run_dir: Path, *, need_model: bool = True, loggers: 
     model_id = identity
     if run.finetune.epochs > 0:
         texts_hash = config_hash([r.full_text for r in task.train], n=16)  # as formatted for training
-        key = finetune_key(identity, f"{task.data_hash()}:{texts_hash}", run.finetune)
+        key = finetune_key(identity, f"{task.pool_hash()}:{texts_hash}", run.finetune)
         result = run_finetune(
             model,
             tokenizer,
@@ -86,6 +87,8 @@ def prepare(run: RunConfig, run_dir: Path, *, need_model: bool = True, loggers: 
         model_id = f"{identity}+finetune:{key}"
     model.eval()
     ctx.model, ctx.tokenizer, ctx.model_id = model, tokenizer, model_id
+    ctx.model_path = str(result.final_dir if result is not None else source)
+    ctx.model_revision = None if result is not None else run.model.revision
     ctx.checkpoints = list(result.checkpoints) if result else []
     return Prepared(task, ctx, result)
 

@@ -80,9 +80,12 @@ def print_metrics(metrics: Mapping[str, Any], title: str, headline: Sequence[str
     Console().print(table)
 
 
-def print_files(run_dir: Path, names: list[str]) -> None:
-    """The run directory and the files a stage wrote there (those that exist)."""
+def print_files(run_dir: Path, names: list[str], index: str | None = None) -> None:
+    """The run directory, the files a stage wrote there (those that exist) and the index it used."""
     from rich.console import Console
 
     present = [n for n in names if (Path(run_dir) / n).exists()]
-    Console().print(f"run directory: {run_dir}\n  wrote: {', '.join(present)}", highlight=False, soft_wrap=True)
+    text = f"run directory: {run_dir}\n  wrote: {', '.join(present)}"
+    if index:
+        text += f"\n  index: {index}  (ask it again: python -m rise_exp stage=query stage.index={index} ...)"
+    Console().print(text, highlight=False, soft_wrap=True)

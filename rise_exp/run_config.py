@@ -57,6 +57,7 @@ def data_name(task: Any) -> str:
     """What a task's data is called (run directories, titles): ``task.title``, a custom pool's file name, or the
     task's name. The resolver ``${data_name:${task}}`` of ``conf/config.yaml``."""
     data = plain(task) or {}
+    check_name("task.name", data.get("name"))  # never a directory outside outputs/
     try:
         name = TASK_CONFIGS[data.get("name")].from_mapping(data).data_name
     except (KeyError, ConfigError):
@@ -191,6 +192,12 @@ class RunConfig:
 
     def check(self) -> None:
         """Rules that span groups."""
+        own_queries = bool(getattr(self.stage, "queries_path", None) or getattr(self.stage, "query_texts", ()))
+        if not getattr(self.task, "has_queries", True) and not own_queries and self.stage.name != "finetune":
+            raise ConfigError(
+                f"stage {self.stage.name} needs queries: set task.queries_path or task.query_texts (or, for "
+                f"query / valuate / select, stage.queries_path or stage.query_texts)"
+            )
         if isinstance(self.stage, ClosedLoopStageConfig):
             choices = (*registry.METHODS, *BUILTIN_SELECTORS)
             for name in self.stage.selectors:

@@ -116,4 +116,4 @@ def publish(
     close_loggers(loggers)
     if title is not None:
         print_metrics(metrics, title=title, headline=headline)
-    print_files(run_dir, ["metrics.json", *files])
+    print_files(run_dir, ["metrics.json", *files], index=metrics.get("index"))

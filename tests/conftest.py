@@ -10,6 +10,7 @@ import pytest
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("RISE_EXP_PROGRESS", "0")  # progress bars are for people, not test logs
 
 WORDS = (
     "the a of to bank loan rate stock market interest patient doctor dose blood heart fever "

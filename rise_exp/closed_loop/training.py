@@ -18,6 +18,7 @@ from rise_exp.errors import ConfigError
 from rise_exp.lightning.data import make_loader
 from rise_exp.lightning.trainer import make_trainer
 from rise_exp.training.module import CausalLMModule
+from rise_exp.training.progress import TrainingProgress
 
 
 class TokenCounter(L.Callback):
@@ -91,7 +92,7 @@ def continued_pretraining(
         trainer_cfg,
         root_dir=root_dir,
         loggers=list(loggers),
-        callbacks=[counter],
+        callbacks=[counter, TrainingProgress(f"train {root_dir.name}")],
         max_epochs=1,
         gradient_clip_val=t.grad_clip if t.grad_clip else None,
     )

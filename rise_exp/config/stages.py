@@ -35,11 +35,61 @@ class AttributeStageConfig(StageConfig):
 
 
 @dataclass(frozen=True)
-class ValuateStageConfig(StageConfig):
+class IndexQueriesMixin(Settings):
+    """Answering from a finished index (any earlier run's) with new queries or targets."""
+
+    GROUP = "stage"
+    index: str | None = setting(None, "a finished index directory; null = build or reuse the configured task's")
+    queries_path: str | None = setting(None, "queries / targets from a JSONL / JSON file (null = the task's)")
+    query_texts: tuple[str, ...] = setting((), "queries / targets given inline, e.g. stage.query_texts='[a, b]'")
+    query_fields: dict[str, Any] = setting(factory=dict, doc="Record field -> key of the queries file")
+
+    def check_queries(self) -> None:
+        """With an index, queries must come from a file or inline texts (there is no task to take them from)."""
+        if self.index and not self.queries_path and not self.query_texts:
+            raise self.fail("queries_path", "or stage.query_texts is required with stage.index")
+
+
+@dataclass(frozen=True)
+class ValuateStageConfig(IndexQueriesMixin, StageConfig):
     """Prospective (zero-shot) valuation of every candidate against the target set (the queries)."""
 
     name: str = setting("valuate", "stage name")
     mode: str | None = setting(None, "mean or rrf; null = the method's own valuation setting", choices=VALUATION_MODES)
+
+    def validate(self) -> None:
+        self.check_queries()
+
+
+@dataclass(frozen=True)
+class QueryStageConfig(IndexQueriesMixin, StageConfig):
+    """Answer new queries from an index: each query's top rows (ids, scores, text previews) in topk.jsonl."""
+
+    name: str = setting("query", "stage name")
+    k: int = setting(10, "rows per query", gt=0)
+
+    def validate(self) -> None:
+        self.check_queries()
+
+
+@dataclass(frozen=True)
+class SelectStageConfig(IndexQueriesMixin, StageConfig):
+    """Keep the top (or bottom) of the pool by value against targets; write the rows as a training pool."""
+
+    name: str = setting("select", "stage name")
+    pool_path: str | None = setting(None, "with stage.index: the pool file the index was built from")
+    pool_fields: dict[str, Any] = setting(factory=dict, doc="Record field -> key of the pool file")
+    mode: str | None = setting(None, "mean or rrf; null = the method's own", choices=VALUATION_MODES)
+    keep: str = setting("top", "keep the highest (top) or lowest (bottom) values", choices=("top", "bottom"))
+    fraction: float | None = setting(None, "share of the pool to keep, in (0, 1]", gt=0, le=1)
+    count: int | None = setting(None, "rows to keep", gt=0)
+
+    def validate(self) -> None:
+        self.check_queries()
+        if (self.fraction is None) == (self.count is None):
+            raise self.fail("fraction", "or stage.count must be set (exactly one of them)")
+        if self.index and not self.pool_path:
+            raise self.fail("pool_path", "is required with stage.index (the selected rows are written from it)")
 
 
 @dataclass(frozen=True)
@@ -179,4 +229,6 @@ STAGE_CONFIGS: dict[str, type[StageConfig]] = {
     "finetune": FinetuneStageConfig,
     "closed_loop": ClosedLoopStageConfig,
     "probe": ProbeStageConfig,
+    "query": QueryStageConfig,
+    "select": SelectStageConfig,
 }

@@ -170,14 +170,12 @@ class CustomTaskConfig(TaskConfig):
     max_queries: int | None = setting(None, "random subset of the queries (null = all)", gt=0)
 
     def validate(self) -> None:
-        if self.source == "local":
-            self.require("train_path")
-            if not self.queries_path and not self.query_texts:
-                raise self.fail("queries_path", "or task.query_texts is required (the queries to attribute)")
-        else:
-            self.require("hf_id")
-            if not self.hf_queries_split and not self.query_texts:
-                raise self.fail("hf_queries_split", "or task.query_texts is required (the queries to attribute)")
+        self.require("train_path" if self.source == "local" else "hf_id")
+
+    @property
+    def has_queries(self) -> bool:
+        """Whether the settings name any query (a stage may bring its own instead)."""
+        return bool(self.queries_path or self.query_texts or (self.source == "hf" and self.hf_queries_split))
 
     @property
     def data_name(self) -> str:

@@ -64,11 +64,8 @@ class Task:
     title: str = ""
 
     def __post_init__(self) -> None:
-        if not self.train or not self.queries:
-            raise DataError(
-                f"task {self.name!r}: needs at least one training row and one query "
-                f"(got {len(self.train)} and {len(self.queries)})"
-            )
+        if not self.train:
+            raise DataError(f"task {self.name!r}: the training pool is empty")
         self.title = self.title or self.name
         if not self.candidates:
             self.candidates = list(self.train)
@@ -91,6 +88,11 @@ class Task:
         payload = {"train": [r.to_dict() for r in self.train], "queries": [r.to_dict() for r in self.queries]}
         blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8")
         return hashlib.sha256(blob).hexdigest()[:16]
+
+    def pool_hash(self) -> str:
+        """A stable 16-hex-digit hash of the training pool alone (what a finetune depends on)."""
+        blob = json.dumps([r.to_dict() for r in self.train], sort_keys=True, ensure_ascii=False, default=str)
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
     def candidate_labels(self) -> np.ndarray | None:
         """0/1 labels of the valuation pool; None when no candidate carries one (a partial labelling is an error)."""

@@ -26,6 +26,8 @@ DTYPES = ("float16", "float32")
 IDENTITY_KEYS = ("format_version", "num_rows", "dim", "dtype", "tables_sha256")
 #: Keys the index writes itself; a caller's manifest may not set them.
 RESERVED_KEYS = IDENTITY_KEYS + ("status", "block_rows", "created", "finalized", "shards", "plan")
+#: Manifest keys a caller may set that describe how to use the index, not what it holds (no resume check).
+INFO_KEYS = ("serving",)
 BLOCK_FILE = re.compile(r"^(vectors|rows|tokens|offsets|masks|meta)-(\d+)\.(npy|jsonl)(\.tmp)?$")
 MARKER_FILE = re.compile(r"^block-(\d+)\.done(\.tmp)?$")
 CHUNK = 1 << 22

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -211,3 +211,20 @@ class SignatureIndex:
                 if i == pos:
                     return json.loads(line)
         raise IndexError_(f"{self.root}: block {block} metadata has no line {pos + 1}")
+
+    def rows_meta(self, rows: Sequence[int]) -> list[dict[str, Any]]:
+        """The metadata of several rows, reading each block's metadata file once (rows in any order)."""
+        where = [self._locate(int(r)) for r in rows]
+        wanted: dict[int, set[int]] = {}
+        for block, pos in where:
+            wanted.setdefault(block, set()).add(pos)
+        found: dict[tuple[int, int], dict[str, Any]] = {}
+        for block, positions in wanted.items():
+            with open(self._file(block, "meta")) as fh:
+                for i, line in enumerate(fh):
+                    if i in positions:
+                        found[(block, i)] = json.loads(line)
+        missing = [w for w in where if w not in found]
+        if missing:
+            raise IndexError_(f"{self.root}: block {missing[0][0]} metadata has no line {missing[0][1] + 1}")
+        return [found[w] for w in where]

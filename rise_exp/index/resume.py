@@ -20,6 +20,7 @@ import torch
 
 from rise_exp.errors import IndexError_
 from rise_exp.index.files import (
+    INFO_KEYS,
     MANIFEST,
     TABLES,
     block_files,
@@ -68,7 +69,7 @@ class ResumeMixin:
                 raise ValueError("not a JSON object")
         except ValueError as exc:
             raise IndexError_(f"{self.root / MANIFEST} is unreadable ({exc}); {self.rebuild_hint}") from None
-        ignore = {"status", "block_rows", "created", "finalized", "shards", "plan"}
+        ignore = {"status", "block_rows", "created", "finalized", "shards", "plan", *INFO_KEYS}
         keys = sorted((set(old) | set(self.manifest)) - ignore)
         diff = manifest_diff(old, self.manifest, keys)
         if diff:

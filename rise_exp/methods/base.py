@@ -30,6 +30,11 @@ class MethodContext:
         mask_prompt: Whether prompt tokens of instruction rows are excluded from what methods score
             (``data.attribute_mask_prompt``; the same for every method).
         seed: Global seed (a method's own ``seed: null`` falls back to it).
+        index_root: Where indexes live by default (``<cache>/indexes``; None: the work dir).
+        data_name: What the pool is called (part of a default index directory's name).
+        model_path: Where the weights the method sees were loaded from (recorded in index manifests, so a
+            later run can answer queries from the index alone).
+        model_dtype: Their dtype name.
     """
 
     model: Any
@@ -41,6 +46,11 @@ class MethodContext:
     max_length: int = 512
     mask_prompt: bool = False
     seed: int = 42
+    index_root: Path | None = None
+    data_name: str = "data"
+    model_path: str | None = None
+    model_revision: str | None = None
+    model_dtype: str = "float32"
 
 
 class AttributionMethod(ABC):

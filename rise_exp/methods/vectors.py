@@ -31,9 +31,11 @@ import torch
 
 from rise_exp.data.encoding import EncodedRow
 from rise_exp.data.records import Record
-from rise_exp.errors import ConfigError
-from rise_exp.index import MANIFEST, BatchPlan, IndexWriter, SignatureIndex
+from rise_exp.errors import ConfigError, IndexError_
+from rise_exp.hashing import config_hash
+from rise_exp.index import MANIFEST, BatchPlan, IndexWriter, SignatureIndex, manifest_diff, tables_sha256
 from rise_exp.index.files import foreign_entries
+from rise_exp.index.files import jsonable as _jsonable
 from rise_exp.lightning.sharding import distributed_barrier
 from rise_exp.locks import cache_lock, launched_rank
 from rise_exp.methods.base import AttributionMethod
@@ -41,6 +43,9 @@ from rise_exp.search import all_scores, topk
 from rise_exp.valuation import value_against_index
 
 log = logging.getLogger(__name__)
+
+#: Characters of each row's text kept in the index metadata (query answers show them without the pool).
+PREVIEW_CHARS = 200
 
 
 def rows_hash(rows: Sequence[EncodedRow]) -> str:
@@ -73,6 +78,7 @@ class VectorIndexMethod(AttributionMethod):
         super().__init__(cfg, ctx)
         self.index: SignatureIndex | None = None
         self.row_ids: list[str] = []
+        self.row_meta: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ what a subclass provides
     @abstractmethod
@@ -123,22 +129,46 @@ class VectorIndexMethod(AttributionMethod):
     def index_settings(self) -> IndexSettings:
         """The settings object holding ``dir``, ``block_rows`` and ``reuse`` (its ``key`` names them)."""
 
+    def query_mask_prompt(self) -> bool:
+        """Whether prompt tokens of queries are masked (recorded so a later run encodes queries alike)."""
+        return bool(self.ctx.mask_prompt)
+
     # ------------------------------------------------------------------ the index
-    def index_dir(self) -> Path:
-        """Where the index lives: the configured directory, else ``<work dir>/<name>_index``."""
+    def index_dir(self, data_hash: str = "") -> Path:
+        """Where the index lives: the configured directory, else a directory of the index cache
+        (``<cache>/indexes/<data>-<method>-<key>``, the key hashing the model, the method settings and the
+        exact tokens), so that any later run needing the same vectors finds them."""
         path = self.index_settings().dir
-        return Path(path) if path else Path(self.ctx.work_dir) / f"{self.name}_index"
+        if path:
+            return Path(path)
+        if self.ctx.index_root is None:
+            return Path(self.ctx.work_dir) / f"{self.name}_index"
+        key = config_hash({"model": self.ctx.model_id, "method": self.identity(), "data": data_hash}, n=12)
+        return Path(self.ctx.index_root) / f"{self.ctx.data_name}-{self.name}-{key}"
+
+    def serving(self) -> dict[str, Any]:
+        """What a later run needs to answer queries from the index alone: the weights and the query encoding."""
+        return {
+            "model_path": self.ctx.model_path,
+            "model_revision": self.ctx.model_revision,
+            "model_dtype": self.ctx.model_dtype,
+            "query_mask_prompt": self.query_mask_prompt(),
+            "max_length": self.ctx.max_length,
+        }
 
     def build(self, train: Sequence[Record]) -> None:
         """Write (or resume, reuse or rebuild) the index of ``train``, then open it."""
         rows = self.encode(train, "train")
         self.row_ids = [r.id for r in train]
+        self.row_meta = [{"id": r.id, "preview": r.full_text[:PREVIEW_CHARS]} for r in train]
         ix = self.index_settings()
         plan = BatchPlan.from_batches(self.plan_batches(rows), ix.block_rows, self.plan_params())
+        data_hash = rows_hash(rows)
         manifest = {
             "method": {"name": self.name, **self.identity()},
             "model": self.ctx.model_id,
-            "data_hash": rows_hash(rows),
+            "data_hash": data_hash,
+            "serving": self.serving(),
         }
         writer_args: dict[str, Any] = dict(
             dim=self.dim,
@@ -150,7 +180,7 @@ class VectorIndexMethod(AttributionMethod):
             plan=plan,
             rebuild_hint=f"set {ix.key('reuse')}=false to rebuild it, or choose a new {ix.key('dir')}",
         )
-        path = self.index_dir()
+        path = self.index_dir(data_hash)
         lead = launched_rank() == 0  # launched data-parallel ranks > 0 only compute their blocks
         with cache_lock(path, f"the {self.name} index {path}", enabled=lead):
             target = path if ix.reuse else _fresh_dir(path, ix, lead)
@@ -171,6 +201,8 @@ class VectorIndexMethod(AttributionMethod):
                 n = sum(len(plan.block_rows(b)) for b in pending)
                 log.info("%s: indexing %d of %d rows (%d blocks) in %s", self.name, n, len(rows), len(pending), target)
                 self.compute_blocks(rows, plan, pending, target, writer_args)
+            elif lead:
+                log.info("%s: reusing the index in %s (every row already there)", self.name, target)
             if lead:
                 if not _is_complete(target):
                     IndexWriter(target, resume=True, **writer_args).finalize()
@@ -179,6 +211,19 @@ class VectorIndexMethod(AttributionMethod):
             distributed_barrier()  # launched ranks open the index only once rank 0 has put it in place
         self.index = SignatureIndex.open(path)
         self.index_bytes = int(self.index.nbytes)
+
+    def attach(self, path: str | os.PathLike) -> SignatureIndex:
+        """Use the finished index at ``path`` without building (its method settings must be these)."""
+        index = SignatureIndex.open(path)
+        stored = index.manifest.get("method", {})
+        mine = {"name": self.name, **self.identity()}
+        diff = manifest_diff({"method": stored}, {"method": _jsonable(mine)}, ["method"])
+        if diff:
+            raise IndexError_(f"index {path} was built with other {self.name} settings: " + "; ".join(diff))
+        if index.manifest.get("tables_sha256") != tables_sha256(self.tables()):
+            raise IndexError_(f"index {path} was built with other sketch tables than these settings draw")
+        self.index, self.index_bytes = index, int(index.nbytes)
+        return index
 
     def require_index(self) -> SignatureIndex:
         """The built index (raises if :meth:`build` has not run)."""

@@ -20,6 +20,8 @@ STAGES: dict[str, str] = {
     "finetune": "rise_exp.stages.finetune:run",
     "closed_loop": "rise_exp.stages.closed_loop:run",
     "probe": "rise_exp.stages.probe:run",
+    "query": "rise_exp.stages.query:run",
+    "select": "rise_exp.stages.select:run",
 }
 
 

@@ -60,6 +60,15 @@ def label_metrics(task: Task, scores: np.ndarray, ks: tuple[int, ...]) -> dict[s
     return out
 
 
+def index_location(method: Any) -> str | None:
+    """The directory of a method's persistent index (for the next run: ``stage=query stage.index=...``)."""
+    index = getattr(method, "index", None)
+    if index is not None:
+        return str(index.root)
+    path = getattr(method, "index_path", None)
+    return str(path) if path else None
+
+
 def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     """Run the attribution protocol for ``run.method``; write metrics.json, topk.jsonl and scores.npy."""
     prep = prepare_logged(run, run_dir, need_model=method_class(run.method.name).needs_model)
@@ -73,11 +82,16 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     )
     if prep.finetune is not None:
         metrics.update(prep.finetune.metrics)
+    index = index_location(built.method)
+    if index:
+        metrics["index"] = index
     files = ["topk.jsonl"]
     write_topk(run_dir / "topk.jsonl", scores, task, run.stage.write_topk)
-    if scores.size <= MAX_SAVED_SCORES:  # the full matrix, for re-analysis of small pools
+    if scores.size <= MAX_SAVED_SCORES:  # the full matrix, for re-analysis of small pools, and what it indexes
         np.save(run_dir / "scores.npy", scores)
-        files.append("scores.npy")
+        ids = {"rows": [r.id for r in task.train], "queries": [q.id for q in task.queries]}
+        (run_dir / "scores_ids.json").write_text(json.dumps(ids))
+        files += ["scores.npy", "scores_ids.json"]
     publish(
         run,
         run_dir,

@@ -14,7 +14,8 @@ from rise_exp.methods.registry import method_class
 from rise_exp.metrics import valuation_metrics
 from rise_exp.pipeline import prepare_logged
 from rise_exp.run_config import RunConfig
-from rise_exp.runner import build_on, publish, valuation_values
+from rise_exp.runner import BuiltMethod, build_on, publish, valuation_values
+from rise_exp.serving import open_index_method, query_records, rows_meta
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +32,56 @@ def write_selection(path: Path, task: Task, values: np.ndarray) -> None:
             )
 
 
+def run_on_index(run: RunConfig, run_dir: Path) -> dict[str, Any]:
+    """Value every row of an existing index against the given targets (no data, no finetune): rankings only."""
+    st = run.stage
+    method = open_index_method(st.index, run_dir / "method", run.trainer)
+    targets = query_records(st.queries_path, st.query_texts, st.query_fields)
+    n = len(method.index) if getattr(method, "index", None) is not None else method.num_rows
+    values, seconds = valuation_values(BuiltMethod(method, n, 0.0), targets, st.mode)
+    order = np.argsort(-values, kind="stable")
+    meta = rows_meta(method, order.tolist())
+    with open(run_dir / "selection.jsonl", "w") as f:
+        for rank, (i, m) in enumerate(zip(order.tolist(), meta)):
+            f.write(
+                json.dumps(
+                    {
+                        "rank": rank + 1,
+                        "row": i,
+                        "id": m.get("id"),
+                        "value": float(values[i]),
+                        "preview": m.get("preview"),
+                    }
+                )
+                + "\n"
+            )
+    np.save(run_dir / "values.npy", values.astype(np.float64))
+    metrics = {"num_candidates": n, "num_targets": len(targets), "value_seconds": seconds, "index": str(st.index)}
+    publish(
+        run,
+        run_dir,
+        metrics,
+        stage="valuate",
+        files=["selection.jsonl", "values.npy"],
+        headline=["num_candidates", "num_targets", "value_seconds"],
+        title=f"valuation: {method.name} index {st.index}",
+    )
+    return metrics
+
+
 def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     """Value the candidates zero-shot against the task's queries; write metrics.json and selection.jsonl."""
+    if run.stage.index:
+        return run_on_index(run, run_dir)
+    st = run.stage
     prep = prepare_logged(run, run_dir, need_model=method_class(run.method.name).needs_model)
     task = prep.task
     labels = task.candidate_labels()
     built = build_on(run.method, prep.ctx, task.candidates)
     mode = run.stage.mode or getattr(run.method, "valuation", "mean")
-    values, value_seconds = valuation_values(built, task.queries, mode)
+    custom = st.queries_path or st.query_texts
+    targets = query_records(st.queries_path, st.query_texts, st.query_fields) if custom else task.queries
+    values, value_seconds = valuation_values(built, targets, mode)
 
     metrics: dict[str, Any] = {}
     if labels is None:
@@ -50,7 +93,7 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     else:
         metrics.update(valuation_metrics(values, labels), num_positive=int(labels.sum()))
     metrics.update(
-        num_candidates=len(task.candidates), num_targets=len(task.queries), value_seconds=value_seconds, **built.cost()
+        num_candidates=len(task.candidates), num_targets=len(targets), value_seconds=value_seconds, **built.cost()
     )
     write_selection(run_dir / "selection.jsonl", task, values)
     np.save(run_dir / "values.npy", values.astype(np.float64))

@@ -51,8 +51,11 @@ def test_labels_all_or_none(tmp_path):
     partial = _jsonl(tmp_path / "p.jsonl", [{**r, "label": 1} if i == 0 else r for i, r in enumerate(POOL)])
     with pytest.raises(DataError, match="4 pool rows have no label.*'r1'"):
         build_task({"name": "custom", "train_path": partial, "query_texts": ["cat"]})
-    with pytest.raises(ConfigError, match="task.queries_path or task.query_texts is required"):
-        build_task({"name": "custom", "train_path": labelled})
+    from rise_exp.run_config import RunConfig, compose
+
+    with pytest.raises(ConfigError, match="stage attribute needs queries: set task.queries_path or task.query_texts"):
+        RunConfig.from_cfg(compose(["task=custom", f"task.train_path={labelled}"]))
+    RunConfig.from_cfg(compose(["task=custom", f"task.train_path={labelled}", "stage=query", "stage.query_texts=[q]"]))
 
 
 def test_cli_on_unlabelled_data_writes_rankings_and_names_the_run_after_the_data(tmp_path):

@@ -192,7 +192,7 @@ def test_label_rules_directly():
 @pytest.mark.parametrize(
     "cfg, message",
     [
-        ({"name": "nope"}, "allowed values: brain_rot, finance_medical, howdy"),
+        ({"name": "nope"}, "allowed values: brain_rot, custom, finance_medical, howdy"),
         ({"name": "howdy", "source": "s3"}, "allowed values: synthetic, local, hf"),
         ({"name": "howdy", "n_trian": 5}, "task.n_trian"),
         ({"name": "howdy", "n_train": 0}, "task.n_train"),

@@ -35,9 +35,11 @@ def smol(tmp_path_factory):
     """(model, tokenizer, settings): converted once into a module-wide cache."""
     spec = RunConfig.from_cfg(compose(["model=smollm2-135m"])).model
     cache = tmp_path_factory.mktemp("smol-cache")
-    torch.set_num_threads(2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # restored below: other tests compare bytes computed at the session's thread count
     model, tok, path = load_base_model(spec, [], cache)
-    return model.eval(), tok, spec, path
+    yield model.eval(), tok, spec, path
+    torch.set_num_threads(threads)
 
 
 def test_conversion_keeps_the_checkpoints_architecture_and_logits(smol):

@@ -15,7 +15,14 @@ from rise_exp.models import build_tiny_model
 @pytest.fixture(scope="session")
 def model(tiny_tokenizer):
     spec = ModelConfig(
-        name="t", layers=1, hidden_size=32, heads=2, vocab_size=300, max_position=128, intermediate_size=64
+        name="t",
+        arch="gpt_neox",
+        layers=1,
+        hidden_size=32,
+        heads=2,
+        vocab_size=300,
+        max_position=128,
+        intermediate_size=64,
     )
     return build_tiny_model(spec, vocab_size=len(tiny_tokenizer)).eval()
 

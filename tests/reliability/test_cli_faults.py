@@ -98,4 +98,4 @@ def test_names_are_checked_in_every_settings_class():
             ModelConfig(name=bad)
     with pytest.raises(ConfigError, match="method.name"):
         config_class("rise")(name="../rise")
-    ModelConfig(name="pythia-1.4b+lora_v2")
+    ModelConfig(name="pythia-1.4b+lora_v2", source="hub", hub_id="EleutherAI/pythia-1.4b")

@@ -29,7 +29,7 @@ def test_two_concurrent_runs_share_one_fresh_cache(tmp_path):
     assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-2000:] for o in outs)
     log = "\n".join(outs)
     assert log.count("BPE tokenizer on") == 1, log
-    assert log.count("finetuned 1 epochs") == 1 and log.count("reusing cached finetune") == 1, log
+    assert log.count("finetuned ") == 1 and log.count("reusing cached finetune") == 1, log
     cache = tmp_path / "cache"
     assert len([p for p in (cache / "models").iterdir() if p.is_dir()]) == 1
     assert len([p for p in (cache / "finetune").iterdir() if p.is_dir()]) == 1

@@ -13,7 +13,9 @@ from rise_exp.config.model import ModelConfig
 from rise_exp.errors import IndexError_
 from rise_exp.models import build_tiny_model
 
-SPEC = ModelConfig(name="t", layers=1, hidden_size=32, heads=2, vocab_size=300, max_position=512, intermediate_size=64)
+SPEC = ModelConfig(
+    name="t", arch="gpt_neox", layers=1, hidden_size=32, heads=2, vocab_size=300, max_position=512, intermediate_size=64
+)
 
 
 def save_model(path: Path, tokenizer, seed: int) -> None:

@@ -19,3 +19,5 @@ class BM25Config(Settings):
         "lucene", "bm25s scoring variant", choices=("robertson", "atire", "bm25l", "bm25+", "lucene")
     )
     stopwords: str | None = setting("en", "bm25s stopword list (null = none)")
+    reuse: bool = setting(True, "reuse a finished index of the same settings and texts")
+    dir: str | None = setting(None, "index directory (default: <cache>/indexes/<data>-bm25-<key>)")

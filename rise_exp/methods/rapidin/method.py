@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rise_exp import progress
 from rise_exp.data.encoding import EncodedRow, collate
 from rise_exp.data.records import Record
 from rise_exp.errors import ConfigError
@@ -139,14 +140,17 @@ class RapidIn(VectorIndexMethod):
         was_training = model.training
         model.eval()
         pending: list[torch.Tensor] = []
+        bar = progress.bar(len(rows), "rapidin gradients", unit="row")
         try:
             grads = per_example_grads(model, rows, self._params, pad_id(self.ctx.tokenizer), self.cfg.loss_reduction)
             for i, g in enumerate(grads):
                 pending.append(layer_normalised_flat(g))
+                bar.update(1)
                 if len(pending) == self.cfg.compress_batch or i == len(rows) - 1:
                     yield self._compressor(torch.stack(pending)).cpu().numpy()
                     pending = []
         finally:
+            bar.close()
             model.train(was_training)
 
     def compute_blocks(
@@ -162,7 +166,7 @@ class RapidIn(VectorIndexMethod):
         for block in blocks:
             vecs = [v for batch in plan.block_batches(block) for v in self.compressed([by_id[i] for i in batch])]
             ids = plan.block_rows(block)
-            writer.write_block(block, ids, np.concatenate(vecs), meta=[{"id": self.row_ids[int(i)]} for i in ids])
+            writer.write_block(block, ids, np.concatenate(vecs), meta=[self.row_meta[int(i)] for i in ids])
 
     def query_vectors(self, records: Sequence[Record]) -> np.ndarray:
         rows = self.encode(records, "query")

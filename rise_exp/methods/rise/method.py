@@ -19,6 +19,7 @@ from rise_exp.data.encoding import EncodedRow, encode_records
 from rise_exp.data.records import Record
 from rise_exp.index import BatchPlan
 from rise_exp.lightning.index_writer import IndexPredictionWriter
+from rise_exp.lightning.progress import PredictProgress
 from rise_exp.lightning.trainer import make_trainer
 from rise_exp.methods.base import MethodContext
 from rise_exp.methods.rise.chunking import plan_batches
@@ -33,17 +34,22 @@ STORE_TOKENS_MAX_ROWS = 100_000
 
 
 class _IndexingModule(RiseIndexingModule):
-    """Adds each row's id (row metadata) and, optionally, its token ids and target mask (recompute data)."""
+    """Adds each row's metadata (id, text preview) and, optionally, its token ids and target mask."""
 
     def __init__(
-        self, model: Any, cfg: Any, tables: SketchTables, rows: dict[int, EncodedRow] | None, ids: Sequence[str]
+        self,
+        model: Any,
+        cfg: Any,
+        tables: SketchTables,
+        rows: dict[int, EncodedRow] | None,
+        meta: Sequence[dict[str, Any]],
     ) -> None:
         super().__init__(model, cfg, tables)
-        self._rows, self._ids = rows, list(ids)
+        self._rows, self._meta = rows, list(meta)
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int = 0) -> dict[str, Any]:
         out = super().predict_step(batch, batch_idx)
-        out["meta"] = [{"id": self._ids[int(r)]} for r in out["rows"]]
+        out["meta"] = [self._meta[int(r)] for r in out["rows"]]
         if self._rows is not None:
             rows = [self._rows[int(r)] for r in out["rows"]]
             out["tokens"] = [r.input_ids for r in rows]
@@ -83,6 +89,9 @@ class RiseMethod(VectorIndexMethod):
     def tables(self) -> Mapping[str, torch.Tensor]:
         return self.sketch_tables.state_dict()
 
+    def query_mask_prompt(self) -> bool:
+        return self.mask_query_prompt
+
     def index_settings(self) -> RiseIndexConfig:
         return self.cfg.index
 
@@ -103,10 +112,13 @@ class RiseMethod(VectorIndexMethod):
         ix = self.cfg.index
         store = writer_args["num_rows"] < STORE_TOKENS_MAX_ROWS if ix.store_tokens is None else ix.store_tokens
         module = _IndexingModule(
-            self.ctx.model, self.rise, self.sketch_tables, {r.row: r for r in rows} if store else None, self.row_ids
+            self.ctx.model, self.rise, self.sketch_tables, {r.row: r for r in rows} if store else None, self.row_meta
         )
         writer = IndexPredictionWriter(path, blocks=blocks, **writer_args)
-        trainer = make_trainer(self.ctx.trainer, root_dir=self.ctx.work_dir, callbacks=[writer])
+        todo = sum(len(plan.block_rows(b)) for b in blocks)
+        trainer = make_trainer(
+            self.ctx.trainer, root_dir=self.ctx.work_dir, callbacks=[writer, PredictProgress(todo, "rise index")]
+        )
         loader = predict_loader(rows, self.rise, self.ctx.tokenizer.pad_token_id, plan=plan, blocks=blocks)
         trainer.predict(module, dataloaders=loader, return_predictions=False)
 

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rise_exp import progress
 from rise_exp.data.encoding import EncodedRow, collate, token_budget_batches
 from rise_exp.data.records import Record
 from rise_exp.errors import ConfigError
@@ -97,7 +98,7 @@ class Stride(AttributionMethod):
         n = len(rows)
         opt = torch.optim.Adam(self.bank.parameters(), lr=self.lr)
         n_ops = self.membership.shape[0]
-        for _ in range(self.steps):
+        for _ in progress.bar(self.steps, "stride operators", unit="step", iterable=range(self.steps)):
             ops = rng.choice(n_ops, size=min(self.ops_per_step, n_ops), replace=False)
             fid_rows, fid_ops, stab_rows, stab_ops = [], [], [], []
             for k in ops:
@@ -176,7 +177,8 @@ class Stride(AttributionMethod):
             out = np.zeros((n_ops, len(rows)), dtype=np.float64)
             pairs = [(k, q) for q in range(len(rows)) for k in range(n_ops)]
             paired = [rows[q] for _, q in pairs]
-            for idx in token_budget_batches(paired, self.max_tokens):
+            batches = token_budget_batches(paired, self.max_tokens)
+            for idx in progress.bar(len(batches), "stride measurements", unit="batch", iterable=batches):
                 batch = collate([paired[i] for i in idx], pad)
                 self.bank.op_ids = torch.tensor([pairs[i][0] for i in idx], dtype=torch.long)
                 logits = forward_logits(model, batch)

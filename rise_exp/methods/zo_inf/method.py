@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from scipy.stats import rankdata
 
+from rise_exp import progress
 from rise_exp.data.encoding import EncodedRow
 from rise_exp.data.records import Record
 from rise_exp.errors import ConfigError
@@ -167,7 +168,7 @@ class ZOInf(AttributionMethod):
     def _losses(self, rows: Sequence[EncodedRow], with_params: bool) -> tuple[np.ndarray, list[torch.Tensor]]:
         pad = pad_id(self.ctx.tokenizer)
         losses, params = [], []
-        for path in self.checkpoints:
+        for path in progress.bar(len(self.checkpoints), "zo_inf checkpoints", iterable=self.checkpoints):
             model = self._load(path)
             losses.append(row_losses(model, rows, pad, max_tokens=self.max_tokens, reduction=self.reduction).numpy())
             if with_params:

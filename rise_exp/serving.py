@@ -1,0 +1,108 @@
+"""Answering from an existing index: rebuild the method an index was made with, from its manifest alone.
+
+A vector index's manifest names the method settings, the model identity and how to serve it (the
+weights' path, dtype and the query token rule; :meth:`VectorIndexMethod.serving`), so ``stage=query``,
+``stage=valuate`` and ``stage=select`` with ``stage.index=<dir>`` need neither the training data, nor
+tokenizer training, nor a finetune. A BM25 index holds its own settings and row texts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rise_exp.config.trainer import TrainerConfig
+from rise_exp.data.loaders import load_records
+from rise_exp.data.records import Record
+from rise_exp.errors import ConfigError, DataError, IndexError_
+from rise_exp.methods.base import AttributionMethod, MethodContext
+from rise_exp.methods.registry import METHODS, build_method, config_class
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """The ``manifest.json`` of an index directory (clear errors for anything else)."""
+    file = Path(path) / "manifest.json"
+    try:
+        manifest = json.loads(file.read_text())
+    except FileNotFoundError:
+        raise IndexError_(f"{path}: no manifest.json; not an index directory (stage.index)") from None
+    except ValueError as e:
+        raise IndexError_(f"{file} is unreadable ({e})") from None
+    name = (manifest.get("method") or {}).get("name") if isinstance(manifest, dict) else None
+    if name not in METHODS:
+        raise IndexError_(f"{file}: names no known method (method.name {name!r})")
+    return manifest
+
+
+def _settings(name: str, stored: Mapping[str, Any], extra: Mapping[str, Any]) -> Any:
+    cls = config_class(name)
+    fields = set(cls.field_names())
+    return cls.from_mapping({**{k: v for k, v in stored.items() if k in fields}, **extra, "name": name})
+
+
+def open_index_method(path: str | Path, work_dir: Path, trainer: TrainerConfig | None = None) -> AttributionMethod:
+    """The method that built the index at ``path``, attached to it, with the model its manifest names.
+
+    Raises:
+        IndexError_: not an index, unfinished, or without what serving needs.
+        ConfigError: the model it names cannot be loaded.
+    """
+    manifest = read_manifest(path)
+    name = manifest["method"]["name"]
+    ctx = MethodContext(model=None, tokenizer=None, work_dir=Path(work_dir), trainer=trainer or TrainerConfig())
+    if name == "bm25":
+        method = build_method(_settings(name, manifest["method"], {"dir": str(path)}), ctx)
+        method.attach(path)
+        return method
+    serving = manifest.get("serving")
+    if not isinstance(serving, dict) or not serving.get("model_path"):
+        raise IndexError_(
+            f"{path}: the manifest does not say which model serves it (no serving.model_path); "
+            f"rebuild the index with this version of rise-exp"
+        )
+    from rise_exp.models import load_pretrained
+
+    model, tokenizer = load_pretrained(
+        serving["model_path"], revision=serving.get("model_revision"), dtype=serving.get("model_dtype", "float32")
+    )
+    ctx.model, ctx.tokenizer, ctx.model_id = model.eval(), tokenizer, manifest.get("model", "")
+    ctx.model_path, ctx.model_dtype = serving["model_path"], serving.get("model_dtype", "float32")
+    ctx.max_length, ctx.mask_prompt = int(serving.get("max_length", 512)), bool(serving.get("query_mask_prompt"))
+    extra = {"mask_query_prompt": ctx.mask_prompt} if name == "rise" else {}
+    method = build_method(_settings(name, manifest["method"], extra), ctx)
+    method.attach(path)
+    return method
+
+
+def query_records(path: str | None, texts: Sequence[str], fields: Mapping[str, str] | None = None) -> list[Record]:
+    """Queries (or targets) from a JSONL / JSON file or hub spec, plus inline texts."""
+    out = load_records(path, fields=dict(fields or {})) if path else []
+    out += [Record(id=f"query-{i}", text=t) for i, t in enumerate(texts)]
+    if not out:
+        raise ConfigError("no queries: set stage.queries_path (a JSONL / JSON file) or stage.query_texts")
+    return out
+
+
+def rows_meta(method: AttributionMethod, rows: Sequence[int], pool: Sequence[Record] | None = None) -> list[dict]:
+    """Id and text preview of pool rows: from the pool when given, else from the method's index."""
+    if pool is not None:
+        return [{"id": pool[i].id, "preview": pool[i].full_text[:200]} for i in rows]
+    index = getattr(method, "index", None)
+    if index is not None:
+        return index.rows_meta(rows)
+    if hasattr(method, "rows_meta"):
+        return method.rows_meta(rows)
+    raise DataError(f"method {method.name} keeps no row metadata; give the pool")
+
+
+def top_rows(method: AttributionMethod, queries: Sequence[Record], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best rows per query ``(scores, rows)``: streamed from an index, else from the dense scores."""
+    if hasattr(method, "topk") and getattr(method, "index", None) is not None:
+        return method.topk(queries, k)
+    scores = np.asarray(method.score(queries), dtype=np.float32)
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(scores, order, axis=1), order

@@ -1,0 +1,59 @@
+"""Query stage: new queries answered from an index, each with its top rows (ids, scores, text previews).
+
+With ``stage.index`` the method, its settings and the model come from the index's manifest: no training
+data, tokenizer training or finetune. Without it the configured task's index is built (or reused from
+the index cache) first, and the queries default to the task's.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from rise_exp.methods.registry import method_class
+from rise_exp.pipeline import prepare_logged
+from rise_exp.run_config import RunConfig
+from rise_exp.runner import build_on, publish
+from rise_exp.serving import open_index_method, query_records, rows_meta, top_rows
+
+
+def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
+    """Answer the queries; write topk.jsonl."""
+    st = run.stage
+    pool = None
+    if st.index:
+        method = open_index_method(st.index, run_dir / "method", run.trainer)
+        queries = query_records(st.queries_path, st.query_texts, st.query_fields)
+        where = str(Path(st.index))
+    else:
+        prep = prepare_logged(run, run_dir, need_model=method_class(run.method.name).needs_model)
+        method = build_on(run.method, prep.ctx, prep.task.train).method
+        custom = st.queries_path or st.query_texts
+        queries = query_records(st.queries_path, st.query_texts, st.query_fields) if custom else prep.task.queries
+        index = getattr(method, "index", None)
+        where = str(index.root) if index is not None else str(getattr(method, "index_path", ""))
+        pool = None if index is not None or hasattr(method, "rows_meta") else prep.task.train
+    t0 = time.perf_counter()
+    scores, rows = top_rows(method, queries, st.k)
+    seconds = time.perf_counter() - t0
+    with open(run_dir / "topk.jsonl", "w") as f:
+        for qi, q in enumerate(queries):
+            meta = rows_meta(method, [int(r) for r in rows[qi]], pool)
+            top = [
+                {"rank": j + 1, "row": int(r), "id": m.get("id"), "score": float(s), "preview": m.get("preview")}
+                for j, (r, s, m) in enumerate(zip(rows[qi], scores[qi], meta))
+            ]
+            f.write(json.dumps({"query_id": q.id, "query": q.full_text, "top": top}) + "\n")
+    metrics = {"num_queries": len(queries), "k": st.k, "query_seconds": seconds, "index": where}
+    publish(
+        run,
+        run_dir,
+        metrics,
+        stage="query",
+        files=["topk.jsonl"],
+        headline=["num_queries", "query_seconds"],
+        title=f"query: {method.name} index {where}",
+    )
+    return metrics

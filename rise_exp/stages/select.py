@@ -1,0 +1,96 @@
+"""Select stage: keep the top (or bottom) fraction or count of a pool by value against targets, and write
+the kept rows as JSONL ready for training (``task=custom task.train_path=<run dir>/selected.jsonl``).
+
+With ``stage.index`` the values come from that index (its manifest names the method and model) and the
+rows from ``stage.pool_path``, which must be the pool the index was built from (its hash is checked).
+Without it the configured task's candidates are indexed (or the cached index reused) and valued
+against the task's queries or the given targets.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rise_exp.data.loaders import load_records
+from rise_exp.data.records import Record
+from rise_exp.errors import DataError
+from rise_exp.methods.registry import method_class
+from rise_exp.pipeline import prepare_logged
+from rise_exp.run_config import RunConfig
+from rise_exp.runner import BuiltMethod, build_on, publish, valuation_values
+from rise_exp.serving import open_index_method, query_records
+
+
+def check_pool(method: Any, pool: list[Record], index_dir: str) -> None:
+    """Refuse a pool that is not the one the index was built from (hash of its exact tokens or texts)."""
+    from rise_exp.methods.bm25.method import texts_hash
+    from rise_exp.methods.vectors import rows_hash
+
+    if getattr(method, "index", None) is not None:
+        got, want = rows_hash(method.encode(pool, "train")), method.index.manifest.get("data_hash")
+    else:
+        got = texts_hash([r.full_text for r in pool])
+        want = json.loads((Path(index_dir) / "manifest.json").read_text()).get("data_hash")
+    if got != want:
+        raise DataError(
+            f"stage.pool_path holds another pool than the index {index_dir} was built from "
+            f"(hash {got} != {want}); select from the pool the index was built on, or index this one"
+        )
+
+
+def chosen_rows(values: np.ndarray, keep: str, fraction: float | None, count: int | None) -> np.ndarray:
+    """Row positions of the kept rows, best first (ties keep pool order)."""
+    n = len(values)
+    k = min(n, count if count is not None else max(1, int(round(fraction * n))))
+    order = np.argsort(-values if keep == "top" else values, kind="stable")
+    return order[:k]
+
+
+def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
+    """Value the pool, keep the chosen rows, write selected.jsonl (records + value) and selection.jsonl."""
+    st = run.stage
+    if st.index:
+        method = open_index_method(st.index, run_dir / "method", run.trainer)
+        pool = load_records(st.pool_path, fields=dict(st.pool_fields))
+        check_pool(method, pool, st.index)
+        targets = query_records(st.queries_path, st.query_texts, st.query_fields)
+        built = BuiltMethod(method, len(pool), 0.0)
+    else:
+        prep = prepare_logged(run, run_dir, need_model=method_class(run.method.name).needs_model)
+        pool = prep.task.candidates
+        custom = st.queries_path or st.query_texts
+        targets = query_records(st.queries_path, st.query_texts, st.query_fields) if custom else prep.task.queries
+        built = build_on(run.method, prep.ctx, pool)
+    values, seconds = valuation_values(built, targets, st.mode)
+    kept = chosen_rows(values, st.keep, st.fraction, st.count)
+    with open(run_dir / "selected.jsonl", "w") as f:
+        for i in sorted(kept.tolist()):  # pool order: ready to train on
+            f.write(json.dumps({**pool[i].to_dict(), "value": float(values[i])}) + "\n")
+    with open(run_dir / "selection.jsonl", "w") as f:
+        for rank, i in enumerate(kept.tolist()):
+            f.write(json.dumps({"rank": rank + 1, "row": int(i), "id": pool[i].id, "value": float(values[i])}) + "\n")
+    metrics = {
+        "num_pool": len(pool),
+        "num_selected": len(kept),
+        "num_targets": len(targets),
+        "value_seconds": seconds,
+        "value_mean_selected": float(values[kept].mean()),
+        "value_mean_pool": float(values.mean()),
+    }
+    labels = [pool[i].label for i in kept]
+    if all(x is not None for x in labels) and labels:
+        metrics["share_positive_selected"] = float(np.mean(labels))
+    publish(
+        run,
+        run_dir,
+        metrics,
+        stage="select",
+        files=["selected.jsonl", "selection.jsonl"],
+        headline=["num_pool", "num_selected", "value_mean_selected", "value_mean_pool", "share_positive_selected"],
+        title=f"select: {st.keep} {st.fraction or st.count} of the pool by {built.method.name} value",
+    )
+    return metrics
