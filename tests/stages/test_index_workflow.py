@@ -14,14 +14,27 @@ from rise_exp.data.tasks import build_task
 from rise_exp.errors import DataError
 from rise_exp.run_config import compose
 
-TINY = ["model.layers=1", "model.hidden_size=32", "model.heads=2", "model.intermediate_size=64",
-        "model.vocab_size=300", "finetune.epochs=1", "logger=none", "method.kr=32", "method.kh=32", "method.kg=16"]
+TINY = [
+    "model.layers=1",
+    "model.hidden_size=32",
+    "model.heads=2",
+    "model.intermediate_size=64",
+    "model.vocab_size=300",
+    "finetune.epochs=1",
+    "logger=none",
+    "method.kr=32",
+    "method.kh=32",
+    "method.kg=16",
+]
 
 
 def cache_state(cache: Path) -> dict[str, int]:
     """Every file under the cache with its modification time: what was built, and when."""
-    return {str(p.relative_to(cache)): p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()
-            and not p.name.endswith((".lock", ".json")) or p.name in ("READY", "DONE.json", "manifest.json")}
+    return {
+        str(p.relative_to(cache)): p.stat().st_mtime_ns
+        for p in cache.rglob("*")
+        if p.is_file() and not p.name.endswith((".lock", ".json")) or p.name in ("READY", "DONE.json", "manifest.json")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +43,9 @@ def indexed(tmp_path_factory):
     root = tmp_path_factory.mktemp("workflow")
     data = make_howdy(n_train=300, n_queries=5, seed=3)
     pool = root / "pool.jsonl"
-    pool.write_text("".join(json.dumps({k: v for k, v in r.to_dict().items() if k != "label"}) + "\n"
-                            for r in data.train))
+    pool.write_text(
+        "".join(json.dumps({k: v for k, v in r.to_dict().items() if k != "label"}) + "\n" for r in data.train)
+    )
     cache = root / "cache"
     mp = pytest.MonkeyPatch()
     mp.setenv("RISE_EXP_CACHE", str(cache))
@@ -53,13 +67,25 @@ def test_three_query_runs_rebuild_nothing(indexed, caplog):
     questions = ["howdy! who wrote hamlet?", "what is the largest ocean?", "howdy! how many legs has a spider?"]
     for i, q in enumerate(questions):
         out = indexed["root"] / f"query{i}"
-        metrics = run(compose(["stage=query", f"stage.index={indexed['metrics']['index']}", f'stage.query_texts=["{q}"]',
-                               "stage.k=5", "logger=none"]), out)
+        metrics = run(
+            compose(
+                [
+                    "stage=query",
+                    f"stage.index={indexed['metrics']['index']}",
+                    f'stage.query_texts=["{q}"]',
+                    "stage.k=5",
+                    "logger=none",
+                ]
+            ),
+            out,
+        )
         top = json.loads((out / "topk.jsonl").read_text())
         assert metrics["num_queries"] == 1 and top["query"] == q and len(top["top"]) == 5
         assert all(t["id"] and t["preview"] for t in top["top"])
     # the same pool through the task (not the index): tokenizer, model, finetune and index all come from the cache
-    run(compose(["stage=query", *indexed["base"], 'stage.query_texts=["a brand new question"]']), indexed["root"] / "q4")
+    run(
+        compose(["stage=query", *indexed["base"], 'stage.query_texts=["a brand new question"]']), indexed["root"] / "q4"
+    )
     assert cache_state(indexed["cache"]) == before
     assert not any("training a" in r.message or "indexing" in r.message for r in caplog.records)
 
@@ -73,8 +99,19 @@ def test_value_and_select_from_the_same_index(indexed):
     assert m["num_candidates"] == 300 and len(ranked) == 300 and ranked[0]["rank"] == 1
     assert [r["value"] for r in ranked] == sorted((r["value"] for r in ranked), reverse=True)
     sel = indexed["root"] / "select"
-    m = run(compose(["stage=select", f"stage.index={index}", f"stage.pool_path={indexed['pool']}", targets,
-                     "stage.fraction=0.2", "logger=none"]), sel)
+    m = run(
+        compose(
+            [
+                "stage=select",
+                f"stage.index={index}",
+                f"stage.pool_path={indexed['pool']}",
+                targets,
+                "stage.fraction=0.2",
+                "logger=none",
+            ]
+        ),
+        sel,
+    )
     assert m["num_selected"] == 60 and m["value_mean_selected"] > m["value_mean_pool"]
     chosen = {r["id"] for r in map(json.loads, (sel / "selection.jsonl").read_text().splitlines())}
     best = {r["id"] for r in ranked[:60]}
@@ -88,5 +125,16 @@ def test_select_refuses_another_pool(indexed, tmp_path):
     lines = indexed["pool"].read_text().splitlines()
     other.write_text("\n".join(lines[:-1]) + "\n")
     with pytest.raises(DataError, match="another pool than the index"):
-        run(compose(["stage=select", f"stage.index={indexed['metrics']['index']}", f"stage.pool_path={other}",
-                     "stage.query_texts=[x]", "stage.count=5", "logger=none"]), tmp_path / "run")
+        run(
+            compose(
+                [
+                    "stage=select",
+                    f"stage.index={indexed['metrics']['index']}",
+                    f"stage.pool_path={other}",
+                    "stage.query_texts=[x]",
+                    "stage.count=5",
+                    "logger=none",
+                ]
+            ),
+            tmp_path / "run",
+        )
