@@ -37,6 +37,12 @@ class RiseConfig(Settings):
     lam_rg: float = setting(0.0, "weight of the RG block")
     normalize_tokens: bool = setting(True, "L2-normalise each per-token sketch (off only for the exactness anchor)")
     normalize_signature: bool = setting(True, "L2-normalise chunk and row signatures")
+    norm_eps: float = setting(
+        1e-8,
+        "normalising divides by max(norm, norm_eps) (official RISE code: 1e-8), so near-zero residuals of "
+        "near-certain tokens stay short instead of becoming unit vectors; 0 = exact norm",
+        ge=0,
+    )
     chunk_len: int = setting(256, "tokens per chunk of long rows", ge=2)
     chunk_overlap: int = setting(50, "tokens shared by consecutive chunks", ge=0)
     overlap_targets: bool = setting(True, "overlap tokens are targets of the later chunk too (RISE code)")

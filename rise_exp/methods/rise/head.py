@@ -6,12 +6,15 @@ For each target position t (``target_mask[t]``; hidden state of position t-1, la
     h^_t = CS_h(h_t),    r^_t = CS_r(r_t) (scatter over the support only),
     g^_t = CS_g(W^T r_t) = sum_v r_t(v) M_g[v]   with  M_g = CS_g(W) = W S_g, built once,
 
-each L2-normalised (``normalize_tokens``; zero vectors stay zero). A chunk's signature is
+each L2-normalised (``normalize_tokens``): divided by ``max(|x|, norm_eps)`` as in the official RISE
+code, so a token whose residual is below the floor (a near-certain prediction) contributes a short
+vector instead of a unit vector pointing in a direction set by rounding; zero vectors stay zero.
+A chunk's signature is
 
     phi = [lam_rh sum_t r^ (x) h^,  lam_gh sum_t g^ (x) h^,  lam_rg sum_t r^ (x) g^]
 
 over the fused channels, flattened row-major (``[kr, kh]`` etc.) and L2-normalised
-(``normalize_signature``). Logits are computed only at target positions, in slices of
+(``normalize_signature``, the same floor). Logits are computed only at target positions, in slices of
 ``max_tokens_per_batch`` tokens, so the ``[tokens, V]`` buffer is bounded by that setting.
 """
 
@@ -31,9 +34,9 @@ from rise_exp.methods.rise.trunk import hidden_states, model_logits, unembedding
 _LOGIT_TOL = {torch.float64: 1e-8, torch.float32: 1e-3}
 
 
-def l2_normalize(x: torch.Tensor) -> torch.Tensor:
-    """Rows divided by their L2 norm; all-zero rows stay zero."""
-    norm = x.norm(dim=-1, keepdim=True)
+def l2_normalize(x: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
+    """Rows divided by ``max(|row|, eps)`` (the official RISE code's floor); all-zero rows stay zero."""
+    norm = x.norm(dim=-1, keepdim=True).clamp(min=eps)
     return x / torch.where(norm > 0, norm, torch.ones_like(norm))
 
 
@@ -143,7 +146,7 @@ class RiseHead:
         if need_g:
             out["g"] = _cat(parts_g, self.tables.g.out_dim, self.dtype, h.device)
         if self.cfg.normalize_tokens:
-            out = {k: l2_normalize(v) for k, v in out.items()}
+            out = {k: l2_normalize(v, self.cfg.norm_eps) for k, v in out.items()}
         return out
 
     @torch.inference_mode()
@@ -192,7 +195,7 @@ class RiseHead:
             blocks.append(lam[c] * torch.bmm(a.transpose(1, 2), b).reshape(n_chunks, -1))
         sig = torch.cat(blocks, dim=1)
         if self.cfg.normalize_signature:
-            sig = l2_normalize(sig)
+            sig = l2_normalize(sig, self.cfg.norm_eps)
         return sig, counts
 
 

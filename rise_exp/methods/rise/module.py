@@ -46,7 +46,7 @@ def batch_signatures(model: Any, head: RiseHead, batch: dict[str, torch.Tensor])
     sigs, counts = head.chunk_signatures(hidden_states(model, ids, att), ids, tgt)
     chunk_rows = batch["row"].to(dev)
     has = counts > 0
-    rows, out = mean_by_row(sigs[has], chunk_rows[has], head.cfg.normalize_signature)
+    rows, out = mean_by_row(sigs[has], chunk_rows[has], head.cfg.normalize_signature, head.cfg.norm_eps)
     lost = set(chunk_rows.tolist()) - set(rows.tolist())
     if lost:
         raise DataError(f"row(s) {sorted(lost)} have no target tokens (empty text, or only prompt after masking)")
