@@ -19,6 +19,7 @@ STAGES: dict[str, str] = {
     "valuate": "rise_exp.stages.valuate:run",
     "finetune": "rise_exp.stages.finetune:run",
     "closed_loop": "rise_exp.stages.closed_loop:run",
+    "diagnose": "rise_exp.stages.diagnose:run",
 }
 
 
