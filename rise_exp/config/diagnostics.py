@@ -61,7 +61,7 @@ class SketchFidelityConfig(Settings):
     widths: tuple[str, ...] = setting(WIDTHS, "sketch widths kr/kh/kg, e.g. [64/64/32,128/128/64]")
     seeds: tuple[int, ...] = setting(SEEDS, "sketch seeds (at least 5 for mean +- std)")
     ensembles: tuple[int, ...] = setting(
-        (2, 4), "ensemble sizes E at the method's kr/kh/kg, compared with one sketch of E x kr / kh / E x kg"
+        (2, 4), "method.ensemble sizes E at the method's kr/kh/kg, against one sketch of E x kr / kh / E x kg"
     )
     top_n: int = setting(10, "overlap of the top-N rows", gt=0)
     ks: tuple[int, ...] = setting(KS, "K of auPRC@K beside the fidelity numbers")

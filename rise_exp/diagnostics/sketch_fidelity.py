@@ -5,7 +5,8 @@ two references computed on the same tokens: unsketched RISE (same tau, support, 
 chunking; what the sketch estimates) and the exact LM-head TracIn kernel ``sum_{t,s} (r_t.r'_s)(h_t.h'_s)``
 (tau = 1, full support, raw and cosine-normalised). Each width runs with every sketch seed; cells are
 mean ± sample std over seeds of the per-query mean. auPRC@K of every variant stands beside, and
-ensembles of E independent sketches (scores averaged) are compared with one sketch of the same bytes.
+ensembles of E independent sketches (``method.ensemble``: scores are the mean of the members') are
+compared with one sketch of the same bytes.
 """
 
 from __future__ import annotations
@@ -22,10 +23,9 @@ from rise_exp.diagnostics.plotting import band_line, bytes_axis, new_figure, pal
 from rise_exp.diagnostics.ranking import spearman_rows, top_overlap_rows
 from rise_exp.diagnostics.result import DiagnosticResult, Section, cell, mean_std
 from rise_exp.methods.rise.config import RiseConfig
+from rise_exp.methods.rise.sketch import SEED_STRIDE
 from rise_exp.metrics import retrieval_metrics
 
-#: Ensemble member ``e`` of sketch seed ``s`` draws its tables from seed ``s + e * SEED_STRIDE``.
-SEED_STRIDE = 1000
 REFERENCES = {"unsk": "unsketched RISE", "raw": "exact kernel (raw)", "cos": "exact kernel (cosine)"}
 DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
 
@@ -49,17 +49,6 @@ def run(inp: DiagnosticInputs) -> DiagnosticResult:
     raw, cos = exact_scores(*args, base)
     refs = {"unsk": unsketched_scores(*args, base), "raw": raw, "cos": cos}
     per_byte = DTYPE_BYTES[inp.rise.dtype]
-    cache: dict[tuple[int, int, int, int], np.ndarray] = {}
-
-    def scores(kr: int, kh: int, kg: int, seed: int) -> np.ndarray:
-        key = (kr, kh, kg, seed)
-        if key not in cache:
-            cache[key] = sketch_scores(*args, base.replace(kr=kr, kh=kh, kg=kg, seed=seed))
-        return cache[key]
-
-    def nbytes(kr: int, kh: int, kg: int, members: int = 1) -> int:
-        return members * per_byte * sum(base.replace(kr=kr, kh=kh, kg=kg).block_dims().values())
-
     rows: list[dict[str, Any]] = []
     variants = [("single", parse_width(w), 1) for w in s.widths]
     for e in s.ensembles:
@@ -68,11 +57,10 @@ def run(inp: DiagnosticInputs) -> DiagnosticResult:
     for kind, (kr, kh, kg), members in dict.fromkeys(variants):
         name = f"{kr}/{kh}/{kg}" if members == 1 else f"{members} x {kr}/{kh}/{kg}"
         for seed in s.seeds:
-            sc = np.mean([scores(kr, kh, kg, seed + e * SEED_STRIDE) for e in range(members)], axis=0)
+            cfg = base.replace(kr=kr, kh=kh, kg=kg, seed=seed, ensemble=members)
             rec = {"variant": name, "kind": kind, "kr": kr, "kh": kh, "kg": kg, "members": members, "seed": seed}
-            rows.append(
-                {**rec, "bytes_per_row": nbytes(kr, kh, kg, members), **compare(sc, refs, inp.labels, s.top_n, s.ks)}
-            )
+            rec["bytes_per_row"] = per_byte * cfg.signature_dim
+            rows.append({**rec, **compare(sketch_scores(*args, cfg), refs, inp.labels, s.top_n, s.ks)})
     per_seed = pd.DataFrame(rows)
     cols = _metric_columns(s.top_n, s.ks)
     ref_rows = [{"reference": REFERENCES[k], **compare(v, refs, inp.labels, s.top_n, s.ks)} for k, v in refs.items()]
