@@ -42,6 +42,7 @@ class DiagnosticInputs:
         task: The task (pool, queries, labels).
         ctx: The method context (finetuned model, tokenizer, checkpoints, token rule).
         settings: ``run.stage.<diagnostic>``.
+        overrides: The command-line overrides of the run (quoted in the output's command line).
     """
 
     run: RunConfig
@@ -49,6 +50,7 @@ class DiagnosticInputs:
     task: Task
     ctx: MethodContext
     settings: Any
+    overrides: tuple[str, ...] = ()
 
     @cached_property
     def rise(self) -> RiseMethodConfig:
@@ -83,5 +85,6 @@ class DiagnosticInputs:
         return np.asarray(self.task.labels)
 
     def command(self, name: str) -> str:
-        """The command line that reproduces this diagnostic (task and model overrides left to the reader)."""
-        return f"python -m rise_exp stage=diagnose diagnostic={name}"
+        """The command line of this diagnostic, with the run's other overrides."""
+        rest = [o for o in self.overrides if not o.startswith(("stage=", "diagnostic=", "hydra."))]
+        return " ".join(["python -m rise_exp stage=diagnose", f"diagnostic={name}", *rest])

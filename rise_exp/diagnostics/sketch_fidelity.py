@@ -159,7 +159,7 @@ def _plot(summary: pd.DataFrame, refs: pd.DataFrame, s: Any) -> Any:
                     yerr=pts[f"{c}_std"],
                     fmt=marker,
                     color=colors[key],
-                    markersize=9 if marker == "*" else 5,
+                    markersize=11 if marker == "*" else 6,
                     capsize=3,
                     linestyle="none",
                 )
@@ -183,7 +183,7 @@ def _plot(summary: pd.DataFrame, refs: pd.DataFrame, s: Any) -> Any:
             color="black",
             capsize=3,
             linestyle="none",
-            markersize=9 if marker == "*" else 5,
+            markersize=11 if marker == "*" else 6,
             label=f"{kind} ({', '.join(pts['variant'])})" if len(pts) else None,
         )
     for key, ref in REFERENCES.items():

@@ -13,12 +13,20 @@ from rise_exp.run_config import RunConfig
 from rise_exp.runner import publish
 
 
+def command_overrides() -> tuple[str, ...]:
+    """The overrides this run was started with (empty outside a Hydra app)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return tuple(HydraConfig.get().overrides.task) if HydraConfig.initialized() else ()
+
+
 def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     """Prepare (cached finetune), run the diagnostic, write its tables and plots, publish its numbers."""
     name = run.stage.diagnostic
     entry = diagnostic_entry(name)
     prep = prepare_logged(run, run_dir)
-    result = entry(DiagnosticInputs(run, run_dir, prep.task, prep.ctx, run.stage.settings))
+    inputs = DiagnosticInputs(run, run_dir, prep.task, prep.ctx, run.stage.settings, command_overrides())
+    result = entry(inputs)
     files = write(result, run_dir)
     metrics = {**result.metrics, "diagnostic": name}
     publish(
