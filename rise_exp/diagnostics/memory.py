@@ -16,7 +16,6 @@ import subprocess
 import sys
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from rise_exp.diagnostics import memory_model
@@ -131,39 +130,53 @@ def _plot_measured(data: pd.DataFrame) -> Any:
         ("rss_over_base_mb", "peak RSS over the loaded model (MiB)"),
         ("query_s", "time to score the queries (s)"),
     ]
+    sizes = sorted(data["pool"].unique())
     for ax, (col, label) in zip(axes, panels):
         for method, grp in data.groupby("method", sort=False):
-            ax.plot(grp["pool"], grp[col], "o-", color=colors[method], label=method)
+            ax.plot(grp["pool"], grp[col].clip(lower=1e-3), "o-", color=colors[method], label=method)
         ax.set_xscale("log")
-        ax.set_yscale("symlog" if col == "rss_over_base_mb" else "log")
+        ax.set_yscale("log")
+        ax.set_xticks(sizes, [str(n) for n in sizes])
+        ax.minorticks_off()
         ax.set_xlabel("pool size (rows, log scale)")
-        ax.set_ylabel(label)
+        ax.set_ylabel(label + " (log scale)")
         ax.grid(True, alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle("Measured cost per method against pool size (one fresh process per point; one run each)", fontsize=11)
+    fig.suptitle(
+        "Measured cost per method against pool size: one fresh process per point, one run each "
+        "(times include the load of other jobs on this machine)",
+        fontsize=11,
+    )
     return fig
 
 
 def _plot_est(est: pd.DataFrame, gpu_gb: float) -> Any:
-    fig, (ax,) = new_figure(1, (8.5, 5.0))
-    methods = [m for m in GPU_METHODS if f"{m} GB" in est]
-    for c, m in zip(palette(len(methods) + 1), ["weights", *methods]):
+    fig, (ax,) = new_figure(1, (9.0, 5.4))
+    methods = ["weights", *(m for m in GPU_METHODS if f"{m} GB" in est)]
+    families = {"pythia": ("o", "-"), "olmo": ("s", "--")}
+    for c, m in zip(palette(len(methods)), methods):
         col = "weights GB" if m == "weights" else f"{m} GB"
-        order = np.argsort(est["parameters"].to_numpy())
-        ax.plot(
-            est["parameters"].to_numpy()[order],
-            est[col].to_numpy()[order],
-            "o-",
-            color=c,
-            label="weights only" if m == "weights" else m,
-            linestyle=":" if m == "weights" else "-",
-        )
-    ax.axhline(gpu_gb, color="red", linestyle="--", label=f"{gpu_gb:g} GB GPU")
+        for fam, (marker, style) in families.items():
+            part = est[est["model"].str.startswith(fam)].sort_values("parameters")
+            if len(part):
+                ax.plot(
+                    part["parameters"],
+                    part[col],
+                    marker=marker,
+                    linestyle=":" if m == "weights" else style,
+                    color=c,
+                    label=("weights only" if m == "weights" else m) if fam == "pythia" else None,
+                )
+    ax.axhline(gpu_gb, color="red", linestyle="-.", label=f"{gpu_gb:g} GB GPU")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("model parameters (Pythia 14M .. 6.9B, OLMo 2 1B .. 32B; log scale)")
+    ax.set_xlabel("model parameters (log scale)")
     ax.set_ylabel("estimated peak GPU memory (GB, log scale)")
     ax.grid(True, alpha=0.3, which="both")
-    ax.legend(fontsize=8)
-    ax.set_title("Extrapolated from the architecture facts (formulas in memory.md); no seeds", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.set_title(
+        "Extrapolated from conf/model/ (formulas in memory.md; no seeds). Circles, solid: Pythia 14M-6.9B;\n"
+        "squares, dashed: OLMo 2 1B-32B. Weights in each model's dtype (Pythia <= 160M float32)",
+        fontsize=9,
+    )
     return fig
