@@ -113,6 +113,7 @@ def extrapolate(inp: DiagnosticInputs) -> pd.DataFrame:
         rows.append(
             {
                 "model": name,
+                "dtype": m.dtype,
                 "parameters": parameter_count(m),
                 "weights GB": e.weight_bytes / 1e9,
                 **{f"{k} GB": v / 1e9 for k, v in e.peaks.items()},
