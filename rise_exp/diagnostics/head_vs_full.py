@@ -26,7 +26,10 @@ from rise_exp.metrics import retrieval_metrics
 
 
 def gradient_kernels(inp: DiagnosticInputs, queries: list, pool: list) -> dict[str, np.ndarray]:
-    """Raw ``[Q, N]`` kernels of the full gradient, its LM-head block and the rest, and the full cosine."""
+    """Raw ``[Q, N]`` kernels of the full gradient, its LM-head block and the rest, and the full cosine.
+
+    Holds the queries' gradients and one row's: ``(Q + 1) x 4 P`` bytes for ``P`` parameters.
+    """
     groups = parameter_groups(inp.model)
     heads = [k for k in groups if HEAD in k]
 
