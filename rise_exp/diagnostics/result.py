@@ -40,7 +40,14 @@ class Section:
     def shown(self) -> pd.DataFrame:
         """The display table (formatted ``data`` when no display table was given)."""
         table = self.display if self.display is not None else self.data
-        return table.map(lambda v: fmt_short(v, "–") if isinstance(v, (float, np.floating)) else str(v))
+        return table.map(_text)
+
+
+def _text(v: object) -> str:
+    """A table cell: three decimals, whole numbers from 1000 on (no digit lost), a dash for NaN."""
+    if isinstance(v, (float, np.floating)):
+        return f"{v:.0f}" if np.isfinite(v) and abs(v) >= 1000 else fmt_short(v, "–")
+    return str(v)
 
 
 @dataclass
