@@ -147,3 +147,13 @@ def test_memory_stage_end_to_end(tiny_overrides, tiny_prepared, tmp_path) -> Non
     assert len(measured) == 2 and measured[1].startswith("bm25,10,2,")
     assert metrics["fits/pythia-70m/RISE"] == 1.0 and metrics["fits/olmo-32b/full-gradient TracIn"] == 0.0
     assert json.loads((tmp_path / "metrics.json").read_text())["bytes_per_row/bm25@10"] > 0
+
+
+def test_identity_sketch_runs_the_attribute_stage(tiny_overrides, tiny_prepared, tmp_path) -> None:
+    from rise_exp.cli import run
+
+    metrics = run(compose([*tiny_overrides, "method.sketch=identity", "method.fusion=rh"]), tmp_path)
+    model = tiny_prepared.ctx.model
+    vocab, hidden = model.get_output_embeddings().weight.shape
+    assert metrics["index_bytes_per_row"] == 2 * vocab * hidden  # the unsketched RH block, fp16
+    assert 0.0 <= metrics["auprc@10"] <= 1.0
