@@ -22,7 +22,13 @@ from rise_exp.config.logger import LoggerConfig
 from rise_exp.config.model import ModelConfig
 from rise_exp.config.run_settings import DataConfig, PathsConfig
 from rise_exp.config.settings import Settings, check_name, plain
-from rise_exp.config.stages import BUILTIN_SELECTORS, STAGE_CONFIGS, ClosedLoopStageConfig, StageConfig
+from rise_exp.config.stages import (
+    BUILTIN_SELECTORS,
+    STAGE_CONFIGS,
+    ClosedLoopStageConfig,
+    DiagnoseStageConfig,
+    StageConfig,
+)
 from rise_exp.config.task import TASK_CONFIGS, TaskConfig
 from rise_exp.config.trainer import TrainerConfig
 from rise_exp.errors import ConfigError, allowed
@@ -198,6 +204,10 @@ class RunConfig:
                 f"stage {self.stage.name} needs queries: set task.queries_path or task.query_texts (or, for "
                 f"query / valuate / select, stage.queries_path or stage.query_texts)"
             )
+        if isinstance(self.stage, DiagnoseStageConfig):
+            for name in self.stage.memory.methods:
+                if name not in registry.METHODS:
+                    raise allowed("method in stage.memory.methods", name, tuple(registry.METHODS))
         if isinstance(self.stage, ClosedLoopStageConfig):
             choices = (*registry.METHODS, *BUILTIN_SELECTORS)
             for name in self.stage.selectors:

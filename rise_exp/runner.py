@@ -86,6 +86,7 @@ def publish(
     files: Sequence[str] = (),
     tables: Mapping[str, tuple[list[str], list[list[Any]]]] | None = None,
     headline: Sequence[str] | None = None,
+    images: Mapping[str, Path] | None = None,
 ) -> None:
     """End a stage: ``metrics.json``, the configured loggers, the console table and the files written.
 
@@ -99,6 +100,7 @@ def publish(
         files: Other files the stage wrote into ``run_dir`` (listed at the end).
         tables: ``{key: (columns, rows)}`` logged as tables by loggers that support them (W&B).
         headline: The metrics the console table shows first (default: the protocol's main keys).
+        images: ``{key: PNG path}`` logged as images by loggers that support them (W&B).
     """
     from rise_exp.memory import PeakRss, process_peak_rss_mb
     from rise_exp.results import print_files, print_metrics, write_json
@@ -113,6 +115,10 @@ def publish(
         for lg in loggers:
             if hasattr(lg, "log_table"):
                 lg.log_table(key=key, columns=columns, data=data)
+    for key, path in (images or {}).items():
+        for lg in loggers:
+            if hasattr(lg, "log_image"):
+                lg.log_image(key=key, images=[str(path)])
     close_loggers(loggers)
     if title is not None:
         print_metrics(metrics, title=title, headline=headline)

@@ -57,6 +57,9 @@ def test_ablations_and_presets_compose(monkeypatch):
     monkeypatch.setenv("HOWDY_DATA", "/data/howdy")  # experiment=real_howdy reads the release's files from there
     for opt in options("ablation"):
         RunConfig.from_cfg(compose([f"ablation={opt}"]))
+    for opt in options("diagnostic"):
+        run = RunConfig.from_cfg(compose([f"diagnostic={opt}"]))
+        assert (run.stage.name, run.stage.diagnostic) == ("diagnose", opt)
     for opt in options("experiment"):
         OmegaConf.to_container(compose([f"experiment={opt}"]), resolve=True)
 
@@ -121,6 +124,10 @@ def test_one_bad_value_per_group_is_named(group):
         ("stage=closed_loop stage.budgets=[2]", r"stage.budgets entry 2.0 is outside \(0, 1\]"),
         ("stage=valuate stage.mode=max", "unknown stage.mode 'max'; allowed values: mean, rrf"),
         ("model=tiny-olmo model.arch=llama", "model.arch 'llama' cannot be built as an embedded model"),
+        ("diagnostic=sketch_fidelity stage.sketch_fidelity.widths=[12/3]", "stage.sketch_fidelity.widths entry '12/3'"),
+        ("diagnostic=memory stage.memory.methods=[rise,nope]", "unknown method in stage.memory.methods 'nope'"),
+        ("diagnostic=head_vs_full stage.head_vs_full.seeds=[1,1]", "stage.head_vs_full.seeds must list at least"),
+        ("method.ensemble=2 method.sketch=identity", "method.ensemble .2. needs method.sketch=countsketch"),
     ],
 )
 def test_rules_across_settings_are_checked_up_front(override, message):

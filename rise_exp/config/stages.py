@@ -1,10 +1,20 @@
-"""``stage`` group: one settings class per stage (what runs: attribute, valuate, finetune, closed_loop)."""
+"""``stage`` group: one settings class per stage (what runs: attribute, valuate, finetune, closed_loop,
+diagnose)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+from rise_exp.config.diagnostics import (
+    DIAGNOSTICS,
+    HeadVsFullConfig,
+    HiddenRetrievalConfig,
+    LayerEnergyConfig,
+    MemoryConfig,
+    SketchFidelityConfig,
+    SparseSupportConfig,
+)
 from rise_exp.config.settings import Settings, setting
 
 VALUATION_MODES = ("mean", "rrf")
@@ -223,6 +233,25 @@ class ProbeStageConfig(StageConfig):
             raise self.fail("sets", "is empty; name at least one prompt set, e.g. [trigger, clean]")
 
 
+@dataclass(frozen=True)
+class DiagnoseStageConfig(StageConfig):
+    """One fidelity diagnostic (``diagnostic=<name>``): a Markdown and CSV table and a PNG in the run dir."""
+
+    name: str = setting("diagnose", "stage name")
+    diagnostic: str = setting("sketch_fidelity", "which diagnostic runs (diagnostic=<name>)", choices=DIAGNOSTICS)
+    sketch_fidelity: SketchFidelityConfig = setting(factory=SketchFidelityConfig, doc="sketch_fidelity settings")
+    head_vs_full: HeadVsFullConfig = setting(factory=HeadVsFullConfig, doc="head_vs_full settings")
+    layer_energy: LayerEnergyConfig = setting(factory=LayerEnergyConfig, doc="layer_energy settings")
+    hidden_retrieval: HiddenRetrievalConfig = setting(factory=HiddenRetrievalConfig, doc="hidden_retrieval settings")
+    sparse_support: SparseSupportConfig = setting(factory=SparseSupportConfig, doc="sparse_support settings")
+    memory: MemoryConfig = setting(factory=MemoryConfig, doc="memory settings")
+
+    @property
+    def settings(self) -> Settings:
+        """The chosen diagnostic's own settings."""
+        return getattr(self, self.diagnostic)
+
+
 STAGE_CONFIGS: dict[str, type[StageConfig]] = {
     "attribute": AttributeStageConfig,
     "valuate": ValuateStageConfig,
@@ -231,4 +260,5 @@ STAGE_CONFIGS: dict[str, type[StageConfig]] = {
     "probe": ProbeStageConfig,
     "query": QueryStageConfig,
     "select": SelectStageConfig,
+    "diagnose": DiagnoseStageConfig,
 }

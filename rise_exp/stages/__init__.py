@@ -22,6 +22,7 @@ STAGES: dict[str, str] = {
     "probe": "rise_exp.stages.probe:run",
     "query": "rise_exp.stages.query:run",
     "select": "rise_exp.stages.select:run",
+    "diagnose": "rise_exp.stages.diagnose:run",
 }
 
 

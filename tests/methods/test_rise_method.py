@@ -1,4 +1,5 @@
-"""RISE as a method: Lightning indexing equals the plain path, resume works (DDP: tests/reliability/)."""
+"""RISE as a method: Lightning indexing equals the plain path, resume works, an ensemble scores the mean of
+its members (DDP: tests/reliability/)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import pytest
 from rise_exp.config.model import ModelConfig
 from rise_exp.config.trainer import TrainerConfig
 from rise_exp.data.records import Record
-from rise_exp.errors import IndexError_
+from rise_exp.errors import ConfigError, IndexError_
 from rise_exp.index import SignatureIndex
 from rise_exp.methods.base import MethodContext
+from rise_exp.methods.rise import RiseConfig, compute_signatures
 from rise_exp.methods.rise.method import RiseMethod
+from rise_exp.methods.rise.sketch import SEED_STRIDE
 from rise_exp.models import build_tiny_model
 
 CFG = {
@@ -89,3 +92,27 @@ def test_interrupted_build_resumes_and_a_changed_config_is_refused(model, tiny_t
     np.testing.assert_array_equal(again.index.vectors(), full.index.vectors())
     with pytest.raises(IndexError_, match="kr"):
         make(model, tiny_tokenizer, tmp_path / "part", kr=32).build(pool)
+
+
+def test_ensemble_score_is_the_mean_of_its_members_scores(model, tiny_tokenizer, pool, tmp_path):
+    m = make(model, tiny_tokenizer, tmp_path, ensemble=3)
+    m.build(pool)
+    assert m.index_bytes == len(pool) * 3 * (16 * 16 + 8 * 16) * 2
+    assert {"h_buckets", "m1_h_buckets", "m2_r_signs"} <= set(m.tables())
+    scores = m.score(pool[:4]).astype(np.float64)
+    rows = m.encode(pool, "train")
+    members = []
+    for e in range(3):
+        cfg = m.rise.replace(ensemble=1, seed=m.rise.seed + e * SEED_STRIDE)
+        sig = compute_signatures(model, tiny_tokenizer.pad_token_id, rows, cfg).astype(np.float64)
+        members.append(sig[:4] @ sig.T)
+    np.testing.assert_allclose(scores, np.mean(members, axis=0), atol=3e-3)  # fp16 index
+    single = make(model, tiny_tokenizer, tmp_path / "one")
+    single.build(pool)
+    np.testing.assert_allclose(single.score(pool[:4]), members[0], atol=3e-3)  # member 0 is the plain sketch
+
+
+def test_ensemble_needs_countsketch():
+    with pytest.raises(ConfigError, match="method.ensemble"):
+        RiseConfig(ensemble=2, sketch="identity")
+    assert RiseConfig(ensemble=2).signature_dim == 2 * (128 * 128 + 64 * 128)

@@ -95,9 +95,9 @@ def chunk_batches(rows: Sequence[EncodedRow], cfg: RiseConfig, max_tokens: int) 
 
 
 def mean_by_row(
-    signatures: torch.Tensor, chunk_rows: torch.Tensor, normalize: bool
+    signatures: torch.Tensor, chunk_rows: torch.Tensor, normalize: bool, eps: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Average chunk signatures ``[n, dim]`` per row id ``chunk_rows`` ``[n]``.
+    """Average chunk signatures ``[n, dim]`` per row id ``chunk_rows`` ``[n]`` (then normalise, floor ``eps``).
 
     Returns:
         ``(rows [m]`` sorted unique ids, ``signatures [m, dim])``.
@@ -108,7 +108,7 @@ def mean_by_row(
     cnt = torch.zeros(rows.numel(), dtype=signatures.dtype, device=signatures.device)
     cnt.index_add_(0, inverse, torch.ones_like(inverse, dtype=signatures.dtype))
     out = acc / cnt.unsqueeze(1)
-    return rows, (l2_normalize(out) if normalize else out)
+    return rows, (l2_normalize(out, eps) if normalize else out)
 
 
 def row_ids(rows: Sequence[EncodedRow]) -> np.ndarray:

@@ -27,6 +27,12 @@ class RiseConfig(Settings):
     kg: int = setting(64, "CountSketch width of the projected error W^T r", gt=0)
     sketch: str = setting("countsketch", "countsketch, or identity (no sketch: kr = V, kh = kg = D)", choices=SKETCHES)
     seed: int = setting(42, "seed of the CountSketch tables (h: seed, g: seed + 1, r: seed + 2)")
+    ensemble: int = setting(
+        1,
+        "independent sketch tables (member e: seed + 1000 e); the signature concatenates the E members' "
+        "signatures over sqrt(E), so a score is the mean of the members' scores (E x the bytes)",
+        gt=0,
+    )
     tau: float = setting(0.1, "softmax temperature of the logits", gt=0)
     rho: float = setting(0.92, "cumulative probability the residual support must reach", gt=0, le=1)
     topk: int = setting(256, "cap K on the support (top-K of z / tau)", gt=0)
@@ -37,6 +43,12 @@ class RiseConfig(Settings):
     lam_rg: float = setting(0.0, "weight of the RG block")
     normalize_tokens: bool = setting(True, "L2-normalise each per-token sketch (off only for the exactness anchor)")
     normalize_signature: bool = setting(True, "L2-normalise chunk and row signatures")
+    norm_eps: float = setting(
+        1e-8,
+        "normalising divides by max(norm, norm_eps) (official RISE code: 1e-8), so near-zero residuals of "
+        "near-certain tokens stay short instead of becoming unit vectors; 0 = exact norm",
+        ge=0,
+    )
     chunk_len: int = setting(256, "tokens per chunk of long rows", ge=2)
     chunk_overlap: int = setting(50, "tokens shared by consecutive chunks", ge=0)
     overlap_targets: bool = setting(True, "overlap tokens are targets of the later chunk too (RISE code)")
@@ -47,6 +59,10 @@ class RiseConfig(Settings):
     check_logits: bool = setting(True, "verify once that the head's logits equal the model's")
 
     def validate(self) -> None:
+        if self.ensemble > 1 and self.sketch == "identity":
+            raise self.fail(
+                "ensemble", f"({self.ensemble}) needs method.sketch=countsketch: identity sketches are all equal"
+            )
         if self.chunk_overlap >= self.chunk_len:
             raise self.fail("chunk_overlap", f"must be in [0, chunk_len={self.chunk_len}), got {self.chunk_overlap!r}")
 
@@ -68,8 +84,8 @@ class RiseConfig(Settings):
 
     @property
     def signature_dim(self) -> int:
-        """Length of one signature (CountSketch mode)."""
-        return sum(self.block_dims().values())
+        """Length of one signature (CountSketch mode; all ensemble members)."""
+        return self.ensemble * sum(self.block_dims().values())
 
     def signature_config(self) -> RiseConfig:
         """Only the signature settings (drops indexing and protocol settings of subclasses)."""

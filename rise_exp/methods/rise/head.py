@@ -6,17 +6,24 @@ For each target position t (``target_mask[t]``; hidden state of position t-1, la
     h^_t = CS_h(h_t),    r^_t = CS_r(r_t) (scatter over the support only),
     g^_t = CS_g(W^T r_t) = sum_v r_t(v) M_g[v]   with  M_g = CS_g(W) = W S_g, built once,
 
-each L2-normalised (``normalize_tokens``; zero vectors stay zero). A chunk's signature is
+each L2-normalised (``normalize_tokens``): divided by ``max(|x|, norm_eps)`` as in the official RISE
+code, so a token whose residual is below the floor (a near-certain prediction) contributes a short
+vector instead of a unit vector pointing in a direction set by rounding; zero vectors stay zero.
+A chunk's signature is
 
     phi = [lam_rh sum_t r^ (x) h^,  lam_gh sum_t g^ (x) h^,  lam_rg sum_t r^ (x) g^]
 
-over the fused channels, flattened row-major (``[kr, kh]`` etc.) and L2-normalised
-(``normalize_signature``). Logits are computed only at target positions, in slices of
+over the fused channels, flattened row-major (``[kr, kh]`` etc.) and L2-normalised. With
+``ensemble = E`` the E members (own tables, one shared support) are concatenated, each block normalised
+and divided by ``sqrt(E)``, so a signature inner product is the mean of the members' scores
+(``normalize_signature``, the same floor). Logits are computed only at target positions, in slices of
 ``max_tokens_per_batch`` tokens, so the ``[tokens, V]`` buffer is bounded by that setting.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -31,9 +38,9 @@ from rise_exp.methods.rise.trunk import hidden_states, model_logits, unembedding
 _LOGIT_TOL = {torch.float64: 1e-8, torch.float32: 1e-3}
 
 
-def l2_normalize(x: torch.Tensor) -> torch.Tensor:
-    """Rows divided by their L2 norm; all-zero rows stay zero."""
-    norm = x.norm(dim=-1, keepdim=True)
+def l2_normalize(x: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
+    """Rows divided by ``max(|row|, eps)`` (the official RISE code's floor); all-zero rows stay zero."""
+    norm = x.norm(dim=-1, keepdim=True).clamp(min=eps)
     return x / torch.where(norm > 0, norm, torch.ones_like(norm))
 
 
@@ -44,40 +51,62 @@ class RiseHead:
         weight: Unembedding ``W`` ``[V, D]``.
         bias: LM-head bias ``[V]`` or None.
         cfg: RISE settings.
-        tables: CountSketch tables; drawn from ``cfg.seed`` when omitted.
+        tables: CountSketch tables, or one per ensemble member (``cfg.ensemble``); drawn from
+            ``cfg.seed`` when omitted.
     """
 
     def __init__(
-        self, weight: torch.Tensor, bias: torch.Tensor | None, cfg: RiseConfig, tables: SketchTables | None = None
+        self,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        cfg: RiseConfig,
+        tables: SketchTables | Sequence[SketchTables] | None = None,
     ) -> None:
         if weight.dim() != 2:
             raise ConfigError(f"LM-head weight must be [V, D], got shape {tuple(weight.shape)}")
         self.cfg = cfg
         self.vocab_size, self.hidden_size = (int(s) for s in weight.shape)
         if tables is None:
-            tables = SketchTables.create(cfg, self.vocab_size, self.hidden_size)
-        tables.check(cfg, self.vocab_size, self.hidden_size)
-        self.tables = tables.to(weight.device)
+            tables = SketchTables.members(cfg, self.vocab_size, self.hidden_size)
+        members = [tables] if isinstance(tables, SketchTables) else list(tables)
+        if len(members) != cfg.ensemble:
+            raise ConfigError(f"method.ensemble is {cfg.ensemble} but {len(members)} sketch table set(s) were given")
+        for t in members:
+            t.check(cfg, self.vocab_size, self.hidden_size)
+        self.members = [t.to(weight.device) for t in members]
+        self.tables = self.members[0]
         self.weight = weight.detach()
         self.bias = None if bias is None else bias.detach()
         self.dtype = torch.float64 if weight.dtype == torch.float64 else torch.float32
         self.block_dims = cfg.block_dims(self.vocab_size, self.hidden_size)
-        self.h_matrix = self.tables.h.matrix(self.dtype)
-        self.m_g = None
+        self.h_matrices = [t.h.matrix(self.dtype) for t in self.members]
+        self.m_gs: list[torch.Tensor | None] = [None] * len(self.members)
         if "gh" in cfg.channels or "rg" in cfg.channels:
-            self.m_g = self.weight.to(self.dtype) @ self.tables.g.matrix(self.dtype)
+            w = self.weight.to(self.dtype)
+            self.m_gs = [w @ t.g.matrix(self.dtype) for t in self.members]
         self.verified = not cfg.check_logits
 
     @classmethod
-    def from_model(cls, model: Any, cfg: RiseConfig, tables: SketchTables | None = None) -> RiseHead:
+    def from_model(
+        cls, model: Any, cfg: RiseConfig, tables: SketchTables | Sequence[SketchTables] | None = None
+    ) -> RiseHead:
         """A head on ``model.get_output_embeddings()`` (must be a plain ``nn.Linear``)."""
         weight, bias = unembedding(model)
         return cls(weight, bias, cfg, tables)
 
     @property
     def dim(self) -> int:
-        """Signature length."""
-        return sum(self.block_dims.values())
+        """Signature length (every ensemble member)."""
+        return len(self.members) * sum(self.block_dims.values())
+
+    def normalize(self, sig: torch.Tensor) -> torch.Tensor:
+        """Each member's block L2-normalised (floor ``norm_eps``), over ``sqrt(members)``: an inner
+        product of two signatures is the mean of the members' cosines."""
+        e = len(self.members)
+        if e == 1:
+            return l2_normalize(sig, self.cfg.norm_eps)
+        parts = l2_normalize(sig.reshape(sig.shape[0], e, -1), self.cfg.norm_eps)
+        return parts.reshape(sig.shape[0], -1) / math.sqrt(e)
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         """``[n, D]`` hidden states -> ``[n, V]`` logits, in the unembedding's dtype."""
@@ -117,34 +146,43 @@ class RiseHead:
 
     @torch.inference_mode()
     def token_sketches(self, h: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Per-token sketches ``{"r": [N, kr], "h": [N, kh], "g": [N, kg]}`` of the fused channels.
+        """Per-token sketches ``{"r": [N, kr], "h": [N, kh], "g": [N, kg]}`` of the fused channels
+        (the first ensemble member's).
 
         Args:
             h: ``[N, D]`` hidden states predicting ``y``.
             y: ``[N]`` target token ids.
         """
+        return self.member_sketches(h, y)[0]
+
+    @torch.inference_mode()
+    def member_sketches(self, h: torch.Tensor, y: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+        """:meth:`token_sketches` of every ensemble member (the support is selected once)."""
         chans = self.cfg.channels
         need_r = any("r" in c for c in chans)
         need_g = any("g" in c for c in chans)
-        out: dict[str, torch.Tensor] = {"h": h.to(self.dtype) @ self.h_matrix}
-        parts_r: list[torch.Tensor] = []
-        parts_g: list[torch.Tensor] = []
+        hd = h.to(self.dtype)
+        outs: list[dict[str, torch.Tensor]] = [{"h": hd @ hm} for hm in self.h_matrices]
+        parts_r: list[list[torch.Tensor]] = [[] for _ in self.members]
+        parts_g: list[list[torch.Tensor]] = [[] for _ in self.members]
         step = self.cfg.max_tokens_per_batch
         for s in range(0, h.shape[0], step):
             sup = select_support(self.logits(h[s : s + step]), y[s : s + step], self.cfg)
             res = sup.residual.to(self.dtype)
+            for e, t in enumerate(self.members):
+                if need_r:
+                    parts_r[e].append(t.r.sparse(sup.index, res))
+                if need_g:
+                    # sum_v r(v) M_g[v] without materialising the [n, w, kg] rows
+                    parts_g[e].append(F.embedding_bag(sup.index, self.m_gs[e], per_sample_weights=res, mode="sum"))
+        for e, t in enumerate(self.members):
             if need_r:
-                parts_r.append(self.tables.r.sparse(sup.index, res))
+                outs[e]["r"] = _cat(parts_r[e], t.r.out_dim, self.dtype, h.device)
             if need_g:
-                # sum_v r(v) M_g[v] without materialising the [n, w, kg] rows
-                parts_g.append(F.embedding_bag(sup.index, self.m_g, per_sample_weights=res, mode="sum"))
-        if need_r:
-            out["r"] = _cat(parts_r, self.tables.r.out_dim, self.dtype, h.device)
-        if need_g:
-            out["g"] = _cat(parts_g, self.tables.g.out_dim, self.dtype, h.device)
+                outs[e]["g"] = _cat(parts_g[e], t.g.out_dim, self.dtype, h.device)
         if self.cfg.normalize_tokens:
-            out = {k: l2_normalize(v) for k, v in out.items()}
-        return out
+            outs = [{k: l2_normalize(v, self.cfg.norm_eps) for k, v in out.items()} for out in outs]
+        return outs
 
     @torch.inference_mode()
     def chunk_signatures(
@@ -174,7 +212,7 @@ class RiseHead:
         sig = torch.zeros((n_chunks, self.dim), dtype=self.dtype, device=hidden.device)
         if b_idx.numel() == 0:
             return sig, counts
-        sk = self.token_sketches(hidden[b_idx, t_idx - 1], input_ids[b_idx, t_idx])
+        sketches = self.member_sketches(hidden[b_idx, t_idx - 1], input_ids[b_idx, t_idx])
         starts = torch.cumsum(counts, 0) - counts
         slot = torch.arange(b_idx.numel(), device=hidden.device) - starts[b_idx]
         width = int(counts.max())
@@ -184,15 +222,16 @@ class RiseHead:
             p[b_idx, slot] = x
             return p
 
-        pads = {k: padded(v) for k, v in sk.items()}
         lam = {"rh": self.cfg.lam_rh, "gh": self.cfg.lam_gh, "rg": self.cfg.lam_rg}
         blocks = []
-        for c in self.cfg.channels:
-            a, b = pads[c[0]], pads[c[1]]
-            blocks.append(lam[c] * torch.bmm(a.transpose(1, 2), b).reshape(n_chunks, -1))
+        for sk in sketches:
+            pads = {k: padded(v) for k, v in sk.items()}
+            for c in self.cfg.channels:
+                a, b = pads[c[0]], pads[c[1]]
+                blocks.append(lam[c] * torch.bmm(a.transpose(1, 2), b).reshape(n_chunks, -1))
         sig = torch.cat(blocks, dim=1)
         if self.cfg.normalize_signature:
-            sig = l2_normalize(sig)
+            sig = self.normalize(sig)
         return sig, counts
 
 

@@ -40,7 +40,7 @@ class _IndexingModule(RiseIndexingModule):
         self,
         model: Any,
         cfg: Any,
-        tables: SketchTables,
+        tables: Sequence[SketchTables],
         rows: dict[int, EncodedRow] | None,
         meta: Sequence[dict[str, Any]],
     ) -> None:
@@ -71,8 +71,8 @@ class RiseMethod(VectorIndexMethod):
         self.mask_train_prompt = ctx.mask_prompt if cfg.mask_train_prompt is None else cfg.mask_train_prompt
         self.mask_query_prompt = ctx.mask_prompt if cfg.mask_query_prompt is None else cfg.mask_query_prompt
         weight, _ = unembedding(ctx.model)
-        self.sketch_tables = SketchTables.create(self.rise, vocab_size=weight.shape[0], hidden_size=weight.shape[1])
-        self._dim = sum(self.rise.block_dims(weight.shape[0], weight.shape[1]).values())
+        self.sketch_tables = SketchTables.members(self.rise, vocab_size=weight.shape[0], hidden_size=weight.shape[1])
+        self._dim = self.rise.ensemble * sum(self.rise.block_dims(weight.shape[0], weight.shape[1]).values())
 
     @property
     def dim(self) -> int:
@@ -87,7 +87,11 @@ class RiseMethod(VectorIndexMethod):
         return self.rise.to_dict()
 
     def tables(self) -> Mapping[str, torch.Tensor]:
-        return self.sketch_tables.state_dict()
+        """The sketch tables (ensemble member e > 0 under the prefix ``m<e>_``)."""
+        out: dict[str, torch.Tensor] = {}
+        for e, t in enumerate(self.sketch_tables):
+            out.update({(k if e == 0 else f"m{e}_{k}"): v for k, v in t.state_dict().items()})
+        return out
 
     def query_mask_prompt(self) -> bool:
         return self.mask_query_prompt

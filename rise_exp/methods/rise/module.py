@@ -48,7 +48,9 @@ def batch_signatures(model: Any, head: RiseHead, batch: dict[str, torch.Tensor])
     sigs, counts = head.chunk_signatures(hidden_states(model, ids, att), ids, tgt)
     chunk_rows = batch["row"].to(dev)
     has = counts > 0
-    rows, out = mean_by_row(sigs[has], chunk_rows[has], head.cfg.normalize_signature)
+    rows, out = mean_by_row(sigs[has], chunk_rows[has], normalize=False)
+    if head.cfg.normalize_signature:
+        out = head.normalize(out)
     lost = set(chunk_rows.tolist()) - set(rows.tolist())
     if lost:
         raise DataError(f"row(s) {sorted(lost)} have no target tokens (empty text, or only prompt after masking)")
@@ -108,7 +110,9 @@ class RiseIndexingModule(L.LightningModule):
         tables: CountSketch tables (drawn from ``cfg.seed`` when omitted; pass the index's own).
     """
 
-    def __init__(self, model: Any, cfg: RiseConfig, tables: SketchTables | None = None) -> None:
+    def __init__(
+        self, model: Any, cfg: RiseConfig, tables: SketchTables | Sequence[SketchTables] | None = None
+    ) -> None:
         super().__init__()
         self.model = model.eval()
         self.cfg = cfg
@@ -135,7 +139,7 @@ def compute_signatures(
     tokenizer_pad_id: int,
     rows: Sequence[EncodedRow],
     cfg: RiseConfig,
-    tables: SketchTables | None = None,
+    tables: SketchTables | Sequence[SketchTables] | None = None,
     *,
     batch_tokens: int = DEFAULT_BATCH_TOKENS,
     head: RiseHead | None = None,

@@ -11,6 +11,8 @@ from rise_exp.errors import ConfigError, IndexError_
 from rise_exp.methods.rise.config import RiseConfig
 
 TABLE_NAMES = ("h_buckets", "h_signs", "r_buckets", "r_signs", "g_buckets", "g_signs")
+#: Ensemble member ``e`` draws its tables from ``seed + e * SEED_STRIDE`` (``method.ensemble``).
+SEED_STRIDE = 1000
 
 
 @dataclass(frozen=True)
@@ -70,19 +72,28 @@ class SketchTables:
     g: CountSketch
 
     @classmethod
-    def create(cls, cfg: RiseConfig, vocab_size: int, hidden_size: int) -> SketchTables:
-        """Tables for a model with ``vocab_size`` unembedding rows and ``hidden_size`` features."""
+    def create(cls, cfg: RiseConfig, vocab_size: int, hidden_size: int, member: int = 0) -> SketchTables:
+        """Tables for a model with ``vocab_size`` unembedding rows and ``hidden_size`` features.
+
+        ``member`` ``e`` of an ensemble uses ``cfg.seed + e * SEED_STRIDE``.
+        """
         if vocab_size <= 0 or hidden_size <= 0:
             raise ConfigError(f"vocab_size and hidden_size must be positive, got {vocab_size}, {hidden_size}")
         if cfg.sketch == "identity":
             return cls(
                 CountSketch.identity(hidden_size), CountSketch.identity(vocab_size), CountSketch.identity(hidden_size)
             )
+        seed = cfg.seed + member * SEED_STRIDE
         return cls(
-            h=CountSketch.seeded(hidden_size, cfg.kh, cfg.seed),
-            r=CountSketch.seeded(vocab_size, cfg.kr, cfg.seed + 2),
-            g=CountSketch.seeded(hidden_size, cfg.kg, cfg.seed + 1),
+            h=CountSketch.seeded(hidden_size, cfg.kh, seed),
+            r=CountSketch.seeded(vocab_size, cfg.kr, seed + 2),
+            g=CountSketch.seeded(hidden_size, cfg.kg, seed + 1),
         )
+
+    @classmethod
+    def members(cls, cfg: RiseConfig, vocab_size: int, hidden_size: int) -> list[SketchTables]:
+        """The ``cfg.ensemble`` members' tables (one for a plain RISE signature)."""
+        return [cls.create(cfg, vocab_size, hidden_size, e) for e in range(cfg.ensemble)]
 
     @property
     def vocab_size(self) -> int:

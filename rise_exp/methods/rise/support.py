@@ -13,6 +13,11 @@ Rule (the default ``gt_slot="replace"`` path of the official RISE head, ``rise/h
 
 ``full_support=True`` skips 1-5: ``r = softmax(s) - e_y`` over all V tokens.
 
+The residual is computed stably, in float64: the ground-truth entry is minus the sum of the other
+kept entries (``r_y = -sum_{v != y} p_v``), never ``p_y - 1``. When the model is nearly certain of
+``y``, ``p_y - 1`` is pure rounding (catastrophic cancellation) while the other entries are exact, so
+the sum keeps the residual's small norm and its direction exact (and the residual sums to zero).
+
 The top-K is found exactly without a full-vocabulary ``torch.topk`` (see :func:`exact_topk`).
 """
 
@@ -98,13 +103,24 @@ def select_support(z: torch.Tensor, y: torch.Tensor, cfg: RiseConfig) -> Support
         raise DataError(f"target token id {int(y.max())} outside the LM head's {vocab} rows (tokenizer/model mismatch)")
     if cfg.full_support:
         p = torch.softmax(z.double() / cfg.tau, dim=1)
-        p[torch.arange(n, device=z.device), y] -= 1.0
+        is_gt = torch.zeros_like(p, dtype=torch.bool)
+        is_gt[torch.arange(n, device=z.device), y] = True
         idx = torch.arange(vocab, device=z.device).expand(n, vocab)
-        return Support(idx, p, torch.ones_like(p, dtype=torch.bool))
+        return Support(idx, stable_residual(p, is_gt), torch.ones_like(p, dtype=torch.bool))
     vals, idx = exact_topk(z, cfg.topk)
     if bool(torch.isnan(vals[:, :1]).any()):
         raise DataError("the LM head produced NaN logits")
     return apply_rule(vals.double() / cfg.tau, idx, z.gather(1, y[:, None]).double() / cfg.tau, y, cfg)
+
+
+def stable_residual(p: torch.Tensor, is_gt: torch.Tensor) -> torch.Tensor:
+    """``p - e_y`` for probabilities ``p`` ``[n, w]`` (zero off the support), one ``is_gt`` per row.
+
+    The ground-truth entry is ``-sum`` of the other entries instead of ``p_y - 1`` (see the module
+    docstring); in float64 that sum is exact to relative rounding even when it is below 1e-16.
+    """
+    others = p.masked_fill(is_gt, 0.0)
+    return others - is_gt.to(p.dtype) * others.sum(dim=1, keepdim=True)
 
 
 def apply_rule(s_top: torch.Tensor, idx: torch.Tensor, s_y: torch.Tensor, y: torch.Tensor, cfg: RiseConfig) -> Support:
@@ -128,7 +144,7 @@ def apply_rule(s_top: torch.Tensor, idx: torch.Tensor, s_y: torch.Tensor, y: tor
     is_gt = idx == y[:, None]
     keep = in_prefix | is_gt
     q = p * keep
-    r = q / q.sum(dim=1, keepdim=True) - is_gt.to(q.dtype)
+    r = stable_residual(q / q.sum(dim=1, keepdim=True), is_gt)
     # compact: the widest prefix of the slice, plus one column for a ground truth past its cutoff
     w = int(cut.max())
     gt_pos = is_gt.to(torch.int8).argmax(dim=1, keepdim=True)
