@@ -115,7 +115,16 @@ def test_sparse_support_full_vocabulary_keeps_everything(diagnostic_inputs) -> N
 
 @pytest.mark.parametrize("arch,kv,ffn", [("gpt_neox", None, None), ("olmo2", 2, 96), ("olmo2", None, None)])
 def test_parameter_count_from_architecture_facts_equals_the_built_model(arch, kv, ffn) -> None:
-    m = ModelConfig(arch=arch, layers=2, hidden_size=32, heads=4, kv_heads=kv, intermediate_size=ffn, vocab_size=300)
+    m = ModelConfig(
+        arch=arch,
+        layers=2,
+        hidden_size=32,
+        heads=4,
+        kv_heads=kv,
+        intermediate_size=ffn,
+        vocab_size=300,
+        max_position=64,
+    )
     assert memory_model.parameter_count(m) == sum(p.numel() for p in build_tiny_model(m, 300).parameters())
 
 
