@@ -43,6 +43,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     typed = RunConfig.from_cfg(cfg)
     check_hardware(typed.trainer)
+    if typed.trainer.threads is not None:
+        import torch
+
+        torch.set_num_threads(typed.trainer.threads)
     entry = stage_entry(typed.stage.name)
     from rise_exp.quiet import quiet_libraries
 
