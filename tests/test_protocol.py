@@ -87,3 +87,20 @@ def test_valuate_stage_writes_a_ranked_selection(tmp_path, cache, method):
     assert values == sorted(values, reverse=True)
     assert sorted(r["row"] for r in rows) == list(range(48))
     assert np.allclose(np.load(tmp_path / "values.npy")[[r["row"] for r in rows]], values, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["rise", "bm25"])
+def test_streamed_topk_scores_give_the_dense_metrics_and_rankings(tmp_path, cache, method):
+    """stage.scores=topk (top / bottom K rows only, streamed over the index) equals the dense protocol."""
+    base = ["task=howdy", f"method={method}", *TINY, *SIZES["howdy"], *METHOD_TINY[method], "stage.ks=[5,10,30]"]
+    dense = run(compose_run([*base, "stage.scores=dense"]), tmp_path / "dense")
+    ranked = run(compose_run([*base, "stage.scores=auto", "stage.dense_max_cells=1"]), tmp_path / "topk")
+    assert dense["scores"] == "dense" and ranked["scores"] == "topk"
+    assert not (tmp_path / "topk" / "scores.npy").exists()
+    for key in ("auprc@5", "auprc@10", "auprc@30", "auroc@10", "auroc@30", "p@10", "p@30"):
+        assert ranked[key] == pytest.approx(dense[key], rel=1e-6, abs=1e-9), key
+    tops = [
+        [json.loads(line)["top"] for line in (tmp_path / d / "topk.jsonl").read_text().splitlines()]
+        for d in ("dense", "topk")
+    ]
+    assert [[r["id"] for r in q] for q in tops[0]] == [[r["id"] for r in q] for q in tops[1]]

@@ -235,9 +235,19 @@ class VectorIndexMethod(AttributionMethod):
     def score(self, queries: Sequence[Record]) -> np.ndarray:
         return all_scores(self.require_index(), self.query_vectors(queries))
 
-    def topk(self, queries: Sequence[Record], k: int, largest: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    def topk(
+        self, queries: Sequence[Record], k: int, largest: bool = True, ties: str = "low"
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Streaming exact top-k ``(scores, rows)`` ``[Q, k]`` without a dense score matrix."""
-        return topk(self.require_index(), self.query_vectors(queries), k, largest=largest)
+        return topk(self.require_index(), self.query_vectors(queries), k, largest=largest, ties=ties)
+
+    def top_bottom(
+        self, queries: Sequence[Record], k_top: int, k_bottom: int
+    ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        """Each query's ``k_top`` best rows (ties: smaller row first) and ``k_bottom`` worst rows (worst first,
+        ties: larger row first), streamed over the index; the query vectors are computed once."""
+        index, q = self.require_index(), self.query_vectors(queries)
+        return topk(index, q, k_top), topk(index, q, k_bottom, largest=False, ties="high")
 
     def value(self, targets: Sequence[Record], mode: str = "mean") -> np.ndarray:
         """Mean score over the targets (one pass against their mean vector), or reciprocal-rank fusion."""
