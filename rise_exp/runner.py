@@ -89,18 +89,25 @@ def _stack(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.n
 
 
 def attribution_ranked(
-    built: BuiltMethod, queries: Sequence[Record], k_top: int, k_bottom: int, *, query_chunk: int = 64
+    built: BuiltMethod,
+    queries: Sequence[Record],
+    k_top: int,
+    k_bottom: int,
+    *,
+    query_chunk: int = 64,
+    search: Any = None,
 ) -> tuple[Ranked, float]:
     """The ``k_top`` best and ``k_bottom`` worst rows of every query, without a ``[Q, N]`` score matrix.
 
     A method with an index (``topk``) streams its blocks; any other method is scored ``query_chunk``
-    queries at a time (memory ``O(query_chunk * N)``). Returns the rows and the seconds they took.
+    queries at a time (memory ``O(query_chunk * N)``). ``search`` (the ``search.*`` settings) picks an
+    exact, compressed or approximate backend for indexed methods. Returns the rows and the seconds they took.
     """
     method, n = built.method, built.pool_size
     k_top, k_bottom = min(k_top, n), min(k_bottom, n)
     t0 = time.perf_counter()
     if hasattr(method, "top_bottom") and getattr(method, "index", None) is not None:
-        ranked = Ranked(*method.top_bottom(queries, k_top, k_bottom))
+        ranked = Ranked(*method.top_bottom(queries, k_top, k_bottom, search=search))
     else:
         tops, bottoms = [], []
         for i in range(0, len(queries), query_chunk):

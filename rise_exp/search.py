@@ -10,7 +10,7 @@ equal keys. The bottom K of a stable descending sort (the attribution protocol's
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -112,6 +112,7 @@ def topk(
     block_rows: int | None = None,
     backend: str = "numpy",
     ties: str = "low",
+    scorer: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k (or bottom-k) rows by inner product with each query.
 
@@ -123,6 +124,8 @@ def topk(
         block_rows: Split blocks to at most this many rows (bounds memory).
         backend: ``"numpy"`` (exact, default) or ``"faiss"`` (``faiss.IndexFlatIP`` per block).
         ties: ``"low"``: among equal scores the smaller row id comes first; ``"high"``: the larger.
+        scorer: ``(queries, block) -> float32 [Q, n]`` scores of one block, for blocks that are not plain
+            vectors (compressed codes, :mod:`rise_exp.ann`); default: the inner product.
 
     Returns:
         ``(scores, rows)``: float32 and int64 ``[Q, min(k, N)]``, best first, ties as ``ties`` says.
@@ -150,11 +153,13 @@ def topk(
     q = _queries(queries)
     best = np.zeros((q.shape[0], 0), dtype=np.uint64)
     for rows, vecs in iter_blocks(index, block_rows):
-        if vecs.shape[1] != q.shape[1]:
+        if scorer is None and vecs.shape[1] != q.shape[1]:
             raise DataError(f"queries have dim {q.shape[1]} but the index has dim {vecs.shape[1]}")
         if rows.size and int(rows.max()) > 0xFFFFFFFF:
             raise DataError("row ids above 2**32 - 1 are not supported by search")
-        if backend == "faiss":
+        if scorer is not None:
+            keys = _keys(np.asarray(scorer(q, vecs), dtype=np.float32), rows, invert)
+        elif backend == "faiss":
             scores, pos = _faiss_block(q, vecs, k, largest)
             keys = (_ordered_bits(scores) << _SHIFT) | _low_bits(rows[pos], invert)
         else:

@@ -104,3 +104,17 @@ def test_streamed_topk_scores_give_the_dense_metrics_and_rankings(tmp_path, cach
         for d in ("dense", "topk")
     ]
     assert [[r["id"] for r in q] for q in tops[0]] == [[r["id"] for r in q] for q in tops[1]]
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("faiss") is None, reason="needs rise-exp[faiss]")
+def test_search_backends_run_the_attribute_stage(tmp_path, cache):
+    """search.backend=faiss_flat (exact) reproduces the exact metrics; simhash runs and reports its storage."""
+    base = ["task=howdy", "method=rise", *TINY, *SIZES["howdy"], *METHOD_TINY["rise"], "stage.ks=[5,10]"]
+    exact = run(compose_run(base), tmp_path / "exact")
+    flat = run(compose_run([*base, "search.backend=faiss_flat"]), tmp_path / "flat")
+    simhash = run(compose_run([*base, "search.backend=simhash", "search.bits=512"]), tmp_path / "simhash")
+    assert flat["scores"] == "topk" and flat["search"] == "faiss_flat"
+    for key in ("auprc@5", "auprc@10", "p@10"):
+        assert flat[key] == pytest.approx(exact[key], abs=1e-6), key
+    assert simhash["search_bytes_per_row"] == 512 / 8 + 4 < exact["index_bytes_per_row"]
+    assert 0.0 <= simhash["auprc@10"] <= 1.0

@@ -79,14 +79,16 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     task = prep.task
     built = build_on(run.method, prep.ctx, task.train)
     st = run.stage
-    dense = st.scores == "dense" or (st.scores == "auto" and len(task.queries) * built.pool_size <= st.dense_max_cells)
+    exact = run.search.backend == "exact" or not hasattr(built.method, "top_bottom")
+    cells = len(task.queries) * built.pool_size
+    dense = exact and (st.scores == "dense" or (st.scores == "auto" and cells <= st.dense_max_cells))
     k = max(*st.ks, st.write_topk)
     scores: np.ndarray | None = None
     if dense:
         scores, query_seconds = attribution_scores(built, task.queries)
         ranked = rank_dense(scores, k, k)
     else:
-        ranked, query_seconds = attribution_ranked(built, task.queries, k, max(st.ks))
+        ranked, query_seconds = attribution_ranked(built, task.queries, k, max(st.ks), search=run.search)
         log.info(
             "%s: kept the top %d and bottom %d rows per query (stage.scores=%s)", task.title, k, max(st.ks), st.scores
         )
@@ -99,6 +101,13 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
         scores="dense" if dense else "topk",
         **built.cost(),
     )
+    if not exact:
+        searcher = built.method.searcher(run.search)
+        metrics.update(
+            search=run.search.backend,
+            search_bytes_per_row=searcher.bytes_per_row,
+            search_build_seconds=searcher.build_seconds,
+        )
     if prep.finetune is not None:
         metrics.update(prep.finetune.metrics)
     index = index_location(built.method)
