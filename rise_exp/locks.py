@@ -5,9 +5,10 @@ other's work in progress. Whoever builds an entry holds ``<entry>.lock`` (a :mod
 to it) while it checks whether the entry is finished and, if not, builds it; the other run waits,
 then finds the entry finished and reuses it.
 
-Data-parallel ranks launched as separate processes by a launcher (``RANK``, ``LOCAL_RANK`` or
-``SLURM_PROCID`` set and non-zero) must not wait for a lock that rank 0 holds across a collective
-operation (Lightning ``fit`` / ``predict``); callers pass ``enabled=launched_rank() == 0`` there.
+Data-parallel ranks launched as separate processes by a launcher (``RANK``, ``SLURM_PROCID``, or
+``LOCAL_RANK`` with ``NODE_RANK``, not the first process) must not wait for a lock that rank 0 holds
+across a collective operation (Lightning ``fit`` / ``predict``); callers pass
+``enabled=launched_rank() == 0`` there.
 """
 
 from __future__ import annotations
@@ -20,13 +21,25 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-_RANK_VARS = ("RANK", "LOCAL_RANK", "SLURM_PROCID")
+_RANK_VARS = ("RANK", "SLURM_PROCID")
+_NODE_VARS = ("NODE_RANK", "GROUP_RANK", "SLURM_NODEID")
 
 
 def launched_rank() -> int:
-    """This process's data-parallel rank as set by a launcher's environment (0 when none is set)."""
+    """This process's data-parallel rank as set by a launcher's environment (0 when none is set).
+
+    ``RANK`` (torchrun) or ``SLURM_PROCID`` when set; otherwise Lightning's own multi-node variables:
+    ``LOCAL_RANK`` on node ``NODE_RANK`` (``GROUP_RANK``, ``SLURM_NODEID``) with ``LOCAL_WORLD_SIZE``
+    processes a node (1 when unset), so every process but the first of node 0 is non-zero.
+    """
     ranks = [int(v) for k in _RANK_VARS if (v := os.environ.get(k, "")).isdigit()]
-    return max(ranks, default=0)
+    if ranks:
+        return max(ranks)
+    local = os.environ.get("LOCAL_RANK", "")
+    local_rank = int(local) if local.isdigit() else 0
+    nodes = [int(v) for k in _NODE_VARS if (v := os.environ.get(k, "")).isdigit()]
+    per_node = os.environ.get("LOCAL_WORLD_SIZE", "")
+    return max(nodes, default=0) * (int(per_node) if per_node.isdigit() else 1) + local_rank
 
 
 def lock_path(entry: Path) -> Path:

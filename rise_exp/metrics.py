@@ -212,3 +212,65 @@ def valuation_metrics(values: np.ndarray, labels: np.ndarray) -> dict[str, float
         "p@10%": precision_at_fraction(v, y, 0.10),
         "p@25%": precision_at_fraction(v, y, 0.25),
     }
+
+
+def retrieval_metrics_ranked(
+    top: tuple[np.ndarray, np.ndarray],
+    bottom: tuple[np.ndarray, np.ndarray],
+    labels: np.ndarray,
+    num_rows: int,
+    ks: Sequence[int] = DEFAULT_KS,
+) -> dict[str, float | int]:
+    """:func:`retrieval_metrics` from each query's best and worst rows only, without a ``[Q, N]`` matrix.
+
+    Args:
+        top: ``(scores, rows)`` ``[Q, >= min(max(ks), N)]``: the best rows per query, in the rank order of
+            a stable descending sort (ties: smaller row first), as ``search.topk`` returns them.
+        bottom: ``(scores, rows)`` ``[Q, >= min(max(ks), N)]``: the worst rows, worst first, ties larger row
+            first (the tail of the same stable sort, reversed: ``search.topk(largest=False, ties="high")``).
+        labels: 0/1 relevance, ``[N]`` or ``[Q, N]``.
+        num_rows: N, the pool size.
+        ks: The K values.
+
+    The top K and the bottom K rows are the protocol's evaluation set (when ``2K >= N`` they overlap and
+    together cover every row, so their union is the whole pool), so the result equals
+    :func:`retrieval_metrics` on the dense scores.
+    """
+    ks = _check_ks(ks)
+    (ts, tr), (bs, br) = top, bottom
+    ts, bs = _as_finite(ts, "scores"), _as_finite(bs, "scores")
+    tr, br = np.asarray(tr, dtype=np.int64), np.asarray(br, dtype=np.int64)
+    need = min(max(ks), num_rows)
+    if ts.ndim != 2 or ts.shape != tr.shape or bs.shape != br.shape or bs.shape[0] != ts.shape[0]:
+        raise DataError(f"top / bottom scores and rows must be matching [Q, k]; got {ts.shape}, {bs.shape}")
+    if min(ts.shape[1], bs.shape[1]) < need:
+        raise DataError(
+            f"ranked metrics need the top and bottom {need} rows per query; got {ts.shape[1]}, {bs.shape[1]}"
+        )
+    y = _as_binary(labels, "labels")
+    if y.ndim == 1:
+        if y.shape[0] != num_rows:
+            raise DataError(f"labels of shape {y.shape} do not match a pool of {num_rows} rows")
+        y = y[None, :]
+    elif y.shape != (ts.shape[0], num_rows):
+        raise DataError(f"labels of shape {y.shape} do not match {ts.shape[0]} queries x {num_rows} rows")
+    out: dict[str, float | int] = {"n_queries": int(ts.shape[0])}
+    for k in ks:
+        kk = min(k, num_rows)
+        aps, aucs, precs = [], [], []
+        for q in range(ts.shape[0]):
+            yq = y[0] if y.shape[0] == 1 else y[q]
+            rows = np.concatenate((tr[q, :kk], br[q, :kk]))
+            scores = np.concatenate((ts[q, :kk], bs[q, :kk]))
+            rows, first = np.unique(rows, return_index=True)
+            scores = scores[first]
+            precs.append(float(yq[tr[q, :kk]].mean()))
+            aps.append(average_precision(yq[rows], scores))
+            auc = roc_auc(yq[rows], scores)
+            if not math.isnan(auc):
+                aucs.append(auc)
+        out[f"auprc@{k}"] = float(np.mean(aps))
+        out[f"auroc@{k}"] = float(np.mean(aucs)) if aucs else math.nan
+        out[f"p@{k}"] = float(np.mean(precs))
+        out[f"auroc@{k}_skipped"] = ts.shape[0] - len(aucs)
+    return out

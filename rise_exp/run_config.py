@@ -20,7 +20,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from rise_exp.config.finetune import FinetuneConfig
 from rise_exp.config.logger import LoggerConfig
 from rise_exp.config.model import ModelConfig
-from rise_exp.config.run_settings import DataConfig, PathsConfig
+from rise_exp.config.run_settings import DataConfig, PathsConfig, SearchConfig
 from rise_exp.config.settings import Settings, check_name, plain
 from rise_exp.config.stages import (
     BUILTIN_SELECTORS,
@@ -35,7 +35,7 @@ from rise_exp.errors import ConfigError, allowed
 from rise_exp.methods import registry
 from rise_exp.paths import CONF_DIR
 
-_TOP_LEVEL = ("seed", "paths", "data", "model", "task", "method", "finetune", "trainer", "logger", "stage")
+_TOP_LEVEL = ("seed", "paths", "data", "search", "model", "task", "method", "finetune", "trainer", "logger", "stage")
 
 
 def schema_classes() -> dict[str, dict[str, type[Settings]]]:
@@ -91,7 +91,7 @@ def register_schemas() -> None:
     OmegaConf.register_new_resolver("safe", _safe_name, replace=True)
     OmegaConf.register_new_resolver("data_name", data_name, replace=True)
     cs = ConfigStore.instance()
-    groups = {**schema_classes(), "run": {"data": DataConfig, "paths": PathsConfig}}
+    groups = {**schema_classes(), "run": {"data": DataConfig, "paths": PathsConfig, "search": SearchConfig}}
     for group, options in groups.items():
         for name, cls in options.items():
             node = OmegaConf.structured(cls)
@@ -161,6 +161,7 @@ class RunConfig:
     logger: LoggerConfig
     stage: StageConfig
     raw: dict[str, Any]
+    search: SearchConfig = dataclasses.field(default_factory=SearchConfig)
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig | Mapping[str, Any]) -> RunConfig:
@@ -185,6 +186,7 @@ class RunConfig:
             logger=_typed("logger", schemas["logger"], data.get("logger") or {}),
             stage=_typed("stage", schemas["stage"], data.get("stage") or {}),
             raw={k: v for k, v in data.items() if k != "hydra"},
+            search=SearchConfig.from_mapping(data.get("search") or {}),
         )
         run = dataclasses.replace(
             run,

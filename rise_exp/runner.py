@@ -64,6 +64,64 @@ def attribution_scores(built: BuiltMethod, queries: Sequence[Record]) -> tuple[n
     return _checked(built.method.name, scores, (len(queries), built.pool_size), "scores"), seconds
 
 
+@dataclass
+class Ranked:
+    """Each query's best and worst rows: ``top`` best first (ties: smaller row first), ``bottom`` worst first
+    (ties: larger row first), each ``(scores float32 [Q, k], rows int64 [Q, k])``."""
+
+    top: tuple[np.ndarray, np.ndarray]
+    bottom: tuple[np.ndarray, np.ndarray]
+
+
+def rank_dense(scores: np.ndarray, k_top: int, k_bottom: int) -> Ranked:
+    """:class:`Ranked` from a dense ``[Q, N]`` score matrix (a stable descending sort)."""
+    order = np.argsort(-scores, axis=1, kind="stable")
+    top = order[:, :k_top]
+    bottom = order[:, ::-1][:, :k_bottom]
+    return Ranked(
+        (np.take_along_axis(scores, top, axis=1), top.astype(np.int64)),
+        (np.take_along_axis(scores, bottom, axis=1), bottom.astype(np.int64)),
+    )
+
+
+def _stack(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def attribution_ranked(
+    built: BuiltMethod,
+    queries: Sequence[Record],
+    k_top: int,
+    k_bottom: int,
+    *,
+    query_chunk: int = 64,
+    search: Any = None,
+) -> tuple[Ranked, float]:
+    """The ``k_top`` best and ``k_bottom`` worst rows of every query, without a ``[Q, N]`` score matrix.
+
+    A method with an index (``topk``) streams its blocks; any other method is scored ``query_chunk``
+    queries at a time (memory ``O(query_chunk * N)``). ``search`` (the ``search.*`` settings) picks an
+    exact, compressed or approximate backend for indexed methods. Returns the rows and the seconds they took.
+    """
+    method, n = built.method, built.pool_size
+    k_top, k_bottom = min(k_top, n), min(k_bottom, n)
+    t0 = time.perf_counter()
+    if hasattr(method, "top_bottom") and getattr(method, "index", None) is not None:
+        ranked = Ranked(*method.top_bottom(queries, k_top, k_bottom, search=search))
+    else:
+        tops, bottoms = [], []
+        for i in range(0, len(queries), query_chunk):
+            chunk = queries[i : i + query_chunk]
+            part = rank_dense(_checked(method.name, method.score(chunk), (len(chunk), n), "scores"), k_top, k_bottom)
+            tops.append(part.top)
+            bottoms.append(part.bottom)
+        ranked = Ranked(_stack(tops), _stack(bottoms))
+    seconds = time.perf_counter() - t0
+    for what, (s, r) in (("top scores", ranked.top), ("bottom scores", ranked.bottom)):
+        _checked(method.name, s, (len(queries), r.shape[1]), what)
+    return ranked, seconds
+
+
 def valuation_values(built: BuiltMethod, targets: Sequence[Record], mode: str | None) -> tuple[np.ndarray, float]:
     """Value ``[N]`` of every built row against ``targets``, and the seconds it took.
 

@@ -1,14 +1,16 @@
 """Exact inner-product search streamed over index blocks, with an optional FAISS backend.
 
 Scores are computed in float32 one block at a time and merged into a running top-k, so memory is
-``O(Q * (k + block_rows))`` whatever the pool size. Ties are broken by row id (smaller first), for
-both ``largest=True`` and ``largest=False``: each (score, row) pair is packed into one uint64 key
-whose order is the wanted order, so selection never has equal keys.
+``O(Q * (k + block_rows))`` whatever the pool size. Ties are broken by row id (smaller first by
+default, ``ties="high"`` for larger first), for both ``largest=True`` and ``largest=False``: each
+(score, row) pair is packed into one uint64 key whose order is the wanted order, so selection never has
+equal keys. The bottom K of a stable descending sort (the attribution protocol's bottom set) is
+``topk(..., largest=False, ties="high")``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -18,6 +20,7 @@ from rise_exp.index import SignatureIndex
 Blocks = Iterable[tuple[np.ndarray, np.ndarray]]
 IndexLike = SignatureIndex | np.ndarray | Blocks
 BACKENDS = ("numpy", "faiss")
+TIES = ("low", "high")
 DEFAULT_BLOCK_ROWS = 16384
 _LOW = np.uint64(0xFFFFFFFF)
 _SHIFT = np.uint64(32)
@@ -65,10 +68,14 @@ def _unordered_bits(keys_high: np.ndarray) -> np.ndarray:
     return np.where(pos, bits & np.uint32(0x7FFFFFFF), ~bits).view(np.float32)
 
 
-def _keys(scores: np.ndarray, rows: np.ndarray, largest: bool) -> np.ndarray:
+def _low_bits(rows: np.ndarray, invert: bool) -> np.ndarray:
+    r = rows.astype(np.uint64)
+    return (_LOW - r) if invert else r
+
+
+def _keys(scores: np.ndarray, rows: np.ndarray, invert: bool) -> np.ndarray:
     """Unique uint64 keys; the k largest (largest=True) or smallest keys are the wanted top-k."""
-    low = (_LOW - rows.astype(np.uint64)) if largest else rows.astype(np.uint64)
-    return (_ordered_bits(scores) << _SHIFT) | low[None, :]
+    return (_ordered_bits(scores) << _SHIFT) | _low_bits(rows, invert)[None, :]
 
 
 def _select(keys: np.ndarray, k: int, largest: bool) -> np.ndarray:
@@ -81,9 +88,9 @@ def _select(keys: np.ndarray, k: int, largest: bool) -> np.ndarray:
     return keys[:, ::-1] if largest else keys
 
 
-def _decode(keys: np.ndarray, largest: bool) -> tuple[np.ndarray, np.ndarray]:
+def _decode(keys: np.ndarray, invert: bool) -> tuple[np.ndarray, np.ndarray]:
     low = keys & _LOW
-    rows = (_LOW - low) if largest else low
+    rows = (_LOW - low) if invert else low
     return np.ascontiguousarray(_unordered_bits(keys >> _SHIFT)), rows.astype(np.int64)
 
 
@@ -104,6 +111,8 @@ def topk(
     largest: bool = True,
     block_rows: int | None = None,
     backend: str = "numpy",
+    ties: str = "low",
+    scorer: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k (or bottom-k) rows by inner product with each query.
 
@@ -114,9 +123,12 @@ def topk(
         largest: True for the highest scores, False for the lowest.
         block_rows: Split blocks to at most this many rows (bounds memory).
         backend: ``"numpy"`` (exact, default) or ``"faiss"`` (``faiss.IndexFlatIP`` per block).
+        ties: ``"low"``: among equal scores the smaller row id comes first; ``"high"``: the larger.
+        scorer: ``(queries, block) -> float32 [Q, n]`` scores of one block, for blocks that are not plain
+            vectors (compressed codes, :mod:`rise_exp.ann`); default: the inner product.
 
     Returns:
-        ``(scores, rows)``: float32 and int64 ``[Q, min(k, N)]``, best first, ties by smaller row id.
+        ``(scores, rows)``: float32 and int64 ``[Q, min(k, N)]``, best first, ties as ``ties`` says.
 
     Raises:
         ConfigError: bad ``k``, ``block_rows`` or ``backend``, or faiss requested but not installed.
@@ -124,6 +136,9 @@ def topk(
     """
     if backend not in BACKENDS:
         raise allowed("search backend", backend, BACKENDS)
+    if ties not in TIES:
+        raise allowed("search ties", ties, TIES)
+    invert = largest == (ties == "low")
     if backend == "faiss":
         try:
             import faiss  # noqa: F401
@@ -138,19 +153,20 @@ def topk(
     q = _queries(queries)
     best = np.zeros((q.shape[0], 0), dtype=np.uint64)
     for rows, vecs in iter_blocks(index, block_rows):
-        if vecs.shape[1] != q.shape[1]:
+        if scorer is None and vecs.shape[1] != q.shape[1]:
             raise DataError(f"queries have dim {q.shape[1]} but the index has dim {vecs.shape[1]}")
         if rows.size and int(rows.max()) > 0xFFFFFFFF:
             raise DataError("row ids above 2**32 - 1 are not supported by search")
-        if backend == "faiss":
+        if scorer is not None:
+            keys = _keys(np.asarray(scorer(q, vecs), dtype=np.float32), rows, invert)
+        elif backend == "faiss":
             scores, pos = _faiss_block(q, vecs, k, largest)
-            low = (_LOW - rows[pos].astype(np.uint64)) if largest else rows[pos].astype(np.uint64)
-            keys = (_ordered_bits(scores) << _SHIFT) | low
+            keys = (_ordered_bits(scores) << _SHIFT) | _low_bits(rows[pos], invert)
         else:
             scores = q @ np.asarray(vecs, dtype=np.float32).T
-            keys = _keys(scores, rows, largest)
+            keys = _keys(scores, rows, invert)
         best = _select(np.concatenate([best, keys], axis=1), k, largest)
-    return _decode(best, largest)
+    return _decode(best, invert)
 
 
 def all_scores(index: IndexLike, queries: np.ndarray, *, block_rows: int | None = None) -> np.ndarray:

@@ -99,10 +99,13 @@ def rows_meta(method: AttributionMethod, rows: Sequence[int], pool: Sequence[Rec
     raise DataError(f"method {method.name} keeps no row metadata; give the pool")
 
 
-def top_rows(method: AttributionMethod, queries: Sequence[Record], k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` best rows per query ``(scores, rows)``: streamed from an index, else from the dense scores."""
+def top_rows(
+    method: AttributionMethod, queries: Sequence[Record], k: int, search: Any = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best rows per query ``(scores, rows)``: streamed from an index (through the ``search``
+    backend), else from the dense scores."""
     if hasattr(method, "topk") and getattr(method, "index", None) is not None:
-        return method.topk(queries, k)
+        return method.topk(queries, k, search=search)
     scores = np.asarray(method.score(queries), dtype=np.float32)
     order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     return np.take_along_axis(scores, order, axis=1), order

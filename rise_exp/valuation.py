@@ -85,12 +85,14 @@ def value_against_index(
     rrf_k: float = 60.0,
     block_rows: int | None = None,
     query_chunk: int = 64,
+    max_cells: int = 1 << 22,
 ) -> np.ndarray:
     """Value of every indexed row against a target set of query signatures, float32 ``[N]``.
 
     ``mean`` scores each row against :func:`mean_vector` (equal to averaging the rows' scores over
-    the queries); ``rrf`` ranks the rows per query and fuses the ranks, processing
-    ``query_chunk`` queries at a time so that memory stays ``O(query_chunk * N)``.
+    the queries), one streamed pass over the blocks: memory ``O(N)`` (the values) plus one block.
+    ``rrf`` ranks the rows per query and fuses the ranks, processing at most ``query_chunk`` queries and
+    ``max_cells`` query x row cells at a time (at least one query), so memory stays ``O(N)`` too.
     """
     _check_mode(mode, rrf_k)
     if mode == "mean":
@@ -100,7 +102,10 @@ def value_against_index(
         raise DataError(f"query signatures must be [num_queries >= 1, dim], got shape {s.shape}")
     if not isinstance(index, np.ndarray) and not hasattr(index, "iter_blocks"):
         index = list(index)  # a one-shot iterable of blocks is read once per chunk
-    chunk = max(int(query_chunk), 1)
+    n = index.shape[0] if isinstance(index, np.ndarray) else getattr(index, "num_rows", None)
+    if n is None:
+        n = max((int(r.max()) + 1 for r, _ in index if len(r)), default=1)
+    chunk = max(1, min(int(query_chunk), int(max_cells) // max(int(n), 1)))
     total = np.zeros(0, dtype=np.float64)
     for start in range(0, s.shape[0], chunk):
         scores = all_scores(index, s[start : start + chunk], block_rows=block_rows)

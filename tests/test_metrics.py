@@ -136,3 +136,28 @@ def test_valuation_metrics_hand_computed_and_vs_sklearn():
         precision_at_fraction(values, labels, 0.0)
     with pytest.raises(DataError):
         valuation_metrics(values[:3], labels)
+
+
+@pytest.mark.parametrize("per_query", [False, True])
+def test_ranked_metrics_equal_dense_metrics_with_ties(per_query):
+    from rise_exp.metrics import retrieval_metrics_ranked
+    from rise_exp.search import topk
+
+    rng = np.random.default_rng(7)
+    n, q = 40, 6
+    pool = rng.integers(-1, 2, size=(n, 3)).astype(np.float32)  # few distinct scores: many ties
+    queries = rng.integers(-1, 2, size=(q, 3)).astype(np.float32)
+    queries[0] = 0.0  # one query with every score tied
+    labels = rng.integers(0, 2, size=(q, n) if per_query else n)
+    scores = queries @ pool.T
+    ks = (1, 3, 10, 20, 25, 40, 60)  # 2K < N, 2K == N, 2K > N, K > N
+    kmax = min(max(ks), n)
+    top = topk(pool, queries, kmax, block_rows=9)
+    bottom = topk(pool, queries, kmax, largest=False, ties="high", block_rows=9)
+    dense = retrieval_metrics(scores, labels, ks=ks)
+    ranked = retrieval_metrics_ranked(top, bottom, labels, n, ks)
+    assert dense.keys() == ranked.keys()
+    for key, value in dense.items():
+        assert ranked[key] == pytest.approx(value, nan_ok=True), key
+    with pytest.raises(DataError, match="top and bottom 40 rows"):
+        retrieval_metrics_ranked((top[0][:, :5], top[1][:, :5]), bottom, labels, n, ks)

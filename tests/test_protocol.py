@@ -87,3 +87,34 @@ def test_valuate_stage_writes_a_ranked_selection(tmp_path, cache, method):
     assert values == sorted(values, reverse=True)
     assert sorted(r["row"] for r in rows) == list(range(48))
     assert np.allclose(np.load(tmp_path / "values.npy")[[r["row"] for r in rows]], values, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["rise", "bm25"])
+def test_streamed_topk_scores_give_the_dense_metrics_and_rankings(tmp_path, cache, method):
+    """stage.scores=topk (top / bottom K rows only, streamed over the index) equals the dense protocol."""
+    base = ["task=howdy", f"method={method}", *TINY, *SIZES["howdy"], *METHOD_TINY[method], "stage.ks=[5,10,30]"]
+    dense = run(compose_run([*base, "stage.scores=dense"]), tmp_path / "dense")
+    ranked = run(compose_run([*base, "stage.scores=auto", "stage.dense_max_cells=1"]), tmp_path / "topk")
+    assert dense["scores"] == "dense" and ranked["scores"] == "topk"
+    assert not (tmp_path / "topk" / "scores.npy").exists()
+    for key in ("auprc@5", "auprc@10", "auprc@30", "auroc@10", "auroc@30", "p@10", "p@30"):
+        assert ranked[key] == pytest.approx(dense[key], rel=1e-6, abs=1e-9), key
+    tops = [
+        [json.loads(line)["top"] for line in (tmp_path / d / "topk.jsonl").read_text().splitlines()]
+        for d in ("dense", "topk")
+    ]
+    assert [[r["id"] for r in q] for q in tops[0]] == [[r["id"] for r in q] for q in tops[1]]
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("faiss") is None, reason="needs rise-exp[faiss]")
+def test_search_backends_run_the_attribute_stage(tmp_path, cache):
+    """search.backend=faiss_flat (exact) reproduces the exact metrics; simhash runs and reports its storage."""
+    base = ["task=howdy", "method=rise", *TINY, *SIZES["howdy"], *METHOD_TINY["rise"], "stage.ks=[5,10]"]
+    exact = run(compose_run(base), tmp_path / "exact")
+    flat = run(compose_run([*base, "search.backend=faiss_flat"]), tmp_path / "flat")
+    simhash = run(compose_run([*base, "search.backend=simhash", "search.bits=512"]), tmp_path / "simhash")
+    assert flat["scores"] == "topk" and flat["search"] == "faiss_flat"
+    for key in ("auprc@5", "auprc@10", "p@10"):
+        assert flat[key] == pytest.approx(exact[key], abs=1e-6), key
+    assert simhash["search_bytes_per_row"] == 512 / 8 + 4 < exact["index_bytes_per_row"]
+    assert 0.0 <= simhash["auprc@10"] <= 1.0

@@ -146,3 +146,24 @@ def test_faiss_backend_matches_numpy():
         got = topk(pool, queries, 5, largest=largest, block_rows=16, backend="faiss")
         np.testing.assert_array_equal(got[1], ref[1])
         np.testing.assert_allclose(got[0], ref[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("largest", [True, False])
+@pytest.mark.parametrize("block_rows", [1, 7, None])
+def test_ties_high_prefers_larger_rows(block_rows, largest):
+    pool, queries = _tied_pool()
+    scores, rows = topk(pool, queries, 10, largest=largest, block_rows=block_rows, ties="high")
+    full = queries @ pool.T
+    ids = np.arange(full.shape[1])
+    ref = np.stack([np.lexsort((-ids, -s if largest else s)) for s in full])[:, :10]
+    np.testing.assert_array_equal(rows, ref)
+    np.testing.assert_array_equal(scores, np.take_along_axis(full, ref, axis=1))
+
+
+def test_bottom_with_high_ties_is_the_tail_of_a_stable_descending_sort():
+    pool, queries = _tied_pool()
+    full = queries @ pool.T
+    tail = np.argsort(-full, axis=1, kind="stable")[:, ::-1][:, :12]
+    np.testing.assert_array_equal(topk(pool, queries, 12, largest=False, block_rows=5, ties="high")[1], tail)
+    with pytest.raises(ConfigError, match="search ties"):
+        topk(pool, queries, 3, ties="middle")

@@ -66,3 +66,13 @@ def test_value_against_index_equals_fused_scores(tmp_path):
     for source in (index, pool):
         got = value_against_index(source, queries, "rrf", query_chunk=3, block_rows=8)
         np.testing.assert_allclose(got, ref_rrf, rtol=1e-6)
+
+
+def test_rrf_in_small_chunks_equals_fused_scores():
+    rng = np.random.default_rng(5)
+    pool = rng.integers(-2, 3, size=(30, 4)).astype(np.float32)
+    targets = rng.integers(-2, 3, size=(7, 4)).astype(np.float32)
+    ref = fuse_scores(targets @ pool.T, "rrf")
+    for max_cells in (1, 45, 10_000):  # one query at a time, a query and a half, everything at once
+        got = value_against_index(pool, targets, "rrf", max_cells=max_cells, block_rows=8)
+        np.testing.assert_allclose(got, ref, rtol=1e-6)

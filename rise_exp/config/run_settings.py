@@ -32,3 +32,33 @@ class PathsConfig(Settings):
         ".cache",
         "caches of embedded models, tokenizers, finetunes and indexes (env RISE_EXP_CACHE in conf/config.yaml)",
     )
+
+
+SEARCH_BACKENDS = ("exact", "simhash", "faiss_flat", "faiss_ivfpq")
+
+
+@dataclass(frozen=True)
+class SearchConfig(Settings):
+    """How queries are answered from a vector index: exact streaming, or a compressed / approximate copy.
+
+    ``simhash`` stores ``bits`` sign bits per row (plus its norm) from random hyperplanes and scores float
+    queries against them asymmetrically; ``faiss_flat`` is FAISS's exact inner-product index (in memory);
+    ``faiss_ivfpq`` is an inverted file with product quantisation, for pools of ~10M rows and more. The
+    compressed copies are built once from the index and cached inside it (``<index>/search/``).
+    """
+
+    GROUP = "search"
+    backend: str = setting("exact", "exact, simhash, faiss_flat or faiss_ivfpq", choices=SEARCH_BACKENDS)
+    bits: int = setting(8192, "simhash: sign bits stored per row (a multiple of 8)", gt=0)
+    density: float | None = setting(
+        None, "simhash: share of nonzero entries per hyperplane (null = 1/sqrt(dim): very sparse)", gt=0, le=1
+    )
+    seed: int = setting(0, "simhash hyperplanes and the faiss_ivfpq training sample")
+    nlist: int | None = setting(None, "faiss_ivfpq: coarse clusters (null = 4 sqrt(rows), at most rows / 39)", gt=0)
+    pq_m: int = setting(64, "faiss_ivfpq: sub-quantizers, i.e. bytes per row (must divide the vector dim)", gt=0)
+    nprobe: int = setting(16, "faiss_ivfpq: clusters visited per query", gt=0)
+    train_rows: int = setting(65536, "faiss_ivfpq: rows sampled to train the quantizers", gt=0)
+
+    def validate(self) -> None:
+        if self.bits % 8:
+            raise self.fail("bits", f"must be a multiple of 8, got {self.bits}")

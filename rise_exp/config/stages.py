@@ -38,6 +38,14 @@ class AttributeStageConfig(StageConfig):
     name: str = setting("attribute", "stage name")
     ks: tuple[int, ...] = setting((5, 10, 50), "K of auPRC@K / auROC@K / P@K")
     write_topk: int = setting(10, "rows per query written to topk.jsonl", gt=0)
+    scores: str = setting(
+        "auto",
+        "dense: the full [queries, rows] score matrix (metrics from it, scores.npy written); topk: only each "
+        "query's top and bottom max(ks, write_topk) rows, streamed over the index blocks (metrics from those, "
+        "equal to dense); auto: dense while queries x rows <= stage.dense_max_cells, else topk",
+        choices=("auto", "dense", "topk"),
+    )
+    dense_max_cells: int = setting(5_000_000, "largest queries x rows for which scores=auto keeps dense scores", gt=0)
 
     def validate(self) -> None:
         if not self.ks or any(k < 1 for k in self.ks):

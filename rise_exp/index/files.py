@@ -175,7 +175,7 @@ def scan(root: Path) -> tuple[set[int], set[int]]:
 
 def foreign_entries(root: Path) -> list[str]:
     """Names in ``root`` that no index writes (an index directory may be deleted only without them)."""
-    known = {MANIFEST, TABLES, "plan.json"}
+    known = {MANIFEST, TABLES, "plan.json", "search"}  # search/: compressed copies (rise_exp.ann)
     return sorted(
         e
         for e in os.listdir(root)

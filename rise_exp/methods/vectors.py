@@ -29,6 +29,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from rise_exp.ann import Searcher, open_searcher
 from rise_exp.data.encoding import EncodedRow
 from rise_exp.data.records import Record
 from rise_exp.errors import ConfigError, IndexError_
@@ -39,7 +40,7 @@ from rise_exp.index.files import jsonable as _jsonable
 from rise_exp.lightning.sharding import distributed_barrier
 from rise_exp.locks import cache_lock, launched_rank
 from rise_exp.methods.base import AttributionMethod
-from rise_exp.search import all_scores, topk
+from rise_exp.search import all_scores
 from rise_exp.valuation import value_against_index
 
 log = logging.getLogger(__name__)
@@ -235,9 +236,29 @@ class VectorIndexMethod(AttributionMethod):
     def score(self, queries: Sequence[Record]) -> np.ndarray:
         return all_scores(self.require_index(), self.query_vectors(queries))
 
-    def topk(self, queries: Sequence[Record], k: int, largest: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """Streaming exact top-k ``(scores, rows)`` ``[Q, k]`` without a dense score matrix."""
-        return topk(self.require_index(), self.query_vectors(queries), k, largest=largest)
+    def searcher(self, search: Any = None) -> Searcher:
+        """The :class:`~rise_exp.ann.Searcher` ``search`` (``search.*`` settings; None: exact) names, built
+        once per settings (compressed copies are cached inside the index directory)."""
+        key = repr(search)
+        cache = self.__dict__.setdefault("_searchers", {})
+        if key not in cache:
+            cache[key] = open_searcher(self.require_index(), search)
+        return cache[key]
+
+    def topk(
+        self, queries: Sequence[Record], k: int, largest: bool = True, ties: str = "low", search: Any = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Streaming top-k ``(scores, rows)`` ``[Q, k]`` without a dense score matrix (exact unless ``search``
+        names a compressed or approximate backend)."""
+        return self.searcher(search).topk(self.query_vectors(queries), k, largest=largest, ties=ties)
+
+    def top_bottom(
+        self, queries: Sequence[Record], k_top: int, k_bottom: int, search: Any = None
+    ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        """Each query's ``k_top`` best rows (ties: smaller row first) and ``k_bottom`` worst rows (worst first,
+        ties: larger row first), streamed over the index; the query vectors are computed once."""
+        searcher, q = self.searcher(search), self.query_vectors(queries)
+        return searcher.topk(q, k_top), searcher.topk(q, k_bottom, largest=False, ties="high")
 
     def value(self, targets: Sequence[Record], mode: str = "mean") -> np.ndarray:
         """Mean score over the targets (one pass against their mean vector), or reciprocal-rank fusion."""

@@ -1,4 +1,9 @@
-"""Attribute stage (retrospective attribution): score every query against every training row, evaluate."""
+"""Attribute stage (retrospective attribution): score every query against every training row, evaluate.
+
+Small pools keep the dense ``[queries, rows]`` score matrix (``scores.npy``); a large pool
+(``stage.scores=topk``, or ``auto`` above ``stage.dense_max_cells``) keeps only each query's top and
+bottom K rows, streamed over the index, and computes the same metrics from them.
+"""
 
 from __future__ import annotations
 
@@ -11,38 +16,34 @@ import numpy as np
 
 from rise_exp.data.tasks import Task
 from rise_exp.methods.registry import method_class
-from rise_exp.metrics import retrieval_metrics
+from rise_exp.metrics import retrieval_metrics, retrieval_metrics_ranked
 from rise_exp.pipeline import prepare_logged
 from rise_exp.run_config import RunConfig
-from rise_exp.runner import attribution_scores, build_on, publish
+from rise_exp.runner import Ranked, attribution_ranked, attribution_scores, build_on, publish, rank_dense
 
 log = logging.getLogger(__name__)
 
-#: Largest score matrix (queries x rows) saved as scores.npy for re-analysis.
-MAX_SAVED_SCORES = 5_000_000
 
-
-def write_topk(path: Path, scores: np.ndarray, task: Task, k: int) -> None:
+def write_topk(path: Path, ranked: Ranked, task: Task, k: int) -> None:
     """One JSON line per query: its id and its top-``k`` training rows (id, score, label, text)."""
-    k = min(k, scores.shape[1])
+    scores, rows = ranked.top
     with open(path, "w") as f:
         for qi, q in enumerate(task.queries):
-            order = np.argsort(-scores[qi], kind="stable")[:k]
             labels = None if task.labels is None else task.labels if task.labels.ndim == 1 else task.labels[qi]
             top = [
                 {
                     "rank": r + 1,
                     "id": task.train[i].id,
-                    "score": float(scores[qi, i]),
+                    "score": float(scores[qi, r]),
                     "label": None if labels is None else int(labels[i]),
                     "text": task.train[i].full_text,
                 }
-                for r, i in enumerate(order)
+                for r, i in enumerate(rows[qi, :k].tolist())
             ]
             f.write(json.dumps({"query_id": q.id, "query": q.full_text, "top": top}) + "\n")
 
 
-def label_metrics(task: Task, scores: np.ndarray, ks: tuple[int, ...]) -> dict[str, Any]:
+def label_metrics(task: Task, scores: np.ndarray | Ranked, ks: tuple[int, ...]) -> dict[str, Any]:
     """The top-K / bottom-K protocol when the pool is labelled and has positives; else a warning and nothing."""
     if not task.labelled:
         log.warning("%s has no labels: writing rankings only (topk.jsonl, scores.npy), no metrics", task.title)
@@ -55,7 +56,10 @@ def label_metrics(task: Task, scores: np.ndarray, ks: tuple[int, ...]) -> dict[s
             task.positive,
         )
         return {"num_positive": 0, "note": "no positive row: rankings only, no metrics"}
-    out: dict[str, Any] = retrieval_metrics(scores, task.labels, ks=ks)
+    if isinstance(scores, Ranked):
+        out: dict[str, Any] = retrieval_metrics_ranked(scores.top, scores.bottom, task.labels, len(task.train), ks)
+    else:
+        out = retrieval_metrics(scores, task.labels, ks=ks)
     out.update(num_positive=positives)
     return out
 
@@ -74,20 +78,44 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     prep = prepare_logged(run, run_dir, need_model=method_class(run.method.name).needs_model)
     task = prep.task
     built = build_on(run.method, prep.ctx, task.train)
-    scores, query_seconds = attribution_scores(built, task.queries)
+    st = run.stage
+    exact = run.search.backend == "exact" or not hasattr(built.method, "top_bottom")
+    cells = len(task.queries) * built.pool_size
+    dense = exact and (st.scores == "dense" or (st.scores == "auto" and cells <= st.dense_max_cells))
+    k = max(*st.ks, st.write_topk)
+    scores: np.ndarray | None = None
+    if dense:
+        scores, query_seconds = attribution_scores(built, task.queries)
+        ranked = rank_dense(scores, k, k)
+    else:
+        ranked, query_seconds = attribution_ranked(built, task.queries, k, max(st.ks), search=run.search)
+        log.info(
+            "%s: kept the top %d and bottom %d rows per query (stage.scores=%s)", task.title, k, max(st.ks), st.scores
+        )
 
-    metrics: dict[str, Any] = label_metrics(task, scores, run.stage.ks)
+    metrics: dict[str, Any] = label_metrics(task, scores if scores is not None else ranked, st.ks)
     metrics.update(
-        num_train=len(task.train), num_queries=len(task.queries), query_seconds=query_seconds, **built.cost()
+        num_train=len(task.train),
+        num_queries=len(task.queries),
+        query_seconds=query_seconds,
+        scores="dense" if dense else "topk",
+        **built.cost(),
     )
+    if not exact:
+        searcher = built.method.searcher(run.search)
+        metrics.update(
+            search=run.search.backend,
+            search_bytes_per_row=searcher.bytes_per_row,
+            search_build_seconds=searcher.build_seconds,
+        )
     if prep.finetune is not None:
         metrics.update(prep.finetune.metrics)
     index = index_location(built.method)
     if index:
         metrics["index"] = index
     files = ["topk.jsonl"]
-    write_topk(run_dir / "topk.jsonl", scores, task, run.stage.write_topk)
-    if scores.size <= MAX_SAVED_SCORES:  # the full matrix, for re-analysis of small pools, and what it indexes
+    write_topk(run_dir / "topk.jsonl", ranked, task, st.write_topk)
+    if scores is not None:  # the full matrix, for re-analysis of small pools, and what it indexes
         np.save(run_dir / "scores.npy", scores)
         ids = {"rows": [r.id for r in task.train], "queries": [q.id for q in task.queries]}
         (run_dir / "scores_ids.json").write_text(json.dumps(ids))

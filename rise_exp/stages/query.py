@@ -36,7 +36,7 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
         where = str(index.root) if index is not None else str(getattr(method, "index_path", ""))
         pool = None if index is not None or hasattr(method, "rows_meta") else prep.task.train
     t0 = time.perf_counter()
-    scores, rows = top_rows(method, queries, st.k)
+    scores, rows = top_rows(method, queries, st.k, run.search)
     seconds = time.perf_counter() - t0
     with open(run_dir / "topk.jsonl", "w") as f:
         for qi, q in enumerate(queries):
@@ -46,7 +46,13 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
                 for j, (r, s, m) in enumerate(zip(rows[qi], scores[qi], meta))
             ]
             f.write(json.dumps({"query_id": q.id, "query": q.full_text, "top": top}) + "\n")
-    metrics = {"num_queries": len(queries), "k": st.k, "query_seconds": seconds, "index": where}
+    metrics = {
+        "num_queries": len(queries),
+        "k": st.k,
+        "query_seconds": seconds,
+        "index": where,
+        "search": run.search.backend,
+    }
     publish(
         run,
         run_dir,
