@@ -12,9 +12,9 @@ export RISE_EXP_PROGRESS="${RISE_EXP_PROGRESS:-1}"
 step() { echo "== $*"; "$@" || echo "== FAILED (exit $?): $*"; }
 
 # 1. Finetune (LoRA, cached) and check by generation that the backdoor is learned: sci-fi share on held-out
-#    triggered prompts vs clean ones, after and before (finetune=none).
+#    triggered prompts vs clean ones, after and before (finetune.epochs=0: the model as loaded).
 step $PY -m rise_exp experiment=real_howdy stage=probe logger=csv hydra.run.dir="$OUT/probe_after"
-step $PY -m rise_exp experiment=real_howdy stage=probe finetune=none logger=csv hydra.run.dir="$OUT/probe_before"
+step $PY -m rise_exp experiment=real_howdy stage=probe finetune.epochs=0 logger=csv hydra.run.dir="$OUT/probe_before"
 
 # 2. Attribution on the finetuned model: RISE over five sketch seeds and both token rules, BM25 both rules,
 #    then the gradient baselines once each (RapidIn compresses 2 rows at a time to bound memory; STRIDE's
@@ -31,7 +31,7 @@ step $PY -m rise_exp -m experiment=real_howdy method=stride method.steps=30 meth
     logger=csv hydra.sweep.dir="$OUT/attribute/stride"
 
 # 3. The full released pool (4,999 rows) with the pretrained model as it ships (no finetune), RISE and BM25.
-step $PY -m rise_exp -m experiment=real_howdy finetune=none task.max_train=null task.n_heldout=0 method=rise,bm25 \
+step $PY -m rise_exp -m experiment=real_howdy finetune.epochs=0 task.max_train=null task.n_heldout=0 method=rise,bm25 \
     logger=csv hydra.sweep.dir="$OUT/full_pool"
 
 step $PY -m rise_exp.report "$OUT/attribute" --no-wandb

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The embedded-model tables quoted in README.md and experiments/README.md, rerun from scratch (synthetic
+# tasks, no network; RISE over sketch seeds 0-4, the costly gradient baselines with seed 0).
+#   bash experiments/embedded_tables.sh [sweep root] [released Howdy dir, optional]
+# Each block is one Hydra sweep followed by its report (<sweep>/report/summary.csv).
+set -uo pipefail
+OUT="${1:-multirun/embedded}"
+HOWDY="${2:-}"
+PY="${PYTHON:-python}"
+step() { echo "== $*"; "$@" || echo "== FAILED (exit $?): $*"; }
+report() { step $PY -m rise_exp.report "$1" --no-wandb; }
+
+# README "Results on the embedded default": the default run over five sketch seeds, and BM25.
+step $PY -m rise_exp -m seed=0,1,2,3,4 method=rise logger=csv hydra.sweep.dir="$OUT/default/rise"
+step $PY -m rise_exp -m method=bm25 logger=csv hydra.sweep.dir="$OUT/default/bm25"
+report "$OUT/default"
+
+# experiments/README "Attribution on Howdy": RISE, BM25, ZO-Inf over seeds 0-4; RapidIn and STRIDE seed 0.
+step $PY -m rise_exp -m experiment=table_howdy method=rise,bm25,zo_inf logger=csv hydra.sweep.dir="$OUT/howdy/a"
+step $PY -m rise_exp -m experiment=table_howdy method=rapidin,stride seed=0 logger=csv hydra.sweep.dir="$OUT/howdy/b"
+report "$OUT/howdy"
+
+# Brain Rot and Finance-Medical: every method, RISE over seeds 0-4, the others seed 0.
+for t in brain_rot finance_medical; do
+  step $PY -m rise_exp -m experiment=table_$t method=rise seed=0,1,2,3,4 logger=csv hydra.sweep.dir="$OUT/$t/a"
+  step $PY -m rise_exp -m experiment=table_$t method=bm25,rapidin,zo_inf,stride seed=0 logger=csv \
+      hydra.sweep.dir="$OUT/$t/b"
+  report "$OUT/$t"
+done
+
+# The released Howdy pool on the embedded model (needs the release's files).
+if [ -n "$HOWDY" ]; then
+  step $PY -m rise_exp -m task.source=local task.train_path="$HOWDY/train.jsonl" \
+      task.queries_path="$HOWDY/queries.jsonl" method=rise seed=0,1,2,3,4 logger=csv hydra.sweep.dir="$OUT/released/rise"
+  step $PY -m rise_exp -m task.source=local task.train_path="$HOWDY/train.jsonl" \
+      task.queries_path="$HOWDY/queries.jsonl" method=bm25 logger=csv hydra.sweep.dir="$OUT/released/bm25"
+  report "$OUT/released"
+fi
