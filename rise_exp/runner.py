@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,29 @@ def valuation_values(built: BuiltMethod, targets: Sequence[Record], mode: str | 
     values = built.method.value(targets, mode=mode)
     seconds = time.perf_counter() - t0
     return _checked(built.method.name, values, (built.pool_size,), "values"), seconds
+
+
+def method_scores(
+    methods: Mapping[str, Settings], ctx: MethodContext, pool: Sequence[Record], queries: Sequence[Record]
+) -> dict[str, np.ndarray]:
+    """``{name: [Q, N] scores}`` of several methods on the same pool, queries and context (the attribute
+    stage's protocol; each method works in ``<work_dir>/<name>``)."""
+    out: dict[str, np.ndarray] = {}
+    for name, cfg in methods.items():
+        built = build_on(cfg, replace(ctx, work_dir=Path(ctx.work_dir) / name), pool)
+        out[name], _ = attribution_scores(built, queries)
+    return out
+
+
+def stage_method_scores(
+    run: Any, ctx: MethodContext, pool: Sequence[Record], queries: Sequence[Record]
+) -> dict[str, np.ndarray]:
+    """:func:`method_scores` of the methods a stage lists (``stage.methods``, ``stage.method_overrides``)."""
+    from rise_exp.run_config import named_method
+
+    st = run.stage
+    methods = {name: named_method(run, name, st.method_overrides.get(name)) for name in st.methods}
+    return method_scores(methods, ctx, pool, queries)
 
 
 def publish(

@@ -22,6 +22,8 @@ STAGES: dict[str, str] = {
     "probe": "rise_exp.stages.probe:run",
     "query": "rise_exp.stages.query:run",
     "select": "rise_exp.stages.select:run",
+    "lds": "rise_exp.stages.lds:run",
+    "removal": "rise_exp.stages.removal:run",
 }
 
 
