@@ -125,3 +125,25 @@ def plot_removal(path: Path, agg: pd.DataFrame, measures: Sequence[str], title: 
     fig.suptitle(title or "top-k removal; bands: ± std over queries (top-k and random)", fontsize=11)
     fig.savefig(path, dpi=120)
     return fig
+
+
+def collect_sections(run_dirs: Sequence[Path], out: Path) -> tuple[str, list[Path]]:
+    """The counterfactual results of ``run_dirs`` for report.md: each run's ``lds.md`` and ``removal.md``
+    (headings demoted one level), with ``removal.png`` copied into ``out`` as ``removal-<i>.png``."""
+    import shutil
+
+    parts: list[str] = []
+    files: list[Path] = []
+    for run_dir in run_dirs:
+        for name in ("lds.md", "removal.md"):
+            path = Path(run_dir) / name
+            if not path.is_file():
+                continue
+            parts.append("#" + path.read_text().strip() + f"\n\n(from `{run_dir}`)\n")
+            png = Path(run_dir) / "removal.png"
+            if name == "removal.md" and png.is_file():
+                dest = out / f"removal-{len(files)}.png"
+                shutil.copyfile(png, dest)
+                files.append(dest)
+                parts.append(f"![top-k removal]({dest.name})\n")
+    return "\n".join(parts), files

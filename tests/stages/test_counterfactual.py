@@ -138,3 +138,16 @@ def test_lds_stage_writes_the_table_and_reuses_its_retrainings(root):
 def test_bad_settings_fail_before_any_work(root, extra, message):
     with pytest.raises(ConfigError, match=message):
         RunConfig.from_cfg(compose(_overrides(root, *extra)))
+
+
+def test_report_renders_the_lds_table_and_the_removal_plot(root):
+    from rise_exp.report import write_report
+
+    if not (root / "lds1" / "lds.md").exists() or not (root / "removal" / "removal.md").exists():
+        pytest.skip("needs the stage runs above")
+    report = write_report(root, root / "report", use_wandb=False, allow_mixed_tasks=True)
+    text = (root / "report" / "report.md").read_text()
+    assert "## Counterfactual evaluation" in text
+    assert "| bm25 | loss |" in text and "| bm25 | top |" in text
+    plots = sorted((root / "report").glob("removal-*.png"))
+    assert len(plots) == 1 and plots[0] in report.files
