@@ -122,6 +122,12 @@ def test_lds_stage_writes_the_table_and_reuses_its_retrainings(root):
     second = run(compose(over), root / "lds2")
     assert second["retrained"] == 0 and second["retrain_reused"] == 5
     assert second["lds/bm25"] == first["lds/bm25"]
+    # scores are cached too: one file per method for the removal run and both LDS runs
+    cached = sorted(p.name.split("-")[0] for p in (root / "cache" / "scores").glob("*.npy"))
+    assert cached == ["bm25", "rise"]
+    np.testing.assert_array_equal(
+        np.load(root / "lds1" / "scores_rise.npy"), np.load(root / "lds2" / "scores_rise.npy")
+    )
 
 
 @pytest.mark.parametrize(
