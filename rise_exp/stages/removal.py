@@ -91,10 +91,11 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     measures = list(st.retrain.measures)
     columns = measures + ([REMOVED_POSITIVE] if task.labels is not None else [])
     agg = aggregate_removal(rows, columns)
-    title = (
-        f"top-k removal: {task.title}, {run.model.name}, scope {st.scope}; finetune seeds "
-        f"{list(st.retrain.seeds)}, {st.random_draws} random draw(s); bands: ± std over queries"
+    desc = (
+        f"scope {st.scope}; finetune seeds {list(st.retrain.seeds)}, {st.random_draws} random draw(s); "
+        "bands: ± std over queries"
     )
+    title = f"top-k removal: {task.title}, {run.model.name}, {desc}"
     table = removal_markdown(agg, columns)
     full_means = {m: float(np.mean([full[s][m] for s in full])) for m in measures}
     base = ", ".join(f"{m} = {v:.4g}" for m, v in full_means.items())
@@ -102,7 +103,7 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     (run_dir / "removal.md").write_text(text)
     write_rows(run_dir / REMOVAL_CSV, rows)
     agg.to_csv(run_dir / "removal_summary.csv", index=False)
-    plot_removal(run_dir / "removal.png", agg, measures, title=f"{task.title}, {run.model.name}: {title[13:]}")
+    plot_removal(run_dir / "removal.png", agg, measures, title=f"{task.title}, {run.model.name}: {desc}")
     print(text)
 
     metrics: dict[str, Any] = {f"{m}/full": v for m, v in full_means.items()}
