@@ -23,7 +23,10 @@ def main() -> None:
     kept = 0
     with open(args.probe) as f, open(args.out, "w") as out:
         for n, line in enumerate(f, 1):
-            row = json.loads(line)
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise SystemExit(f"{args.probe}:{n}: not a JSON line ({e.msg})") from None
             if row["set"] != args.set or (args.scifi_only and not row["scifi"]) or not row["generation"].strip():
                 continue
             # the probe's prompt is the formatted prompt ("<instruction>\n"): the same tokens as a row whose

@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rise_exp.counterfactual.retrain import Retrainer
 from rise_exp.data.tasks import Task, build_task
+from rise_exp.errors import ConfigError
 from rise_exp.hashing import config_hash
 from rise_exp.identity import identify_model
 from rise_exp.methods.base import MethodContext
-from rise_exp.models import load_base_model, load_pretrained
+from rise_exp.models import load_base_model, load_pretrained, resolve_weights
 from rise_exp.run_config import RunConfig
 from rise_exp.training.finetune import FinetuneResult, finetune_key, run_finetune
 
@@ -105,3 +107,42 @@ def prepare_logged(run: RunConfig, run_dir: Path, *, need_model: bool = True) ->
         log_summary(loggers, {**prep.finetune.metrics, "finetune/cached": float(prep.finetune.cached)})
     close_loggers(loggers)
     return prep
+
+
+def check_retrainable(run: RunConfig) -> None:
+    """Raise a ConfigError unless the run's finetune trains (a counterfactual stage repeats that training)."""
+    if run.finetune.epochs == 0:
+        raise ConfigError(
+            f"finetune.epochs is 0, but stage={run.stage.name} retrains the starting model with the finetune "
+            "settings; pick a finetune that trains (finetune=tiny, full or lora)"
+        )
+
+
+def make_retrainer(run: RunConfig, task: Task, run_dir: Path) -> Retrainer:
+    """The retrainer of the counterfactual stages: fresh copies of the run's starting model (before its
+    finetune), trained with the run's finetune settings, measured on the task's queries.
+
+    Raises:
+        ConfigError: ``finetune.epochs`` is 0 (see :func:`check_retrainable`).
+    """
+    check_retrainable(run)
+    cache = Path(run.paths.cache_dir).resolve()
+    texts = tokenizer_texts(task)
+    source, _ = resolve_weights(run.model, texts, cache)
+
+    def start() -> tuple[Any, Any]:
+        model, tokenizer, _ = load_base_model(run.model, texts, cache)
+        return model, tokenizer
+
+    return Retrainer(
+        start=start,
+        identity=identify_model(run.model, source, cache),
+        pool=task.train,
+        queries=task.queries,
+        finetune=run.finetune,
+        trainer=run.trainer,
+        retrain=run.stage.retrain,
+        max_length=run.data.max_length,
+        cache_dir=cache / "retrain",
+        work_dir=run_dir / "retrain",
+    )

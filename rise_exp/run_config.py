@@ -26,6 +26,7 @@ from rise_exp.config.stages import (
     BUILTIN_SELECTORS,
     STAGE_CONFIGS,
     ClosedLoopStageConfig,
+    CounterfactualStageConfig,
     DiagnoseStageConfig,
     StageConfig,
 )
@@ -141,6 +142,19 @@ def method_settings(node: Any) -> Settings:
     return _typed("method", {n: registry.config_class(n) for n in registry.METHODS}, node)
 
 
+def named_method(run: RunConfig, name: str, overrides: Mapping[str, Any] | None = None) -> Settings:
+    """The settings of method ``name`` for a stage that runs several methods, composed through Hydra.
+
+    The run's own ``method`` node is used when it names the same method (so ``method.kr=64`` applies);
+    otherwise ``conf/method/<name>.yaml`` is composed with the run's seed. ``overrides`` go on top.
+    """
+    if run.method.name == name:
+        base = run.method.to_dict()
+    else:
+        base = method_settings(compose([f"method={name}", f"seed={run.seed}"]).method).to_dict()
+    return method_settings({**base, **dict(overrides or {}), "name": name})
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """One run, fully typed: every group checked, defaults filled in.
@@ -227,3 +241,25 @@ class RunConfig:
                 if overrides.get("name", name) != name:
                     raise ConfigError(f"stage.methods.{name}.name must be {name!r} (got {overrides['name']!r})")
                 registry.config_class(name).from_mapping({**overrides, "name": name})
+        if isinstance(self.stage, CounterfactualStageConfig):
+            self._check_counterfactual(self.stage)
+
+    def _check_counterfactual(self, stage: CounterfactualStageConfig) -> None:
+        """Known methods, overrides only for listed methods, and a finetune that trains (it is repeated)."""
+        for name in stage.methods:
+            if name not in registry.METHODS:
+                raise allowed("method in stage.methods", name, tuple(registry.METHODS))
+        for name, overrides in stage.method_overrides.items():
+            if name not in stage.methods:
+                raise ConfigError(
+                    f"stage.method_overrides has settings for {name!r}, which is not in stage.methods "
+                    f"({', '.join(stage.methods)})"
+                )
+            if not isinstance(overrides, Mapping):
+                raise ConfigError(f"stage.method_overrides.{name} must be a mapping of method settings")
+            registry.config_class(name).from_mapping({**overrides, "name": name})
+        if self.finetune.epochs == 0:
+            raise ConfigError(
+                f"finetune.epochs is 0, but stage={stage.name} retrains the starting model with the finetune "
+                "settings; pick a finetune that trains (finetune=tiny, full or lora)"
+            )

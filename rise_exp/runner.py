@@ -7,9 +7,10 @@ print" step at the end of a stage.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ from rise_exp.config.settings import Settings
 from rise_exp.data.records import Record
 from rise_exp.methods.base import AttributionMethod, MethodContext
 from rise_exp.methods.registry import build_method
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -132,6 +135,63 @@ def valuation_values(built: BuiltMethod, targets: Sequence[Record], mode: str | 
     values = built.method.value(targets, mode=mode)
     seconds = time.perf_counter() - t0
     return _checked(built.method.name, values, (built.pool_size,), "values"), seconds
+
+
+def method_scores(
+    methods: Mapping[str, Settings],
+    ctx: MethodContext,
+    pool: Sequence[Record],
+    queries: Sequence[Record],
+    cache_dir: Path | None = None,
+) -> dict[str, np.ndarray]:
+    """``{name: [Q, N] scores}`` of several methods on the same pool, queries and context (the attribute
+    stage's protocol; each method works in ``<work_dir>/<name>``).
+
+    With ``cache_dir`` the scores are stored as ``<cache_dir>/<name>-<key>.npy``, the key hashing the method
+    settings, the model identity, the exact pool and queries and the token rule, and reused by later runs.
+    """
+    from rise_exp.counterfactual.retrain import rows_hash
+    from rise_exp.hashing import config_hash
+
+    out: dict[str, np.ndarray] = {}
+    for name, cfg in methods.items():
+        path = None
+        if cache_dir is not None:
+            key = config_hash(
+                {
+                    "method": cfg.to_dict(),
+                    "model": ctx.model_id,
+                    "pool": rows_hash(pool),
+                    "queries": rows_hash(queries),
+                    "rule": [ctx.mask_prompt, ctx.max_length, ctx.seed],
+                },
+                n=16,
+            )
+            path = Path(cache_dir) / f"{name}-{key}.npy"
+            if path.is_file():
+                out[name] = np.load(path)
+                log.info("reusing cached %s scores %s", name, path)
+                continue
+        built = build_on(cfg, replace(ctx, work_dir=Path(ctx.work_dir) / name), pool)
+        out[name], _ = attribution_scores(built, queries)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.stem + ".tmp.npy")
+            np.save(tmp, out[name])
+            tmp.replace(path)
+    return out
+
+
+def stage_method_scores(
+    run: Any, ctx: MethodContext, pool: Sequence[Record], queries: Sequence[Record]
+) -> dict[str, np.ndarray]:
+    """:func:`method_scores` of the methods a stage lists (``stage.methods``, ``stage.method_overrides``),
+    cached in ``<paths.cache_dir>/scores`` (the lds and removal stages score the same models)."""
+    from rise_exp.run_config import named_method
+
+    st = run.stage
+    methods = {name: named_method(run, name, st.method_overrides.get(name)) for name in st.methods}
+    return method_scores(methods, ctx, pool, queries, Path(run.paths.cache_dir).resolve() / "scores")
 
 
 def publish(

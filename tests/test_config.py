@@ -33,7 +33,10 @@ def test_groups_hold_the_required_options():
 
 
 #: Options that need the user's data to be valid.
-NEEDS = {"custom": ["task.train_path=pool.jsonl", "task.query_texts=[a question]"], "select": ["stage.fraction=0.5"]}
+NEEDS = {
+    "custom": ["task.train_path=pool.jsonl", "task.query_texts=[a question]"],
+    "select": ["stage.fraction=0.5"],  # the stage needs one of stage.fraction / stage.count
+}
 
 
 @pytest.mark.parametrize("group", GROUPS)

@@ -21,6 +21,12 @@ VALUATION_MODES = ("mean", "rrf")
 #: Closed-loop selectors that are not methods (random order, the whole pool, and the label bounds).
 BUILTIN_SELECTORS = ("random", "all", "oracle", "anti_oracle")
 BUDGET_UNITS = ("rows", "tokens")
+#: What a retrained model is measured by, per query: the mean NLL of the query's answer tokens, and whether
+#: its greedy answer to the query's prompt is in the Howdy backdoor's sci-fi style (0 / 1).
+MEASURES = ("loss", "backdoor")
+#: Every attribution method, the default of the counterfactual stages.
+ALL_METHODS = ("rise", "rapidin", "zo_inf", "stride", "bm25")
+REMOVAL_SELECTIONS = ("top", "bottom", "random")
 
 
 @dataclass(frozen=True)
@@ -260,6 +266,88 @@ class DiagnoseStageConfig(StageConfig):
         return getattr(self, self.diagnostic)
 
 
+@dataclass(frozen=True)
+class RetrainConfig(Settings):
+    """Retraining the starting model on a part of the pool (the run's finetune settings) and measuring it."""
+
+    GROUP = "stage.retrain"
+    seeds: tuple[int, ...] = setting((0,), "finetune seeds per retrained pool (finetune.seed replaced); averaged")
+    measures: tuple[str, ...] = setting(("loss",), f"per-query measurements, any of {', '.join(MEASURES)}")
+    max_new_tokens: int = setting(32, "backdoor: greedy tokens generated per query", gt=0)
+    min_hits: int = setting(1, "backdoor: sci-fi lexicon words a generation needs to count", gt=0)
+    batch_size: int = setting(8, "backdoor: prompts per generation batch", gt=0)
+    max_tokens_per_batch: int = setting(4096, "loss: padded tokens per evaluation batch", gt=0)
+
+    def validate(self) -> None:
+        if not self.seeds:
+            raise self.fail("seeds", "is empty; give at least one finetune seed, e.g. [0]")
+        if not self.measures:
+            raise self.fail("measures", f"is empty; give at least one of {', '.join(MEASURES)}")
+        for m in self.measures:
+            if m not in MEASURES:
+                raise self.fail("measures", f"entry {m!r} is unknown; allowed values: {', '.join(MEASURES)}")
+        if len(set(self.measures)) < len(self.measures) or len(set(self.seeds)) < len(self.seeds):
+            raise self.fail(
+                "measures", f"or stage.retrain.seeds repeat an entry: {list(self.measures)}, {list(self.seeds)}"
+            )
+
+
+@dataclass(frozen=True)
+class CounterfactualStageConfig(StageConfig):
+    """Settings of the retraining-based evaluations (``lds``, ``removal``)."""
+
+    methods: tuple[str, ...] = setting(ALL_METHODS, "methods evaluated (their scores on the same finetuned model)")
+    method_overrides: dict[str, Any] = setting(factory=dict, doc="per-method overrides, e.g. {rise: {kr: 64}}")
+    retrain: RetrainConfig = setting(factory=RetrainConfig, doc="retraining and measurement")
+
+    def validate(self) -> None:
+        if not self.methods:
+            raise self.fail("methods", "is empty; name at least one method, e.g. [rise, bm25]")
+        dup = sorted({m for m in self.methods if self.methods.count(m) > 1})
+        if dup:
+            raise self.fail("methods", f"lists {dup} more than once")
+
+
+@dataclass(frozen=True)
+class LdsStageConfig(CounterfactualStageConfig):
+    """Linear datamodeling score: retrain on random subsets, correlate summed scores with the measured targets."""
+
+    name: str = setting("lds", "stage name")
+    subsets: int = setting(32, "random subsets of the pool retrained on (M)", ge=3)
+    alpha: float = setting(0.5, "fraction of the pool in each subset", gt=0, lt=1)
+    subset_seed: int = setting(0, "seed of the subset draws (subset j uses [subset_seed, j])")
+    bootstrap: int = setting(1000, "bootstrap resamples of the subsets for the interval (0 = none)", ge=0)
+    ci: float = setting(0.95, "coverage of the bootstrap interval", gt=0, lt=1)
+    random_baseline: bool = setting(True, "also score random (seeded) attributions: the LDS of no signal")
+
+
+@dataclass(frozen=True)
+class RemovalStageConfig(CounterfactualStageConfig):
+    """Top-k removal: retrain without each method's top (or bottom, or k random) rows and measure the change."""
+
+    name: str = setting("removal", "stage name")
+    ks: tuple[int, ...] = setting((5, 10, 20), "rows removed")
+    scope: str = setting(
+        "set", "rank rows for the query set as a whole (set) or per query (query)", choices=("set", "query")
+    )
+    aggregate: str = setting("mean", "set scope: per-query scores -> one ranking (mean, rrf)", choices=VALUATION_MODES)
+    selections: tuple[str, ...] = setting(REMOVAL_SELECTIONS, "what is removed: top / bottom of a method, random")
+    random_draws: int = setting(2, "random removals per k (seeds random_seed, random_seed + 1, ...)", gt=0)
+    random_seed: int = setting(0, "seed of the first random removal")
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.ks or any(k < 1 for k in self.ks):
+            raise self.fail("ks", f"must be a non-empty list of positive integers, got {list(self.ks)}")
+        for sel in self.selections:
+            if sel not in REMOVAL_SELECTIONS:
+                raise self.fail(
+                    "selections", f"entry {sel!r} is unknown; allowed values: {', '.join(REMOVAL_SELECTIONS)}"
+                )
+        if not self.selections:
+            raise self.fail("selections", f"is empty; give any of {', '.join(REMOVAL_SELECTIONS)}")
+
+
 STAGE_CONFIGS: dict[str, type[StageConfig]] = {
     "attribute": AttributeStageConfig,
     "valuate": ValuateStageConfig,
@@ -269,4 +357,6 @@ STAGE_CONFIGS: dict[str, type[StageConfig]] = {
     "query": QueryStageConfig,
     "select": SelectStageConfig,
     "diagnose": DiagnoseStageConfig,
+    "lds": LdsStageConfig,
+    "removal": RemovalStageConfig,
 }

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from rise_exp.report.counterfactual import collect_sections
 from rise_exp.report.plots import write_plots
 from rise_exp.report.render import render_markdown, to_latex
-from rise_exp.report.runs import REPORT_DIRNAME, check_tasks, collect_runs
+from rise_exp.report.runs import REPORT_DIRNAME, check_tasks, collect_runs, find_run_dirs
 from rise_exp.report.summary import display_metrics, display_table, resolve_metric, summarize
 from rise_exp.report.wandb_log import log_to_wandb
 
@@ -34,7 +35,7 @@ def default_out(path: str | Path) -> Path:
 
 
 def _remove_stale_plots(out: Path, keep: Sequence[Path]) -> None:
-    for path in [*out.glob("*_vs_bytes.png"), *out.glob("ablation_*.png")]:
+    for path in [*out.glob("*_vs_bytes.png"), *out.glob("ablation_*.png"), *out.glob("removal-*.png")]:
         if path not in keep:
             path.unlink()
 
@@ -67,6 +68,9 @@ def write_report(
     table = display_table(summary, shown, settings)
     out.mkdir(parents=True, exist_ok=True)
     markdown = render_markdown(runs, table, source, tasks)
+    counterfactual, cf_plots = collect_sections(find_run_dirs(source), out)
+    if counterfactual:
+        markdown += "\n## Counterfactual evaluation (stage=lds, stage=removal)\n\n" + counterfactual
     files = [out / n for n in ("report.md", "report.tex", "runs.csv", "summary.csv", "report.json")]
     files[0].write_text(markdown)
     caption = f"task {', '.join(tasks)}; mean $\\pm$ sample std over seeds"
@@ -74,7 +78,8 @@ def write_report(
     runs.to_csv(files[2], index=False)
     summary.to_csv(files[3], index=False)
     plots = write_plots(summary, primary, out)
-    _remove_stale_plots(out, plots)
+    _remove_stale_plots(out, [*plots, *cf_plots])
+    plots += cf_plots
     meta = {
         "source": str(source),
         "metric": primary,

@@ -23,6 +23,8 @@ STAGES: dict[str, str] = {
     "query": "rise_exp.stages.query:run",
     "select": "rise_exp.stages.select:run",
     "diagnose": "rise_exp.stages.diagnose:run",
+    "lds": "rise_exp.stages.lds:run",
+    "removal": "rise_exp.stages.removal:run",
 }
 
 

@@ -37,7 +37,7 @@ from rise_exp.report.closed_loop import (
     print_table,
     write_csv,
 )
-from rise_exp.run_config import RunConfig, compose, method_settings
+from rise_exp.run_config import RunConfig, named_method
 from rise_exp.run_logging import close_loggers, make_loggers
 from rise_exp.runner import build_on, publish, valuation_values
 
@@ -56,17 +56,8 @@ def start_source(run: RunConfig, prep: Prepared) -> tuple[str, str | None]:
 
 
 def selector_method(run: RunConfig, name: str) -> Settings:
-    """The settings of the method behind selector ``name``, composed through Hydra.
-
-    The run's own ``method`` node is used when it names the same method (so ``method.kr=64`` applies);
-    otherwise ``conf/method/<name>.yaml`` is composed with the run's seed. ``stage.methods.<name>``
-    overrides go on top.
-    """
-    if run.method.name == name:
-        base = run.method.to_dict()
-    else:
-        base = method_settings(compose([f"method={name}", f"seed={run.seed}"]).method).to_dict()
-    return method_settings({**base, **run.stage.methods.get(name, {}), "name": name})
+    """The settings of the method behind selector ``name`` (``stage.methods.<name>`` overrides on top)."""
+    return named_method(run, name, run.stage.methods.get(name, {}))
 
 
 def method_values(run: RunConfig, prep: Prepared, names: list[str]) -> dict[str, np.ndarray]:

@@ -136,31 +136,22 @@ def _train(
 ) -> FinetuneResult:
     """Finetune into ``out_dir`` (empty) and mark it finished with ``DONE.json`` (written atomically)."""
     done = out_dir / "DONE.json"
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
     rows = encode_records(train, tokenizer, mask_prompt=cfg.mask_prompt, max_length=cfg.max_length)
     pad = tokenizer.pad_token_id
     probe = eval_sample(rows, cfg.eval_rows, cfg.seed)
     loss_before = mean_token_loss(model, probe, pad)
-    if cfg.lora:
-        model = with_lora(model, cfg)
-    module = CausalLMModule(
-        model, lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio, min_lr_ratio=cfg.min_lr_ratio
-    )
-    fit = make_trainer(
-        trainer,
-        root_dir=out_dir,
-        loggers=list(loggers),
-        callbacks=[SaveHFEachEpoch(out_dir, tokenizer), TrainingProgress("finetune")],
-        max_epochs=cfg.epochs,
-        max_steps=cfg.max_steps or -1,
-        accumulate_grad_batches=cfg.grad_accum,
-        gradient_clip_val=cfg.grad_clip,
-    )
     t0 = time.perf_counter()
-    model.train()
-    fit.fit(module, train_dataloaders=make_loader(rows, pad, cfg.max_tokens_per_batch, shuffle=True, seed=cfg.seed))
+    model, fit = fit_rows(
+        model,
+        rows,
+        pad,
+        cfg=cfg,
+        trainer=trainer,
+        root_dir=out_dir,
+        loggers=loggers,
+        callbacks=[SaveHFEachEpoch(out_dir, tokenizer), TrainingProgress("finetune")],
+    )
     seconds = time.perf_counter() - t0
-    model.eval()
     loss_after = mean_token_loss(model, probe, pad)
     ckpts = sorted(p for p in out_dir.glob("epoch-*") if p.is_dir())
     metrics = {
@@ -185,6 +176,47 @@ def _train(
         len(probe),
     )
     return FinetuneResult(out_dir / final, ckpts, metrics, cached=False)
+
+
+def fit_rows(
+    model: torch.nn.Module,
+    rows: Sequence[EncodedRow],
+    pad_id: int,
+    *,
+    cfg: FinetuneConfig,
+    trainer: TrainerConfig,
+    root_dir: Path,
+    loggers: Sequence[Any] = (),
+    callbacks: Sequence[L.Callback] = (),
+) -> tuple[torch.nn.Module, L.Trainer]:
+    """Train ``model`` on encoded ``rows`` with the finetune settings (LoRA-wrapped when ``cfg.lora``).
+
+    The one training recipe of a finetune: the cached finetune and every counterfactual retraining call it,
+    so a retraining on the whole pool is the finetune. The global seed is set to ``cfg.seed`` first.
+
+    Returns:
+        The trained model (the LoRA-wrapped one when ``cfg.lora``), in eval mode, and the Lightning trainer.
+    """
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    if cfg.lora:
+        model = with_lora(model, cfg)
+    module = CausalLMModule(
+        model, lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio, min_lr_ratio=cfg.min_lr_ratio
+    )
+    fit = make_trainer(
+        trainer,
+        root_dir=root_dir,
+        loggers=list(loggers),
+        callbacks=list(callbacks),
+        max_epochs=cfg.epochs,
+        max_steps=cfg.max_steps or -1,
+        accumulate_grad_batches=cfg.grad_accum,
+        gradient_clip_val=cfg.grad_clip,
+    )
+    model.train()
+    fit.fit(module, train_dataloaders=make_loader(rows, pad_id, cfg.max_tokens_per_batch, shuffle=True, seed=cfg.seed))
+    model.eval()
+    return model, fit
 
 
 def eval_sample(rows: Sequence[EncodedRow], n: int | None, seed: int) -> list[EncodedRow]:

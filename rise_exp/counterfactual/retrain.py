@@ -1,0 +1,166 @@
+"""Retraining the starting model on a kept part of the pool, measured on the queries and cached on disk.
+
+A result is keyed by everything it depends on (:meth:`Retrainer.key`): the starting weights' identity,
+the exact kept rows, every finetune setting with the retraining seed, the queries and the measurement.
+It is stored as ``<cache>/retrain/<key>.json`` (the weights are not kept), so the LDS and removal stages,
+every method and every later run share one retrained set. A subset's key follows from its rows, so it
+also pins the pool, the subset seed and ``alpha``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rise_exp.config.finetune import FinetuneConfig
+from rise_exp.config.stages import RetrainConfig
+from rise_exp.config.trainer import TrainerConfig
+from rise_exp.counterfactual.measure import measure, measure_settings
+from rise_exp.data.encoding import encode_records
+from rise_exp.data.records import Record
+from rise_exp.hashing import config_hash
+from rise_exp.locks import cache_lock
+from rise_exp.training.finetune import fit_rows
+from rise_exp.training.progress import TrainingProgress
+
+log = logging.getLogger(__name__)
+
+#: ``() -> (model, tokenizer)``: a fresh copy of the starting model (before any finetune).
+StartModel = Callable[[], tuple[Any, Any]]
+
+
+def rows_hash(records: Sequence[Record]) -> str:
+    """Hash of rows as training sees them (prompt and response, in order)."""
+    return config_hash([[r.prompt, r.response, r.full_text] for r in records], n=16)
+
+
+@dataclass
+class Retrainer:
+    """Retrains fresh copies of the starting model on kept rows and measures every query (cached).
+
+    Attributes:
+        start: Loads a fresh copy of the starting model and its tokenizer.
+        identity: The starting weights' identity (:func:`rise_exp.identity.identify_model`).
+        pool: The training pool (a keep mask indexes it).
+        queries: What is measured.
+        finetune: The run's finetune settings (``seed`` replaced by each retraining seed).
+        trainer: Lightning hardware settings.
+        retrain: Seeds and measurements.
+        max_length: Tokens per query row (``data.max_length``).
+        cache_dir: Where results are stored (``<paths.cache_dir>/retrain``).
+        work_dir: Scratch space for Lightning (deleted after each retraining).
+    """
+
+    start: StartModel
+    identity: str
+    pool: Sequence[Record]
+    queries: Sequence[Record]
+    finetune: FinetuneConfig
+    trainer: TrainerConfig
+    retrain: RetrainConfig
+    max_length: int
+    cache_dir: Path
+    work_dir: Path
+    trained: int = 0
+    reused: int = 0
+
+    def key(self, keep: np.ndarray, seed: int) -> str:
+        """Cache key of retraining on the rows ``keep`` marks with finetune seed ``seed``."""
+        return config_hash(
+            {
+                "model": self.identity,
+                "rows": rows_hash([self.pool[i] for i in np.flatnonzero(keep)]),
+                "finetune": self.finetune.replace(seed=seed).to_dict(),
+                "queries": config_hash([[q.prompt, q.response] for q in self.queries], n=16),
+                "measure": measure_settings(self.retrain),
+                "max_length": self.max_length,
+            },
+            n=20,
+        )
+
+    def run(self, keep: np.ndarray, seed: int, desc: str = "retrain") -> dict[str, np.ndarray]:
+        """Measurements ``{name: [Q]}`` after training on the kept rows with ``seed`` (cached)."""
+        keep = np.asarray(keep, dtype=bool)
+        if keep.shape != (len(self.pool),) or not keep.any():
+            raise ValueError(f"keep must be a non-empty bool mask over the {len(self.pool)} pool rows")
+        path = Path(self.cache_dir) / f"{self.key(keep, seed)}.json"
+        with cache_lock(path, f"the retraining {path.stem}"):
+            cached = _read(path, self.retrain.measures)
+            if cached is not None:
+                self.reused += 1
+                return cached
+            t0 = time.perf_counter()
+            values = self._train_and_measure(keep, seed, desc, path.stem)
+            payload = {
+                "values": {k: v.tolist() for k, v in values.items()},
+                "rows": int(keep.sum()),
+                "seed": seed,
+                "seconds": time.perf_counter() - t0,
+            }
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(json.dumps(payload))
+            os.replace(tmp, path)
+            self.trained += 1
+            return values
+
+    def averaged(self, keep: np.ndarray, desc: str = "retrain") -> dict[str, np.ndarray]:
+        """:meth:`run` averaged over ``retrain.seeds``."""
+        runs = [self.run(keep, seed, f"{desc} s{seed}") for seed in self.retrain.seeds]
+        return {name: np.mean([r[name] for r in runs], axis=0) for name in self.retrain.measures}
+
+    def per_seed(self, keep: np.ndarray, desc: str = "retrain") -> dict[int, dict[str, np.ndarray]]:
+        """:meth:`run` for every seed of ``retrain.seeds``."""
+        return {seed: self.run(keep, seed, f"{desc} s{seed}") for seed in self.retrain.seeds}
+
+    def _train_and_measure(self, keep: np.ndarray, seed: int, desc: str, tag: str) -> dict[str, np.ndarray]:
+        cfg = self.finetune.replace(seed=seed)
+        model, tokenizer = self.start()
+        kept = [self.pool[i] for i in np.flatnonzero(keep)]
+        rows = encode_records(kept, tokenizer, mask_prompt=cfg.mask_prompt, max_length=cfg.max_length)
+        scratch = Path(self.work_dir) / tag
+        try:
+            model, _ = fit_rows(
+                model,
+                rows,
+                tokenizer.pad_token_id,
+                cfg=cfg,
+                trainer=self.trainer,
+                root_dir=scratch,
+                callbacks=[TrainingProgress(desc)],
+            )
+            return measure(model, tokenizer, self.queries, self.retrain, max_length=self.max_length)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _read(path: Path, measures: Sequence[str]) -> dict[str, np.ndarray] | None:
+    """A stored result holding every measure, else None (then retrained; a damaged file is logged)."""
+    if not path.exists():
+        return None
+    try:
+        values = json.loads(path.read_text())["values"]
+        return {name: np.asarray(values[name], dtype=np.float64) for name in measures}
+    except (ValueError, KeyError, TypeError) as exc:
+        log.warning("%s is unreadable (%s); retraining", path, exc)
+        return None
+
+
+def measure_masks(
+    masks: np.ndarray, measure_fn: Callable[[np.ndarray, str], dict[str, np.ndarray]]
+) -> dict[str, np.ndarray]:
+    """``{name: [M, Q]}``: ``measure_fn(keep, desc)`` for every row of ``masks`` (progress logged)."""
+    out: dict[str, list[np.ndarray]] = {}
+    for j, keep in enumerate(masks):
+        for name, values in measure_fn(keep, f"subset {j + 1}/{len(masks)}").items():
+            out.setdefault(name, []).append(np.asarray(values, dtype=np.float64))
+    return {name: np.stack(rows) for name, rows in out.items()}
