@@ -25,7 +25,7 @@ step $PY -m rise_exp -m experiment=real_howdy method=bm25 data.attribute_mask_pr
     logger=csv hydra.sweep.dir="$OUT/attribute/bm25"
 step $PY -m rise_exp -m experiment=real_howdy method=rapidin method.compress_batch=2 seed=0 \
     logger=csv hydra.sweep.dir="$OUT/attribute/rapidin"
-step $PY -m rise_exp -m experiment=real_howdy method=zo_inf data.attribute_mask_prompt=false,true \
+step $PY -m rise_exp -m experiment=real_howdy method=zo_inf method.params=all data.attribute_mask_prompt=false,true \
     logger=csv hydra.sweep.dir="$OUT/attribute/zo_inf"
 step $PY -m rise_exp -m experiment=real_howdy method=stride method.steps=30 method.max_subsets=100 seed=0 \
     logger=csv hydra.sweep.dir="$OUT/attribute/stride"
