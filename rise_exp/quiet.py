@@ -29,6 +29,7 @@ NOISY_WARNINGS = (
     ".*LeafSpec.*",
     ".*no `val_dataloader`.*",
     ".*anonymous setting has no effect.*",
+    ".*is_gradient_checkpointing.*",  # transformers' deprecation, raised inside its own LoRA/peft path
 )
 
 
