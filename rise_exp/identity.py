@@ -23,6 +23,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from rise_exp.hashing import file_sha256
 from rise_exp.locks import cache_lock
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
@@ -30,7 +31,6 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
 MODEL_SUFFIXES = (*WEIGHT_SUFFIXES, ".json", ".model", ".txt", ".tiktoken")
 HASH_CACHE = Path("identity") / "file-sha256.json"
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
-_CHUNK = 1 << 22
 
 
 def model_files(root: Path) -> list[Path]:
@@ -44,15 +44,6 @@ def model_files(root: Path) -> list[Path]:
         if path.suffix in MODEL_SUFFIXES:
             out.append(path)
     return sorted(out)
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file's bytes."""
-    sha = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            sha.update(chunk)
-    return sha.hexdigest()
 
 
 def _stamp(path: Path) -> str:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from rise_exp.errors import IndexError_
+from rise_exp.hashing import file_sha256 as sha256
 
 FORMAT_VERSION = 2  # 2: blocks follow a stored batch plan (plan.json)
 MANIFEST = "manifest.json"
@@ -30,7 +31,6 @@ RESERVED_KEYS = IDENTITY_KEYS + ("status", "block_rows", "created", "finalized",
 INFO_KEYS = ("serving",)
 BLOCK_FILE = re.compile(r"^(vectors|rows|tokens|offsets|masks|meta)-(\d+)\.(npy|jsonl)(\.tmp)?$")
 MARKER_FILE = re.compile(r"^block-(\d+)\.done(\.tmp)?$")
-CHUNK = 1 << 22
 
 
 class HashingFile:
@@ -43,14 +43,6 @@ class HashingFile:
     def write(self, data: bytes) -> int:
         self.sha.update(data)
         return self.fh.write(data)
-
-
-def sha256(path: Path) -> str:
-    sha = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            sha.update(chunk)
-    return sha.hexdigest()
 
 
 def write_atomic(path: Path, writer: Any) -> str:

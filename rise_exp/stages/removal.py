@@ -20,6 +20,7 @@ import numpy as np
 from rise_exp.config.stages import RemovalStageConfig
 from rise_exp.counterfactual.removal import Removal, change_rows, plan_removals
 from rise_exp.data.tasks import Task
+from rise_exp.errors import ConfigError
 from rise_exp.pipeline import check_retrainable, make_retrainer, prepare_logged
 from rise_exp.report.counterfactual import REMOVAL_CSV, aggregate_removal, plot_removal, removal_markdown, write_rows
 from rise_exp.run_config import RunConfig
@@ -51,7 +52,7 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     prep = prepare_logged(run, run_dir)
     task, n = prep.task, len(prep.task.train)
     if max(st.ks) >= n:
-        raise ValueError(f"stage.ks entry {max(st.ks)} leaves no row of the {n}-row pool")
+        raise ConfigError(f"stage.ks entry {max(st.ks)} leaves no row of the {n}-row pool; use k < {n}")
     scores = stage_method_scores(run, prep.ctx, task.train, task.queries)
     plan = plan_removals(
         scores,
