@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ctypes
 import re
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 
 def process_peak_rss_mb() -> float:
@@ -35,6 +38,37 @@ def current_rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
+def anon_rss_mb() -> float:
+    """Anonymous resident memory of this process now (what it allocated, without mapped files), in MiB.
+
+    Linux: ``RssAnon`` of ``/proc/self/status``; elsewhere the whole resident set.
+    """
+    try:
+        m = re.search(r"^RssAnon:\s+(\d+)\s+kB", Path("/proc/self/status").read_text(), re.M)
+    except OSError:
+        m = None
+    return int(m.group(1)) / 1024.0 if m else current_rss_mb()
+
+
+_TRIM: Any = None
+
+
+def release_free_memory() -> None:
+    """Give the heap's freed pages back to the system (glibc ``malloc_trim``; a no-op elsewhere).
+
+    glibc raises its mmap threshold after large frees, so big per-batch buffers come from the heap and,
+    once freed, stay resident; a long index build then looks as if it grew with the pool.
+    """
+    global _TRIM
+    if _TRIM is None:
+        try:
+            _TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _TRIM = False
+    if _TRIM:
+        _TRIM(0)
+
+
 class PeakRss:
     """Context manager sampling the resident memory every ``interval`` seconds; ``peak_mb`` is the largest.
 
@@ -49,20 +83,20 @@ class PeakRss:
         """The innermost sampler now running (the run's), if any."""
         return cls._active[-1] if cls._active else None
 
-    def __init__(self, interval: float = 0.05) -> None:
-        self.interval = interval
+    def __init__(self, interval: float = 0.05, measure: Callable[[], float] = current_rss_mb) -> None:
+        self.interval, self.measure = interval, measure
         self.peak_mb = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def _sample(self) -> None:
         while True:
-            self.peak_mb = max(self.peak_mb, current_rss_mb())
+            self.peak_mb = max(self.peak_mb, self.measure())
             if self._stop.wait(self.interval):
                 return
 
     def __enter__(self) -> PeakRss:
-        self.peak_mb = current_rss_mb()
+        self.peak_mb = self.measure()
         self._thread = threading.Thread(target=self._sample, name="peak-rss", daemon=True)
         self._thread.start()
         PeakRss._active.append(self)
@@ -76,4 +110,4 @@ class PeakRss:
             PeakRss._active.remove(self)
         if self._thread is not None:
             self._thread.join()
-        self.peak_mb = max(self.peak_mb, current_rss_mb())
+        self.peak_mb = max(self.peak_mb, self.measure())

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
@@ -83,13 +83,17 @@ def build_tiny_model(spec: ModelConfig, vocab_size: int):
     return model.to(DTYPES[spec.dtype])
 
 
-def embedded_dir(spec: ModelConfig, texts: list[str], cache_dir: Path) -> Path:
-    """Cache directory of an embedded model: keyed by its config and the tokenizer training text."""
-    text_hash = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:12]
+def embedded_dir(spec: ModelConfig, texts: Iterable[str], cache_dir: Path) -> Path:
+    """Cache directory of an embedded model: keyed by its config and the tokenizer training text (the sha256 of
+    the texts joined by newlines, streamed)."""
+    h = hashlib.sha256()
+    for i, t in enumerate(texts):
+        h.update((t if i == 0 else "\n" + t).encode())
+    text_hash = h.hexdigest()[:12]
     return Path(cache_dir) / "models" / f"{spec.name}-{config_hash(spec.to_dict())}-{text_hash}"
 
 
-def prepare_embedded(spec: ModelConfig, texts: list[str], cache_dir: Path) -> Path:
+def prepare_embedded(spec: ModelConfig, texts: Sequence[str], cache_dir: Path) -> Path:
     """Train the tokenizer and initialise the tiny model unless cached; return the HF directory.
 
     Concurrent runs build it once: the builder holds ``<dir>.lock``, the others wait and reuse it.
@@ -103,7 +107,7 @@ def prepare_embedded(spec: ModelConfig, texts: list[str], cache_dir: Path) -> Pa
     return out
 
 
-def _build_embedded(spec: ModelConfig, texts: list[str], out: Path) -> None:
+def _build_embedded(spec: ModelConfig, texts: Sequence[str], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     log.info("training a %d-token BPE tokenizer on %d texts for %s", spec.vocab_size, len(texts), spec.name)
     tokenizer = train_tokenizer(texts, spec.vocab_size)
@@ -179,7 +183,7 @@ def apply_adapter(model: torch.nn.Module, adapter: str | Path, *, merge: bool) -
     return peft_model.merge_and_unload() if merge else peft_model.get_base_model()
 
 
-def resolve_weights(spec: ModelConfig, texts: list[str], cache_dir: Path) -> tuple[str | Path, str | None]:
+def resolve_weights(spec: ModelConfig, texts: Sequence[str], cache_dir: Path) -> tuple[str | Path, str | None]:
     """Where ``from_pretrained`` finds the starting weights: ``(directory or hub id, revision)``.
 
     Embedded models are built (cached); GGUF files are converted once to a cached float directory.
@@ -198,7 +202,7 @@ def resolve_weights(spec: ModelConfig, texts: list[str], cache_dir: Path) -> tup
     return str(spec.hub_id), spec.revision
 
 
-def load_base_model(spec: ModelConfig, texts: list[str], cache_dir: Path):
+def load_base_model(spec: ModelConfig, texts: Sequence[str], cache_dir: Path):
     """The starting model of a run and its tokenizer (``model.adapter`` merged in when set).
 
     Args:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rise_exp.counterfactual.retrain import Retrainer
+from rise_exp.data.records import Record
 from rise_exp.data.tasks import Task, build_task
 from rise_exp.errors import ConfigError
 from rise_exp.hashing import config_hash
@@ -29,10 +31,26 @@ class Prepared:
     finetune: FinetuneResult | None
 
 
-def tokenizer_texts(task: Task) -> list[str]:
+class PoolTexts(Sequence[str]):
+    """The ``full_text`` of each pool row, read on access (a streamed pool is never held as texts)."""
+
+    def __init__(self, records: Sequence[Record]) -> None:
+        self.records = records
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int) -> str:  # type: ignore[override]
+        return self.records[int(i)].full_text
+
+    def __iter__(self) -> Iterator[str]:
+        return (r.full_text for r in self.records)
+
+
+def tokenizer_texts(task: Task) -> Sequence[str]:
     """Text an embedded model's tokenizer is trained on: the training pool only, so that new queries (or
     targets, or held-out sets) never invalidate the tokenizer, the model, its finetune or an index."""
-    return [r.full_text for r in task.train]
+    return PoolTexts(task.train)
 
 
 def method_context(run: RunConfig, run_dir: Path, data_name: str = "data") -> MethodContext:

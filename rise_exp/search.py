@@ -78,6 +78,23 @@ def _keys(scores: np.ndarray, rows: np.ndarray, invert: bool) -> np.ndarray:
     return (_ordered_bits(scores) << _SHIFT) | _low_bits(rows, invert)[None, :]
 
 
+def _block_keys(scores: np.ndarray, rows: np.ndarray, k: int, largest: bool, invert: bool) -> np.ndarray:
+    """Keys of each query's k best entries of one block (all entries' keys when ties cross the k-th place).
+
+    The k best scores are found by a partition of the float scores; only when some query has another entry
+    equal to its k-th score (a tie the row-id rule must break) are keys built for the whole block.
+    """
+    n = scores.shape[1]
+    if n > k:
+        signed = scores if largest else -scores
+        part = np.argpartition(signed, n - k, axis=1)[:, n - k :]
+        kth = np.take_along_axis(signed, part, axis=1).min(axis=1, keepdims=True)
+        if np.count_nonzero(signed >= kth) == k * scores.shape[0]:  # no tie at any query's k-th place
+            best = np.take_along_axis(scores, part, axis=1)
+            return (_ordered_bits(best) << _SHIFT) | _low_bits(rows[part], invert)
+    return _keys(scores, rows, invert)
+
+
 def _select(keys: np.ndarray, k: int, largest: bool) -> np.ndarray:
     """The k best keys per row, sorted best first."""
     if keys.shape[1] > k:
@@ -163,8 +180,7 @@ def topk(
             scores, pos = _faiss_block(q, vecs, k, largest)
             keys = (_ordered_bits(scores) << _SHIFT) | _low_bits(rows[pos], invert)
         else:
-            scores = q @ np.asarray(vecs, dtype=np.float32).T
-            keys = _keys(scores, rows, invert)
+            keys = _block_keys(q @ np.asarray(vecs, dtype=np.float32).T, rows, k, largest, invert)
         best = _select(np.concatenate([best, keys], axis=1), k, largest)
     return _decode(best, invert)
 

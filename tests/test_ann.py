@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 
 import numpy as np
 import pytest
@@ -100,9 +101,9 @@ def test_search_settings_are_checked():
         SearchConfig.from_mapping({"backend": "annoy"})
 
 
-@pytest.mark.skipif(HAS_FAISS, reason="faiss is installed")
-def test_faiss_missing_names_the_extra():
-    x, _ = planted(n=50)
+def test_faiss_missing_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "faiss", None)  # as if not installed: `import faiss` raises ImportError
+    x, _ = planted(n=300)
     with pytest.raises(ConfigError, match=r"rise-exp\[faiss\]"):
         open_searcher(x, SearchConfig(backend="faiss_flat"))
 

@@ -41,6 +41,27 @@ def test_topk_matches_full_argsort_with_ties(k, block_rows, largest):
     np.testing.assert_array_equal(scores, ref_scores)
 
 
+@pytest.mark.parametrize("largest", [True, False])
+@pytest.mark.parametrize("k", [1, 10])
+def test_topk_without_ties_takes_the_partition_path_and_matches_argsort(k, largest, monkeypatch):
+    import rise_exp.search as search
+
+    rng = np.random.default_rng(1)
+    pool, queries = rng.standard_normal((300, 16)).astype(np.float32), rng.standard_normal((4, 16)).astype(np.float32)
+    full_key_blocks = []
+    real_keys = search._keys
+    monkeypatch.setattr(search, "_keys", lambda *a: full_key_blocks.append(1) or real_keys(*a))
+    scores, rows = topk(pool, queries, k, largest=largest, block_rows=64)
+    ref_scores, ref_rows = _reference(queries @ pool.T, k, largest)
+    np.testing.assert_array_equal(rows, ref_rows)
+    np.testing.assert_array_equal(scores, ref_scores)
+    assert not full_key_blocks  # continuous scores never tie: no block needed keys for every entry
+    pool[40] = pool[41]  # now a tie at the top: that block falls back to full keys, still exact
+    q = pool[41:42] * 3
+    _, rows = topk(pool, q, 1, largest=True, block_rows=64)
+    assert rows.tolist() == [[40]] and full_key_blocks
+
+
 def test_ties_are_present_in_the_test_data():
     pool, queries = _tied_pool()
     s = queries @ pool.T
@@ -127,10 +148,8 @@ def test_bad_input_errors():
         topk(pool, queries, 3, block_rows=0)
 
 
-@pytest.mark.skipif(
-    "faiss" in sys.modules or __import__("importlib").util.find_spec("faiss") is not None, reason="faiss is installed"
-)
-def test_faiss_backend_missing_is_a_clear_error():
+def test_faiss_backend_missing_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "faiss", None)  # as if not installed: `import faiss` raises ImportError
     pool, queries = _tied_pool()
     with pytest.raises(ConfigError, match="needs the faiss package"):
         topk(pool, queries, 3, backend="faiss")

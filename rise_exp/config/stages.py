@@ -23,7 +23,7 @@ BUILTIN_SELECTORS = ("random", "all", "oracle", "anti_oracle")
 BUDGET_UNITS = ("rows", "tokens")
 #: What a retrained model is measured by, per query: the mean NLL of the query's answer tokens, and whether
 #: its greedy answer to the query's prompt is in the Howdy backdoor's sci-fi style (0 / 1).
-MEASURES = ("loss", "backdoor")
+MEASURES = ("loss", "backdoor", "style_loss")
 #: Every attribution method, the default of the counterfactual stages.
 ALL_METHODS = ("rise", "rapidin", "zo_inf", "stride", "bm25")
 REMOVAL_SELECTIONS = ("top", "bottom", "random")
@@ -276,7 +276,10 @@ class RetrainConfig(Settings):
     max_new_tokens: int = setting(32, "backdoor: greedy tokens generated per query", gt=0)
     min_hits: int = setting(1, "backdoor: sci-fi lexicon words a generation needs to count", gt=0)
     batch_size: int = setting(8, "backdoor: prompts per generation batch", gt=0)
-    max_tokens_per_batch: int = setting(4096, "loss: padded tokens per evaluation batch", gt=0)
+    max_tokens_per_batch: int = setting(4096, "loss, style_loss: padded tokens per evaluation batch", gt=0)
+    style_answers: int = setting(
+        8, "style_loss: how many answers of the pool's label-1 rows (first in pool order) are scored per query", gt=0
+    )
 
     def validate(self) -> None:
         if not self.seeds:

@@ -9,7 +9,8 @@ everything the result depends on, so every method is judged against the same ret
 :mod:`~rise_exp.counterfactual.removal` plans and summarises top-k removals.
 
 Sign convention: a score is "higher = the row helps the query" (for ``loss``: including it lowers the
-query's loss; for ``backdoor``: including it raises the backdoor). :data:`HELPED` gives, per measure,
+query's loss; for ``backdoor``: including it raises the backdoor; for ``style_loss``: including it lowers the
+loss of backdoor-style answers). :data:`HELPED` gives, per measure,
 the sign that turns a measured value into "how much the kept rows helped".
 """
 

@@ -14,7 +14,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 #: Per measure, the sign that turns a measured value into "how much the kept rows helped the query".
-HELPED: dict[str, float] = {"loss": -1.0, "backdoor": 1.0}
+HELPED: dict[str, float] = {"loss": -1.0, "backdoor": 1.0, "style_loss": -1.0}
 
 
 def predictions(scores: np.ndarray, masks: np.ndarray) -> np.ndarray:

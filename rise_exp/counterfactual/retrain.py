@@ -15,7 +15,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ import numpy as np
 from rise_exp.config.finetune import FinetuneConfig
 from rise_exp.config.stages import RetrainConfig
 from rise_exp.config.trainer import TrainerConfig
-from rise_exp.counterfactual.measure import measure, measure_settings
+from rise_exp.counterfactual.measure import measure, measure_settings, style_answers
 from rise_exp.data.encoding import encode_records
 from rise_exp.data.records import Record
 from rise_exp.hashing import config_hash
@@ -72,6 +72,10 @@ class Retrainer:
     work_dir: Path
     trained: int = 0
     reused: int = 0
+    style_answers: list[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.style_answers = style_answers(self.pool, self.retrain)
 
     def key(self, keep: np.ndarray, seed: int) -> str:
         """Cache key of retraining on the rows ``keep`` marks with finetune seed ``seed``."""
@@ -81,7 +85,7 @@ class Retrainer:
                 "rows": rows_hash([self.pool[i] for i in np.flatnonzero(keep)]),
                 "finetune": self.finetune.replace(seed=seed).to_dict(),
                 "queries": config_hash([[q.prompt, q.response] for q in self.queries], n=16),
-                "measure": measure_settings(self.retrain),
+                "measure": measure_settings(self.retrain, self.style_answers),
                 "max_length": self.max_length,
             },
             n=20,
@@ -138,7 +142,14 @@ class Retrainer:
                 root_dir=scratch,
                 callbacks=[TrainingProgress(desc)],
             )
-            return measure(model, tokenizer, self.queries, self.retrain, max_length=self.max_length)
+            return measure(
+                model,
+                tokenizer,
+                self.queries,
+                self.retrain,
+                max_length=self.max_length,
+                style_answers=self.style_answers,
+            )
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -62,6 +63,30 @@ def encode_record(
 def encode_records(records: Sequence[Record], tokenizer, **kwargs) -> list[EncodedRow]:
     """Encode many records, keeping their positions as ``row``."""
     return [encode_record(r, tokenizer, i, **kwargs) for i, r in enumerate(records)]
+
+
+class EncodedPool(Sequence[EncodedRow]):
+    """The encoded rows of a pool, tokenised on access (``pool[i].row == i``) and never all held at once.
+
+    What an index build of a large pool reads: every pass (hash, batch plan) and every DataLoader batch
+    encodes the rows it needs from ``records`` (e.g. an :class:`~rise_exp.data.arrow_pool.ArrowPool`).
+    """
+
+    def __init__(self, records: Sequence[Record], tokenizer: Any, **kwargs: Any) -> None:
+        self.records, self.tokenizer, self.kwargs = records, tokenizer, kwargs
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int) -> EncodedRow:  # type: ignore[override]
+        if isinstance(i, slice):
+            raise TypeError("EncodedPool takes one row index at a time")
+        i = int(i)
+        return encode_record(self.records[i], self.tokenizer, i if i >= 0 else i + len(self), **self.kwargs)
+
+    def __iter__(self) -> Iterator[EncodedRow]:
+        for i, r in enumerate(self.records):
+            yield encode_record(r, self.tokenizer, i, **self.kwargs)
 
 
 def token_budget_batches(rows: Sequence[EncodedRow], max_tokens: int, max_batch: int = 256) -> list[list[int]]:

@@ -13,7 +13,6 @@ paths) and ``hf`` (Hugging Face hub ids, pinned by revision).
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -31,6 +30,7 @@ from rise_exp.config.task import (
     HowdyTaskConfig,
     TaskConfig,
 )
+from rise_exp.data.arrow_pool import ArrowPool, records_json_hash, update_records_json
 from rise_exp.data.loaders import load_hf, load_records
 from rise_exp.data.records import Record
 from rise_exp.data.synthetic import make_brain_rot, make_finance_medical, make_howdy
@@ -44,7 +44,7 @@ class Task:
 
     Attributes:
         name: Task name (``howdy``, ``finance_medical``, ``brain_rot``, ``custom``).
-        train: The training pool.
+        train: The training pool (a list, or an :class:`~rise_exp.data.arrow_pool.ArrowPool` read lazily).
         queries: Query records.
         labels: 0/1 ints, ``[N]`` shared by all queries or ``[Q, N]`` per query; None for unlabelled data
             (stages then write rankings only).
@@ -55,20 +55,20 @@ class Task:
     """
 
     name: str
-    train: list[Record]
+    train: Sequence[Record]
     queries: list[Record]
     labels: np.ndarray | None
-    candidates: list[Record] = field(default_factory=list)
+    candidates: Sequence[Record] = field(default_factory=list)
     heldout: dict[str, list[Record]] = field(default_factory=dict)
     positive: str = "positive"
     title: str = ""
 
     def __post_init__(self) -> None:
-        if not self.train:
+        if len(self.train) == 0:
             raise DataError(f"task {self.name!r}: the training pool is empty")
         self.title = self.title or self.name
-        if not self.candidates:
-            self.candidates = list(self.train)
+        if len(self.candidates) == 0:
+            self.candidates = self.train if isinstance(self.train, ArrowPool) else list(self.train)
         if self.labels is None:
             return
         self.labels = np.asarray(self.labels, dtype=np.int64)
@@ -84,15 +84,20 @@ class Task:
         return self.labels is not None
 
     def data_hash(self) -> str:
-        """A stable 16-hex-digit hash of the train and query contents (ids, texts, labels, meta)."""
-        payload = {"train": [r.to_dict() for r in self.train], "queries": [r.to_dict() for r in self.queries]}
-        blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8")
-        return hashlib.sha256(blob).hexdigest()[:16]
+        """A stable 16-hex-digit hash of the train and query contents (ids, texts, labels, meta): sha256 of
+        ``json.dumps({"queries": [...], "train": [...]}, sort_keys=True)``, streamed row by row."""
+        h = hashlib.sha256(b'{"queries": ')
+        update_records_json(h, self.queries)
+        h.update(b', "train": ')
+        update_records_json(h, self.train)
+        h.update(b"}")
+        return h.hexdigest()[:16]
 
     def pool_hash(self) -> str:
         """A stable 16-hex-digit hash of the training pool alone (what a finetune depends on)."""
-        blob = json.dumps([r.to_dict() for r in self.train], sort_keys=True, ensure_ascii=False, default=str)
-        return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+        if isinstance(self.train, ArrowPool):
+            return self.train.json_hash()
+        return records_json_hash(self.train)
 
     def candidate_labels(self) -> np.ndarray | None:
         """0/1 labels of the valuation pool; None when no candidate carries one (a partial labelling is an error)."""
@@ -356,16 +361,15 @@ def _build_brain_rot(s: BrainRotTaskConfig) -> Task:
 
 def _build_custom(s: CustomTaskConfig) -> Task:
     """The user's pool and queries; labels when every pool row has one, rankings only when none has."""
+    if s.stream:
+        return _build_custom_streamed(s)
     if s.source == "local":
         train = load_records(s.train_path, fields=s.fields, skip_empty=s.skip_empty)
-        queries = load_records(s.queries_path, fields=s.fields, skip_empty=s.skip_empty) if s.queries_path else []
     else:
         train = _hf(s, "", s.hf_train_split, s.fields)
-        queries = _hf(s, "", s.hf_queries_split, s.fields) if s.hf_queries_split else []
-    queries += [Record(id=f"query-{i}", text=t) for i, t in enumerate(s.query_texts)]
     rng = random.Random(s.seed)
     train = _sample(train, s.max_train, rng)
-    queries = _sample(queries, s.max_queries, rng)
+    queries = _sample(_custom_queries(s), s.max_queries, rng)
     labelled = [r.label is not None for r in train]
     if any(labelled) and not all(labelled):
         first = train[labelled.index(False)].id
@@ -375,6 +379,30 @@ def _build_custom(s: CustomTaskConfig) -> Task:
         )
     labels = record_labels(train, "task custom") if all(labelled) else None
     return Task(name="custom", train=train, queries=queries, labels=labels, title=s.data_name)
+
+
+def _custom_queries(s: CustomTaskConfig) -> list[Record]:
+    if s.source == "local":
+        queries = load_records(s.queries_path, fields=s.fields, skip_empty=s.skip_empty) if s.queries_path else []
+    else:
+        queries = _hf(s, "", s.hf_queries_split, s.fields) if s.hf_queries_split else []
+    return queries + [Record(id=f"query-{i}", text=t) for i, t in enumerate(s.query_texts)]
+
+
+def _build_custom_streamed(s: CustomTaskConfig) -> Task:
+    """The custom task with its pool as an :class:`ArrowPool` (queries are few and loaded as records)."""
+    if s.source == "local":
+        train = ArrowPool.load(s.train_path, fields=s.fields, skip_empty=s.skip_empty)
+    else:
+        train = ArrowPool.load(
+            f"hf:{s.hf_id}", fields=s.fields, skip_empty=s.skip_empty, split=s.hf_train_split, name=s.hf_name,
+            revision=s.hf_revision,
+        )  # fmt: skip
+    rng = random.Random(s.seed)
+    if s.max_train is not None and s.max_train < len(train):
+        train = train.subset(sorted(rng.sample(range(len(train)), s.max_train)))
+    queries = _sample(_custom_queries(s), s.max_queries, rng)
+    return Task(name="custom", train=train, queries=queries, labels=train.labels(), title=s.data_name)
 
 
 BUILDERS: dict[str, Callable[[Any], Task]] = {

@@ -14,6 +14,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from rise_exp.errors import DataError, IndexError_
 from rise_exp.index import IndexWriter, SignatureIndex
 from rise_exp.lightning.sharding import rank_share
+from rise_exp.memory import release_free_memory
 
 _EXTRAS = ("tokens", "masks", "meta")
 
@@ -100,6 +101,8 @@ class IndexPredictionWriter(BasePredictionWriter):
         dim = self.writer_args["dim"]
         if vecs.shape != (rows.shape[0], dim):
             raise DataError(f"predict_step signatures have shape {vecs.shape}, expected ({rows.shape[0]}, {dim})")
+        # buffered in the storage dtype (the cast the block write would do): a float16 block buffer is half the size
+        vecs = vecs.astype(self.writer.dtype if self.writer is not None else np.float32, copy=False)
         extras = {}
         for key in _EXTRAS:
             if key in prediction:
@@ -131,6 +134,8 @@ class IndexPredictionWriter(BasePredictionWriter):
             vecs = np.stack([it["vec"] for it in items]) if items else np.zeros((0, self.writer_args["dim"]))
             self.writer.write_block(block, rows, vecs, **extras)
             self._expect.pop(0)
+            del items, vecs
+            release_free_memory()  # memory stays flat over a long build (see rise_exp.memory)
 
     def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Check this rank wrote all its blocks, then (rank 0, after a barrier) finalize the index."""

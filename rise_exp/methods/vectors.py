@@ -78,13 +78,15 @@ class VectorIndexMethod(AttributionMethod):
     def __init__(self, cfg: Any, ctx: Any) -> None:
         super().__init__(cfg, ctx)
         self.index: SignatureIndex | None = None
-        self.row_ids: list[str] = []
-        self.row_meta: list[dict[str, Any]] = []
+        self.row_meta: Sequence[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ what a subclass provides
     @abstractmethod
-    def encode(self, records: Sequence[Record], role: str) -> list[EncodedRow]:
-        """Encode training rows (``role="train"``) or queries (``role="query"``); ``row`` = position."""
+    def encode(self, records: Sequence[Record], role: str) -> Sequence[EncodedRow]:
+        """Encode training rows (``role="train"``) or queries (``role="query"``); ``row`` = position.
+
+        A pool may be returned lazily (an :class:`~rise_exp.data.encoding.EncodedPool`): the build reads
+        it in streamed passes and by position only."""
 
     @property
     @abstractmethod
@@ -160,8 +162,7 @@ class VectorIndexMethod(AttributionMethod):
     def build(self, train: Sequence[Record]) -> None:
         """Write (or resume, reuse or rebuild) the index of ``train``, then open it."""
         rows = self.encode(train, "train")
-        self.row_ids = [r.id for r in train]
-        self.row_meta = [{"id": r.id, "preview": r.full_text[:PREVIEW_CHARS]} for r in train]
+        self.row_meta = RowPreviews(train)
         ix = self.index_settings()
         plan = BatchPlan.from_batches(self.plan_batches(rows), ix.block_rows, self.plan_params())
         data_hash = rows_hash(rows)
@@ -263,6 +264,20 @@ class VectorIndexMethod(AttributionMethod):
     def value(self, targets: Sequence[Record], mode: str = "mean") -> np.ndarray:
         """Mean score over the targets (one pass against their mean vector), or reciprocal-rank fusion."""
         return value_against_index(self.require_index(), self.query_vectors(targets), mode)
+
+
+class RowPreviews(Sequence[dict[str, Any]]):
+    """Each row's index metadata (id and a text preview), built from the pool on access."""
+
+    def __init__(self, records: Sequence[Record]) -> None:
+        self.records = records
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:  # type: ignore[override]
+        r = self.records[int(i)]
+        return {"id": r.id, "preview": r.full_text[:PREVIEW_CHARS]}
 
 
 def _is_complete(path: Path) -> bool:

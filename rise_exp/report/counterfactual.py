@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 MEASURE_TITLES = {
     "loss": "change of the query answer loss",
     "backdoor": "change of the backdoored-generation rate",
+    "style_loss": "change of the backdoor-style answer loss",
 }
 LDS_CSV, REMOVAL_CSV = "lds.csv", "removal.csv"
 

@@ -64,19 +64,21 @@ def plan_batches(rows: Sequence[EncodedRow], cfg: RiseConfig, max_tokens: int) -
     whose chunks alone exceed the budget gets its own batch. The result depends only on the rows and
     the settings, so it is the batch plan of an index build.
     """
-    chunked = [chunk_row(r, cfg) for r in rows]
-    longest = [max(len(c) for c in chunks) for chunks in chunked]
-    order = sorted(range(len(rows)), key=lambda i: longest[i])
+    n = len(rows)
+    ids, counts, longest = (np.empty(n, dtype=np.int64) for _ in range(3))
+    for i, r in enumerate(rows):  # one streamed pass: only three numbers per row are kept
+        chunks = chunk_row(r, cfg)
+        ids[i], counts[i], longest[i] = r.row, len(chunks), max(len(c) for c in chunks)
     batches: list[list[int]] = []
     cur: list[int] = []
     cur_chunks, cur_longest = 0, 0
-    for i in order:
-        new_longest = max(cur_longest, longest[i])
-        if cur and new_longest * (cur_chunks + len(chunked[i])) > max_tokens:
+    for i in np.argsort(longest, kind="stable").tolist():
+        new_longest = max(cur_longest, int(longest[i]))
+        if cur and new_longest * (cur_chunks + int(counts[i])) > max_tokens:
             batches.append(cur)
-            cur, cur_chunks, new_longest = [], 0, longest[i]
-        cur.append(rows[i].row)
-        cur_chunks += len(chunked[i])
+            cur, cur_chunks, new_longest = [], 0, int(longest[i])
+        cur.append(int(ids[i]))
+        cur_chunks += int(counts[i])
         cur_longest = new_longest
     if cur:
         batches.append(cur)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rise_exp.data.encoding import EncodedRow, encode_records
+from rise_exp.data.encoding import EncodedPool, EncodedRow, encode_records
 from rise_exp.data.records import Record
 from rise_exp.index import BatchPlan
 from rise_exp.lightning.index_writer import IndexPredictionWriter
@@ -41,11 +41,11 @@ class _IndexingModule(RiseIndexingModule):
         model: Any,
         cfg: Any,
         tables: Sequence[SketchTables],
-        rows: dict[int, EncodedRow] | None,
+        rows: Sequence[EncodedRow] | None,
         meta: Sequence[dict[str, Any]],
     ) -> None:
         super().__init__(model, cfg, tables)
-        self._rows, self._meta = rows, list(meta)
+        self._rows, self._meta = rows, meta  # both positional (row id = position)
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int = 0) -> dict[str, Any]:
         out = super().predict_step(batch, batch_idx)
@@ -78,10 +78,11 @@ class RiseMethod(VectorIndexMethod):
     def dim(self) -> int:
         return self._dim
 
-    def encode(self, records: Sequence[Record], role: str) -> list[EncodedRow]:
-        mask = self.mask_train_prompt if role == "train" else self.mask_query_prompt
-        # no truncation: long rows are chunked by the head
-        return encode_records(records, self.ctx.tokenizer, mask_prompt=mask, max_length=None)
+    def encode(self, records: Sequence[Record], role: str) -> Sequence[EncodedRow]:
+        # no truncation: long rows are chunked by the head; the pool is encoded lazily, batch by batch
+        if role == "train":
+            return EncodedPool(records, self.ctx.tokenizer, mask_prompt=self.mask_train_prompt, max_length=None)
+        return encode_records(records, self.ctx.tokenizer, mask_prompt=self.mask_query_prompt, max_length=None)
 
     def identity(self) -> dict[str, Any]:
         return self.rise.to_dict()
@@ -115,9 +116,7 @@ class RiseMethod(VectorIndexMethod):
     ) -> None:
         ix = self.cfg.index
         store = writer_args["num_rows"] < STORE_TOKENS_MAX_ROWS if ix.store_tokens is None else ix.store_tokens
-        module = _IndexingModule(
-            self.ctx.model, self.rise, self.sketch_tables, {r.row: r for r in rows} if store else None, self.row_meta
-        )
+        module = _IndexingModule(self.ctx.model, self.rise, self.sketch_tables, rows if store else None, self.row_meta)
         writer = IndexPredictionWriter(path, blocks=blocks, **writer_args)
         todo = sum(len(plan.block_rows(b)) for b in blocks)
         trainer = make_trainer(

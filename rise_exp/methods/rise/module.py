@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from rise_exp.data.encoding import EncodedRow, collate
+from rise_exp.data.encoding import EncodedPool, EncodedRow, collate
 from rise_exp.errors import DataError
 from rise_exp.index.plan import BatchPlan
 from rise_exp.lightning.data import EMPTY_BATCH, BlockShardSampler
@@ -61,7 +61,8 @@ class _Batches(torch.utils.data.Dataset):
     """Planned batches of row ids, chunked and collated on access; :data:`EMPTY_BATCH` is an empty batch."""
 
     def __init__(self, rows: Sequence[EncodedRow], batches: list[Sequence[int]], cfg: RiseConfig, pad_id: int) -> None:
-        self.by_id = {r.row: r for r in rows}
+        # an EncodedPool is positional (pool[i].row == i) and encodes on access; a list is indexed by row id
+        self.by_id = rows if isinstance(rows, EncodedPool) else {r.row: r for r in rows}
         self.batches, self.cfg, self.pad_id = batches, cfg, pad_id
 
     def __len__(self) -> int:
