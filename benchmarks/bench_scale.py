@@ -7,8 +7,8 @@ search. Example (the README table)::
 
     python benchmarks/bench_scale.py --rows 10000 100000 1000000 --width 1024 --dir /tmp/scale-bench
 
-Index builds at scale (tokens/s, peak RSS of an embedded-model build at 1k / 10k / 100k rows) are not
-measured here yet: see README "Search at scale".
+Index builds at scale (tokens/s and memory of an embedded-model build at 1k / 10k / 100k rows):
+``benchmarks/bench_build_scale.py``.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ TIES = ("low", "high")
 DEFAULT_BLOCK_ROWS = 16384
 _LOW = np.uint64(0xFFFFFFFF)
 _SHIFT = np.uint64(32)
+_CAST_ROWS = 256
 
 
 def iter_blocks(index: IndexLike, block_rows: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -76,6 +77,21 @@ def _low_bits(rows: np.ndarray, invert: bool) -> np.ndarray:
 def _keys(scores: np.ndarray, rows: np.ndarray, invert: bool) -> np.ndarray:
     """Unique uint64 keys; the k largest (largest=True) or smallest keys are the wanted top-k."""
     return (_ordered_bits(scores) << _SHIFT) | _low_bits(rows, invert)[None, :]
+
+
+def block_scores(q: np.ndarray, vecs: np.ndarray, cast_rows: int = _CAST_ROWS) -> np.ndarray:
+    """``q @ vecs.T`` in float32 ``[Q, n]``; float16 blocks are cast ``cast_rows`` rows at a time into a
+    small reused buffer (it stays in cache for the product, instead of a float32 copy of the whole block)."""
+    if vecs.dtype == np.float32:
+        return q @ vecs.T
+    n = vecs.shape[0]
+    out = np.empty((q.shape[0], n), dtype=np.float32)
+    buf = np.empty((min(cast_rows, n), vecs.shape[1]), dtype=np.float32)
+    for start in range(0, n, cast_rows):
+        part = buf[: min(cast_rows, n - start)]
+        np.copyto(part, vecs[start : start + cast_rows], casting="same_kind")
+        np.matmul(q, part.T, out=out[:, start : start + part.shape[0]])
+    return out
 
 
 def _block_keys(scores: np.ndarray, rows: np.ndarray, k: int, largest: bool, invert: bool) -> np.ndarray:
@@ -180,7 +196,7 @@ def topk(
             scores, pos = _faiss_block(q, vecs, k, largest)
             keys = (_ordered_bits(scores) << _SHIFT) | _low_bits(rows[pos], invert)
         else:
-            keys = _block_keys(q @ np.asarray(vecs, dtype=np.float32).T, rows, k, largest, invert)
+            keys = _block_keys(block_scores(q, np.asarray(vecs)), rows, k, largest, invert)
         best = _select(np.concatenate([best, keys], axis=1), k, largest)
     return _decode(best, invert)
 

@@ -14,17 +14,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, overload
 
 import numpy as np
 
-from rise_exp.data.loaders import DEFAULT_ID_PREFIX, EmptyFieldError, _check_fields, _log, row_to_record
+from rise_exp.data.loaders import DEFAULT_ID_PREFIX, EmptyFieldError, check_fields, row_to_record
 from rise_exp.data.records import Record
 from rise_exp.errors import ConfigError, DataError
 
 _BATCH = 1024
+_log = logging.getLogger(__name__)
 _BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 
 
@@ -115,7 +117,7 @@ class ArrowPool(Sequence[Record]):
         positions: np.ndarray | None = None,
     ) -> None:
         self.dataset, self.source, self.id_prefix = dataset, source, id_prefix
-        self.fields = _check_fields(fields)
+        self.fields = check_fields(fields)
         self._positions = positions
         self._labels: np.ndarray | None = None
         self._hash = ""

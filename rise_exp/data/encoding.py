@@ -78,9 +78,9 @@ class EncodedPool(Sequence[EncodedRow]):
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, i: int) -> EncodedRow:  # type: ignore[override]
-        if isinstance(i, slice):
-            raise TypeError("EncodedPool takes one row index at a time")
+    def __getitem__(self, i: int | slice) -> EncodedRow | list[EncodedRow]:  # type: ignore[override]
+        if isinstance(i, slice):  # encoded now, each keeping its pool position as ``row``
+            return [self[j] for j in range(*i.indices(len(self)))]
         i = int(i)
         return encode_record(self.records[i], self.tokenizer, i if i >= 0 else i + len(self), **self.kwargs)
 

@@ -29,7 +29,8 @@ class EmptyFieldError(DataError):
     """A row whose text or output is empty; loaders drop such rows when ``skip_empty`` is set."""
 
 
-def _check_fields(fields: Mapping[str, str] | None) -> dict[str, str]:
+def check_fields(fields: Mapping[str, str] | None) -> dict[str, str]:
+    """The ``fields`` mapping (Record field -> source key), checked: known fields, non-empty keys."""
     mapping = dict(fields or {})
     unknown = sorted(set(mapping) - set(RECORD_FIELDS))
     if unknown:
@@ -127,7 +128,7 @@ def records_from_rows(
     ``number`` (1-based line or row) is used for generated ids. With ``skip_empty``, rows whose text
     or output is empty are dropped (and counted in a warning) instead of raising.
     """
-    mapping = _check_fields(fields)
+    mapping = check_fields(fields)
     out: list[Record] = []
     seen: dict[str, str] = {}
     skipped: list[str] = []

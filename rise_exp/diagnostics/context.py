@@ -69,7 +69,7 @@ class DiagnosticInputs:
         """Rows as RISE encodes them (``role`` train or query): the tokens every diagnostic scores."""
         from rise_exp.methods.rise.method import RiseMethod
 
-        return RiseMethod(self.rise, self.ctx).encode(records, role)
+        return list(RiseMethod(self.rise, self.ctx).encode(records, role))  # diagnostics revisit rows: encode once
 
     @cached_property
     def pool_rows(self) -> list[EncodedRow]:

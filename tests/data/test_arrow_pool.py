@@ -109,6 +109,7 @@ def test_encoded_pool_equals_eager_encoding(tiny_tokenizer, tmp_path):
             a.row == b.row and np.array_equal(a.input_ids, b.input_ids) and np.array_equal(a.target_mask, b.target_mask)
         )
     assert lazy[7].row == 7 and np.array_equal(lazy[7].input_ids, eager[7].input_ids)
+    assert [r.row for r in lazy[3:9:2]] == [3, 5, 7] and np.array_equal(lazy[-1].input_ids, eager[-1].input_ids)
 
 
 def test_rise_index_of_a_streamed_pool_is_byte_identical(tiny_tokenizer, sentences, tmp_path):
