@@ -136,6 +136,14 @@ def check_retrainable(run: RunConfig) -> None:
         )
 
 
+def prepare_retrainable(run: RunConfig, run_dir: Path) -> Prepared:
+    """The preparation of a counterfactual stage: refuse a finetune that does not train (see
+    :func:`check_retrainable`), create ``run_dir``, then :func:`prepare_logged`."""
+    check_retrainable(run)
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    return prepare_logged(run, Path(run_dir))
+
+
 def make_retrainer(run: RunConfig, task: Task, run_dir: Path) -> Retrainer:
     """The retrainer of the counterfactual stages: fresh copies of the run's starting model (before its
     finetune), trained with the run's finetune settings, measured on the task's queries.

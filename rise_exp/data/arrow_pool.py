@@ -150,7 +150,7 @@ class ArrowPool(Sequence[Record]):
         order = np.arange(n) if positions is None else positions
         for start in range(0, len(order), _BATCH):
             idx = order[start : start + _BATCH]
-            contiguous = len(idx) and idx[-1] - idx[0] == len(idx) - 1
+            contiguous = len(idx) > 0 and bool(np.all(np.diff(idx) == 1))  # a slice reads faster than a take
             batch = self.dataset[int(idx[0]) : int(idx[-1]) + 1] if contiguous else self.dataset[idx.tolist()]
             cols = list(batch)
             for j, pos in enumerate(idx):

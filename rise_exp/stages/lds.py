@@ -20,7 +20,7 @@ from rise_exp.config.stages import LdsStageConfig
 from rise_exp.counterfactual.lds import lds
 from rise_exp.counterfactual.retrain import measure_masks
 from rise_exp.counterfactual.subsets import random_subsets
-from rise_exp.pipeline import check_retrainable, make_retrainer, prepare_logged
+from rise_exp.pipeline import make_retrainer, prepare_retrainable
 from rise_exp.report.counterfactual import LDS_CSV, lds_markdown, write_rows
 from rise_exp.run_config import RunConfig
 from rise_exp.runner import publish, stage_method_scores
@@ -42,11 +42,9 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     """Run the LDS protocol for ``run.stage``; returns the metrics written to ``metrics.json``."""
     st = run.stage
     assert isinstance(st, LdsStageConfig)
-    check_retrainable(run)
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    prep = prepare_logged(run, run_dir)
+    prep = prepare_retrainable(run, run_dir)
     task = prep.task
     scores = all_scores(run, prep, st.random_baseline)
     retrainer = make_retrainer(run, task, run_dir)

@@ -21,7 +21,7 @@ from rise_exp.config.stages import RemovalStageConfig
 from rise_exp.counterfactual.removal import Removal, change_rows, plan_removals
 from rise_exp.data.tasks import Task
 from rise_exp.errors import ConfigError
-from rise_exp.pipeline import check_retrainable, make_retrainer, prepare_logged
+from rise_exp.pipeline import make_retrainer, prepare_retrainable
 from rise_exp.report.counterfactual import REMOVAL_CSV, aggregate_removal, plot_removal, removal_markdown, write_rows
 from rise_exp.run_config import RunConfig
 from rise_exp.runner import publish, stage_method_scores
@@ -45,11 +45,9 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     """Run the removal protocol for ``run.stage``; returns the metrics written to ``metrics.json``."""
     st = run.stage
     assert isinstance(st, RemovalStageConfig)
-    check_retrainable(run)
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    prep = prepare_logged(run, run_dir)
+    prep = prepare_retrainable(run, run_dir)
     task, n = prep.task, len(prep.task.train)
     if max(st.ks) >= n:
         raise ConfigError(f"stage.ks entry {max(st.ks)} leaves no row of the {n}-row pool; use k < {n}")

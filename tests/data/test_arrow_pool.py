@@ -54,6 +54,8 @@ def test_streamed_rows_equal_the_loaded_records_and_hash_alike(tmp_path):
     assert pool[2:5] == records[2:5]
     assert pool.json_hash() == records_json_hash(records)
     assert pool.labels().tolist() == [r.label for r in records]
+    shuffled = pool.subset([4, 6, 5, 7])  # spans a contiguous range out of order: rows keep the given order
+    assert [r.id for r in shuffled] == [records[i].id for i in (4, 6, 5, 7)]
     sub = pool.subset([7, 1, 30])
     assert [r.id for r in sub] == [records[i].id for i in (7, 1, 30)] and sub.labels().tolist() == [1, 1, 0]
     again = pickle.loads(pickle.dumps(pool))  # spawned workers get the Arrow file's reference, not rows
