@@ -14,6 +14,11 @@ report() { step $PY -m rise_exp.report "$1" --no-wandb; }
 step $PY -m rise_exp -m seed=0,1,2,3,4 method=rise logger=csv hydra.sweep.dir="$OUT/default/rise"
 step $PY -m rise_exp -m method=bm25 logger=csv hydra.sweep.dir="$OUT/default/bm25"
 report "$OUT/default"
+# The same over finetune seeds too: 5 finetunes (each cached once made) x 5 sketch seeds; BM25 per finetune seed.
+step $PY -m rise_exp -m finetune.seed=0,1,2,3,4 seed=0,1,2,3,4 method=rise logger=csv trainer.threads=1 \
+    hydra.sweep.dir="$OUT/default_ft/rise"
+step $PY -m rise_exp -m finetune.seed=0,1,2,3,4 method=bm25 logger=csv trainer.threads=1 hydra.sweep.dir="$OUT/default_ft/bm25"
+report "$OUT/default_ft"
 
 # experiments/README "Attribution on Howdy": RISE, BM25, ZO-Inf over seeds 0-4; RapidIn and STRIDE seed 0.
 step $PY -m rise_exp -m experiment=table_howdy method=rise,bm25,zo_inf logger=csv hydra.sweep.dir="$OUT/howdy/a"
