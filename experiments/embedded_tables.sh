@@ -36,7 +36,8 @@ done
 # The released Howdy pool on the embedded model (needs the release's files).
 if [ -n "$HOWDY" ]; then
   step $PY -m rise_exp -m task.source=local task.train_path="$HOWDY/train.jsonl" \
-      task.queries_path="$HOWDY/queries.jsonl" method=rise seed=0,1,2,3,4 logger=csv hydra.sweep.dir="$OUT/released/rise"
+      task.queries_path="$HOWDY/queries.jsonl" method=rise seed=0,1,2,3,4 logger=csv trainer.threads=1 \
+      hydra.sweep.dir="$OUT/released/rise"
   step $PY -m rise_exp -m task.source=local task.train_path="$HOWDY/train.jsonl" \
       task.queries_path="$HOWDY/queries.jsonl" method=bm25 logger=csv hydra.sweep.dir="$OUT/released/bm25"
   report "$OUT/released"
