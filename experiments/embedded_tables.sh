@@ -25,6 +25,12 @@ step $PY -m rise_exp -m experiment=table_howdy method=rise,bm25,zo_inf logger=cs
 step $PY -m rise_exp -m experiment=table_howdy method=rapidin,stride seed=0 logger=csv hydra.sweep.dir="$OUT/howdy/b"
 report "$OUT/howdy"
 
+# experiments/README "Finetuning length": RISE over sketch seeds 0-4 and BM25 at 4, 6, 8 and 16 finetune epochs.
+step $PY -m rise_exp -m finetune.epochs=4,6,8,16 seed=0,1,2,3,4 method=rise logger=csv trainer.threads=1 \
+    hydra.sweep.dir="$OUT/epochs/rise"
+step $PY -m rise_exp -m finetune.epochs=4,6,8,16 method=bm25 logger=csv hydra.sweep.dir="$OUT/epochs/bm25"
+report "$OUT/epochs"
+
 # Brain Rot and Finance-Medical: every method, RISE over seeds 0-4, the others seed 0.
 for t in brain_rot finance_medical; do
   step $PY -m rise_exp -m experiment=table_$t method=rise seed=0,1,2,3,4 logger=csv hydra.sweep.dir="$OUT/$t/a"
