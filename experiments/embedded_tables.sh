@@ -31,6 +31,20 @@ step $PY -m rise_exp -m finetune.epochs=4,6,8,16 seed=0,1,2,3,4 method=rise logg
 step $PY -m rise_exp -m finetune.epochs=4,6,8,16 method=bm25 logger=csv hydra.sweep.dir="$OUT/epochs/bm25"
 report "$OUT/epochs"
 
+# experiments/README "Numerics": the default without the norm floor, over the same 25 finetune x sketch seeds,
+# and sketch seed 42 with and without it.
+step $PY -m rise_exp -m method.norm_eps=0 finetune.seed=0,1,2,3,4 seed=0,1,2,3,4 method=rise logger=csv \
+    trainer.threads=1 hydra.sweep.dir="$OUT/norm_eps0/rise"
+report "$OUT/norm_eps0"
+step $PY -m rise_exp -m method.norm_eps=1e-8,0 seed=42 method=rise logger=csv trainer.threads=1 \
+    hydra.sweep.dir="$OUT/seed42/rise"
+report "$OUT/seed42"
+
+# README / experiments/README "Fidelity": one run per diagnostic (memory: about 12 min here, the rest 20 s-3 min).
+for d in sketch_fidelity head_vs_full layer_energy hidden_retrieval sparse_support memory; do
+  step $PY -m rise_exp stage=diagnose diagnostic=$d logger=csv trainer.threads=1 hydra.run.dir="$OUT/fidelity/$d"
+done
+
 # Brain Rot and Finance-Medical: every method, RISE over seeds 0-4, the others seed 0.
 for t in brain_rot finance_medical; do
   step $PY -m rise_exp -m experiment=table_$t method=rise seed=0,1,2,3,4 logger=csv hydra.sweep.dir="$OUT/$t/a"
