@@ -45,6 +45,12 @@ for d in sketch_fidelity head_vs_full layer_energy hidden_retrieval sparse_suppo
   step $PY -m rise_exp stage=diagnose diagnostic=$d logger=csv trainer.threads=1 hydra.run.dir="$OUT/fidelity/$d"
 done
 
+# README "Closed loop": five training seeds, the paper's learning rate and one suited to the tiny model.
+step $PY -m rise_exp stage=closed_loop task=brain_rot 'stage.seeds=[0,1,2,3,4]' logger=csv trainer.threads=1 \
+    hydra.run.dir="$OUT/closed_loop/lr1e-5"
+step $PY -m rise_exp stage=closed_loop task=brain_rot 'stage.seeds=[0,1,2,3,4]' stage.train.lr=1e-3 logger=csv \
+    trainer.threads=1 hydra.run.dir="$OUT/closed_loop/lr1e-3"
+
 # Brain Rot and Finance-Medical: every method, RISE over seeds 0-4, the others seed 0.
 for t in brain_rot finance_medical; do
   step $PY -m rise_exp -m experiment=table_$t method=rise seed=0,1,2,3,4 logger=csv hydra.sweep.dir="$OUT/$t/a"
