@@ -67,4 +67,8 @@ if [ -n "$HOWDY" ]; then
   step $PY -m rise_exp -m task.source=local task.train_path="$HOWDY/train.jsonl" \
       task.queries_path="$HOWDY/queries.jsonl" method=bm25 logger=csv hydra.sweep.dir="$OUT/released/bm25"
   report "$OUT/released"
+  step $PY -m rise_exp -m task.source=local task.train_path="$HOWDY/train.jsonl" \
+      task.queries_path="$HOWDY/queries.jsonl" method=rise method.norm_eps=0 seed=0,1,2,3,4 logger=csv \
+      trainer.threads=1 hydra.sweep.dir="$OUT/released_ne0/rise"
+  report "$OUT/released_ne0"
 fi
