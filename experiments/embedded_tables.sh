@@ -30,6 +30,9 @@ step $PY -m rise_exp -m finetune.epochs=4,6,8,16 seed=0,1,2,3,4 method=rise logg
     hydra.sweep.dir="$OUT/epochs/rise"
 step $PY -m rise_exp -m finetune.epochs=4,6,8,16 method=bm25 logger=csv hydra.sweep.dir="$OUT/epochs/bm25"
 report "$OUT/epochs"
+step $PY -m rise_exp -m finetune.epochs=4,8,16 finetune.seed=1,2,3,4 seed=0,1,2,3,4 method=rise logger=csv \
+    trainer.threads=1 hydra.sweep.dir="$OUT/epochs_ft/rise"
+report "$OUT/epochs_ft"
 
 # experiments/README "Numerics": the default without the norm floor, over the same 25 finetune x sketch seeds,
 # and sketch seed 42 with and without it.
