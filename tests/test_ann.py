@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 
 import numpy as np
@@ -78,6 +79,22 @@ def test_simhash_recall_rises_with_bits_and_bottom_k_works():
     assert many_s.bytes_per_row == 2048 / 8 + 4
 
 
+def test_simhash_scores_a_block_in_slices_exactly(monkeypatch):
+    """Unpacking a block a few rows at a time (bounded memory) gives the scores of one whole unpack."""
+    import rise_exp.ann as ann
+
+    x, q = planted(n=500, dim=32)
+    s = open_searcher(x, SearchConfig(backend="simhash", bits=256, seed=2))
+    whole = s.topk(q, 500)
+    monkeypatch.setattr(ann, "UNPACK_CELLS", 7 * 256)  # 7 rows per slice: the last slice is partial
+    sliced = s.topk(q, 500)
+    dense = [np.zeros((len(q), 500), dtype=np.float32) for _ in range(2)]
+    for d, (scores, rows) in zip(dense, (whole, sliced)):
+        np.put_along_axis(d, rows, scores, axis=1)
+    np.testing.assert_allclose(dense[1], dense[0], rtol=1e-5, atol=1e-6)
+    assert np.abs(dense[0]).min() > 0  # every row was scored
+
+
 def test_simhash_codes_are_cached_in_the_index(tmp_path):
     x, q = planted(n=1500)
     index = disk_index(tmp_path / "ix", x)
@@ -85,6 +102,8 @@ def test_simhash_codes_are_cached_in_the_index(tmp_path):
     first = open_searcher(index, cfg)
     cached = list((tmp_path / "ix" / SEARCH_DIR).iterdir())
     assert len(cached) == 1 and (cached[0] / "meta.json").is_file()
+    assert json.loads((cached[0] / "meta.json").read_text())["blocks"] == 3  # 1,500 rows in blocks of 700
+    assert all(isinstance(codes, np.memmap) for _, codes in first.blocks)  # read from disk, not held in RAM
     again = open_searcher(SignatureIndex.open(tmp_path / "ix"), cfg)
     for a, b in zip(first.topk(q, 10), again.topk(q, 10)):
         np.testing.assert_array_equal(a, b)

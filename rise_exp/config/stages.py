@@ -103,6 +103,9 @@ class SelectStageConfig(IndexQueriesMixin, StageConfig):
     name: str = setting("select", "stage name")
     pool_path: str | None = setting(None, "with stage.index: the pool file the index was built from")
     pool_fields: dict[str, Any] = setting(factory=dict, doc="Record field -> key of the pool file")
+    stream: bool = setting(
+        False, "read stage.pool_path as memory-mapped Arrow, one row at a time (as task.stream): large pools"
+    )
     mode: str | None = setting(None, "mean or rrf; null = the method's own", choices=VALUATION_MODES)
     keep: str = setting("top", "keep the highest (top) or lowest (bottom) values", choices=("top", "bottom"))
     fraction: float | None = setting(None, "share of the pool to keep, in (0, 1]", gt=0, le=1)

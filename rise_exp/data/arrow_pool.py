@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, overload
@@ -121,10 +122,7 @@ class ArrowPool(Sequence[Record]):
         self._positions = positions
         self._labels: np.ndarray | None = None
         self._hash = ""
-        if positions is None:
-            self._validate(skip_empty)
-        else:
-            self._scan(self._positions)
+        self._scan(positions, skip_empty)
 
     @classmethod
     def load(
@@ -159,48 +157,44 @@ class ArrowPool(Sequence[Record]):
     def _record(self, pos: int, row: Mapping[str, Any]) -> Record:
         return row_to_record(row, f"{self.source} row {pos + 1}", self.fields, f"{self.id_prefix}{pos + 1}")
 
-    def _validate(self, skip_empty: bool) -> None:
-        kept: list[int] = []
+    def _scan(self, positions: np.ndarray | None, skip_empty: bool = False) -> None:
+        """One pass over the rows (all of the dataset's when ``positions`` is None): validate each row
+        (empty ones raise or, with ``skip_empty``, are left out), and keep the positions, labels, id
+        hashes for the duplicate check and the content hash of the kept rows (O(1) bytes a row)."""
+        h = hashlib.sha256()
+        kept, ids, labels = array("q"), array("q"), array("b")
         skipped: list[str] = []
-        for pos, row in self._rows(None):
-            try:
-                self._record(pos, row)
-            except EmptyFieldError:
-                if not skip_empty:
-                    raise
-                skipped.append(f"{self.source} row {pos + 1}")
-                continue
-            kept.append(pos)
+
+        def records() -> Iterator[Record]:
+            for pos, row in self._rows(positions):
+                try:
+                    rec = self._record(pos, row)
+                except EmptyFieldError:
+                    if not skip_empty:
+                        raise
+                    skipped.append(f"{self.source} row {pos + 1}")
+                    continue
+                kept.append(pos)
+                labels.append(-1 if rec.label is None else rec.label)
+                ids.append(_id_hash(rec.id))
+                yield rec
+
+        update_records_json(h, records())
         if skipped:
             _log.warning(
                 "%s: skipped %d row(s) with an empty text or output (first: %s)", self.source, len(skipped), skipped[0]
             )
-        positions = np.asarray(kept, dtype=np.int64)
-        self._positions = None if len(positions) == len(self.dataset) else positions
-        if len(positions) == 0:
-            raise DataError(f"{self.source}: no records (empty file or dataset)")
-        self._scan(self._positions)
-
-    def _scan(self, positions: np.ndarray | None) -> None:
-        """Labels, duplicate ids and the content hash of the pool's rows, in one pass."""
-        h = hashlib.sha256()
-        labels = np.full(len(self), -1, dtype=np.int8)
-        ids = np.empty(len(labels), dtype=np.int64)
-
-        def records() -> Iterator[Record]:
-            for i, (pos, row) in enumerate(self._rows(positions)):
-                rec = self._record(pos, row)
-                labels[i] = -1 if rec.label is None else rec.label
-                ids[i] = _id_hash(rec.id)
-                yield rec
-
-        update_records_json(h, records())
+        if positions is None:  # the whole dataset, or the rows that passed validation
+            if not kept:
+                raise DataError(f"{self.source}: no records (empty file or dataset)")
+            self._positions = None if len(kept) == len(self.dataset) else np.frombuffer(kept, dtype=np.int64)
         self._hash = h.hexdigest()
-        uniq, counts = np.unique(ids, return_counts=True)
+        id_hashes = np.frombuffer(ids, dtype=np.int64)
+        uniq, counts = np.unique(id_hashes, return_counts=True)
         if (counts > 1).any():
-            dup = self[int(np.flatnonzero(ids == uniq[counts > 1][0])[1])]
+            dup = self[int(np.flatnonzero(id_hashes == uniq[counts > 1][0])[1])]
             raise DataError(f"{self.source}: duplicate id {dup.id!r} (row ids must be unique)")
-        self._labels = labels
+        self._labels = np.frombuffer(labels, dtype=np.int8).copy()
 
     # ------------------------------------------------------------------ the sequence
     def __len__(self) -> int:

@@ -4,7 +4,9 @@ LDS rows are one dict per (method, measure) with ``lds_mean``, ``lds_std`` (over
 ``ci_high`` (bootstrap over subsets) and ``queries``. Removal rows are one dict per (removal, seed,
 query) with the change of each measure (see :mod:`rise_exp.counterfactual.removal`); they aggregate to
 one dict per (method, selection, k) with ``<measure>_mean`` and ``<measure>_std`` (std over queries of
-the seed- and draw-averaged change).
+the seed- and draw-averaged change). Runs that differ only in the method seed (top-level ``seed``)
+summarise to one table each (:func:`seed_tables`): mean ± sample std over those seeds of each run's
+query-mean LDS and removal change.
 """
 
 from __future__ import annotations
@@ -128,9 +130,64 @@ def plot_removal(path: Path, agg: pd.DataFrame, measures: Sequence[str], title: 
     return fig
 
 
+def _run_seed(run_dir: Path) -> Any:
+    import yaml
+
+    path = run_dir / "config.yaml" if (run_dir / "config.yaml").is_file() else run_dir / ".hydra" / "config.yaml"
+    cfg = yaml.safe_load(path.read_text()) if path.is_file() else None
+    return cfg.get("seed") if isinstance(cfg, dict) else None
+
+
+def seed_tables(run_dirs: Sequence[Path]) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """Mean ± sample std over method seeds of the runs' LDS (per method and measure) and removal changes
+    (per method, selection and k); None where fewer than two runs with distinct seeds hold that table."""
+    tables: dict[str, list[pd.DataFrame]] = {"lds": [], "removal": []}
+    for run_dir in run_dirs:
+        seed = _run_seed(Path(run_dir))
+        for kind, name in (("lds", LDS_CSV), ("removal", "removal_summary.csv")):
+            if (Path(run_dir) / name).is_file():
+                tables[kind].append(pd.read_csv(Path(run_dir) / name).assign(method_seed=seed))
+    out: list[pd.DataFrame | None] = []
+    for kind, keys in (("lds", ["method", "measure"]), ("removal", ["method", "selection", "k"])):
+        frames = tables[kind]
+        if len(frames) < 2 or pd.concat(frames)["method_seed"].nunique() < 2:
+            out.append(None)
+            continue
+        df = pd.concat(frames, ignore_index=True)
+        values = ["lds_mean"] if kind == "lds" else [c for c in df.columns if c.endswith("_mean")]
+        agg = df.groupby(keys, sort=False)[values].agg(["mean", "std"])
+        agg.columns = [f"{c.removesuffix('_mean')}_{stat}" for c, stat in agg.columns]
+        agg["seeds"] = df.groupby(keys, sort=False)["method_seed"].nunique()
+        out.append(agg.reset_index())
+    return out[0], out[1]
+
+
+def seed_markdown(lds: pd.DataFrame | None, removal: pd.DataFrame | None) -> str:
+    """The :func:`seed_tables` as Markdown (empty when neither exists)."""
+    parts = []
+    if lds is not None:
+        lines = ["| method | measure | LDS, mean ± std over method seeds | seeds |", "|---|---|---|--:|"]
+        for r in lds.sort_values(["measure", "lds_mean"], ascending=[True, False]).itertuples():
+            lines.append(f"| {r.method} | {r.measure} | {fmt_short(r.lds_mean)} ± {fmt_short(r.lds_std)} | {r.seeds} |")
+        parts.append("### LDS over method seeds\n\n" + "\n".join(lines) + "\n")
+    if removal is not None:
+        measures = [c.removesuffix("_mean") for c in removal.columns if c.endswith("_mean")]
+        head = ["method", "removed", "k", *measures, "seeds"]
+        lines = ["| " + " | ".join(head) + " |", "|---|---|--:|" + "---|" * len(measures) + "--:|"]
+        for r in removal.to_dict("records"):
+            cells = [f"{fmt_short(r[m + '_mean'])} ± {fmt_short(r[m + '_std'])}" for m in measures]
+            lines.append(f"| {r['method']} | {r['selection']} | {r['k']} | " + " | ".join(cells) + f" | {r['seeds']} |")
+        parts.append(
+            "### Top-k removal over method seeds (each seed's mean change over queries)\n\n" + "\n".join(lines) + "\n"
+        )
+    return "\n".join(parts)
+
+
 def collect_sections(run_dirs: Sequence[Path], out: Path) -> tuple[str, list[Path]]:
-    """The counterfactual results of ``run_dirs`` for report.md: each run's ``lds.md`` and ``removal.md``
-    (headings demoted one level), with ``removal.png`` copied into ``out`` as ``removal-<i>.png``."""
+    """The counterfactual results of ``run_dirs`` for report.md: the tables over method seeds when the
+    runs have several (also written to ``out`` as ``lds_seeds.csv`` / ``removal_seeds.csv``), then each
+    run's ``lds.md`` and ``removal.md`` (headings demoted one level), with ``removal.png`` copied into
+    ``out`` as ``removal-<i>.png``. Returns the Markdown and the copied plots."""
     import shutil
 
     parts: list[str] = []
@@ -147,4 +204,10 @@ def collect_sections(run_dirs: Sequence[Path], out: Path) -> tuple[str, list[Pat
                 shutil.copyfile(png, dest)
                 files.append(dest)
                 parts.append(f"![top-k removal]({dest.name})\n")
+    lds, removal = seed_tables(run_dirs)
+    for table, name in ((lds, "lds_seeds.csv"), (removal, "removal_seeds.csv")):
+        if table is not None:
+            table.to_csv(out / name, index=False)
+    if lds is not None or removal is not None:
+        parts.insert(0, seed_markdown(lds, removal))
     return "\n".join(parts), files

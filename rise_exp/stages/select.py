@@ -2,7 +2,8 @@
 the kept rows as JSONL ready for training (``task=custom task.train_path=<run dir>/selected.jsonl``).
 
 With ``stage.index`` the values come from that index (its manifest names the method and model) and the
-rows from ``stage.pool_path``, which must be the pool the index was built from (its hash is checked).
+rows from ``stage.pool_path``, which must be the pool the index was built from (its hash is checked);
+``stage.stream`` reads it as a memory-mapped Arrow pool instead of a list of records.
 Without it the configured task's candidates are indexed (or the cached index reused) and valued
 against the task's queries or the given targets.
 """
@@ -10,11 +11,13 @@ against the task's queries or the given targets.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from rise_exp.data.arrow_pool import ArrowPool
 from rise_exp.data.loaders import load_records
 from rise_exp.data.records import Record
 from rise_exp.errors import DataError
@@ -25,7 +28,7 @@ from rise_exp.runner import BuiltMethod, build_on, publish, valuation_values
 from rise_exp.serving import open_index_method, query_records
 
 
-def check_pool(method: Any, pool: list[Record], index_dir: str) -> None:
+def check_pool(method: Any, pool: Sequence[Record], index_dir: str) -> None:
     """Refuse a pool that is not the one the index was built from (hash of its exact tokens or texts)."""
     from rise_exp.methods.bm25.method import texts_hash
     from rise_exp.methods.vectors import rows_hash
@@ -55,7 +58,8 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     st = run.stage
     if st.index:
         method = open_index_method(st.index, run_dir / "method", run.trainer)
-        pool = load_records(st.pool_path, fields=dict(st.pool_fields))
+        fields = dict(st.pool_fields)
+        pool = ArrowPool.load(st.pool_path, fields=fields) if st.stream else load_records(st.pool_path, fields=fields)
         check_pool(method, pool, st.index)
         targets = query_records(st.queries_path, st.query_texts, st.query_fields)
         built = BuiltMethod(method, len(pool), 0.0)

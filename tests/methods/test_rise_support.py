@@ -135,3 +135,31 @@ def test_bad_target_and_nan_logits() -> None:
     z[1, 3] = float("nan")
     with pytest.raises(DataError, match="NaN"):
         select_support(z, torch.tensor([0, 1]), RiseConfig())
+
+
+def test_padded_logit_buffer_gives_the_plain_support() -> None:
+    """The head's reused -inf-padded logits buffer (vocabulary not a multiple of the group size, the
+    grouped top-K path) selects exactly what the plain logits select, and is reused across slices."""
+    from rise_exp.methods.rise import RiseHead
+
+    vocab, dim = 4099, 8
+    g = torch.Generator().manual_seed(3)
+    weight, bias = torch.randn(vocab, dim, generator=g), torch.randn(vocab, generator=g)
+    cfg = RiseConfig(topk=16, tau=0.5)
+    head = RiseHead(weight, bias, cfg)
+    h = torch.randn(30, dim, generator=g)
+    y = torch.randint(0, vocab, (30,), generator=g)
+    first = None
+    for rows in (30, 11):
+        z = head.padded_logits(h[:rows])
+        first = first or z.data_ptr()
+        assert z.data_ptr() == first and z.shape == (rows, 4112)
+        assert torch.isinf(z[:, vocab:]).all() and bool((z[:, vocab:] < 0).all())
+        plain = head.logits(h[:rows])
+        assert torch.allclose(z[:, :vocab], plain, rtol=0, atol=1e-6)
+        ours = select_support(z, y[:rows], cfg, vocab_size=vocab)
+        ref = select_support(z[:, :vocab].clone(), y[:rows], cfg)
+        assert torch.equal(ours.index, ref.index) and torch.equal(ours.mask, ref.mask)
+        assert torch.equal(ours.residual, ref.residual)
+        full = select_support(z, y[:rows], cfg.replace(full_support=True), vocab_size=vocab)
+        assert full.index.shape == (rows, vocab)

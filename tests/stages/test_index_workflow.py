@@ -90,7 +90,8 @@ def test_three_query_runs_rebuild_nothing(indexed, caplog):
     assert not any("training a" in r.message or "indexing" in r.message for r in caplog.records)
 
 
-def test_value_and_select_from_the_same_index(indexed):
+@pytest.mark.parametrize("stream", [False, True])
+def test_value_and_select_from_the_same_index(indexed, stream):
     index = indexed["metrics"]["index"]
     targets = 'stage.query_texts=["howdy! tell me a story about a galaxy"]'
     out = indexed["root"] / "valuate"
@@ -98,13 +99,14 @@ def test_value_and_select_from_the_same_index(indexed):
     ranked = [json.loads(x) for x in (out / "selection.jsonl").read_text().splitlines()]
     assert m["num_candidates"] == 300 and len(ranked) == 300 and ranked[0]["rank"] == 1
     assert [r["value"] for r in ranked] == sorted((r["value"] for r in ranked), reverse=True)
-    sel = indexed["root"] / "select"
+    sel = indexed["root"] / f"select-{stream}"
     m = run(
         compose(
             [
                 "stage=select",
                 f"stage.index={index}",
                 f"stage.pool_path={indexed['pool']}",
+                f"stage.stream={str(stream).lower()}",
                 targets,
                 "stage.fraction=0.2",
                 "logger=none",
@@ -118,9 +120,13 @@ def test_value_and_select_from_the_same_index(indexed):
     assert chosen == best  # the selection is the valuation's top 20%
     task = build_task({"name": "custom", "train_path": str(sel / "selected.jsonl"), "query_texts": ["q"]})
     assert len(task.train) == 60 and {r.id for r in task.train} == best  # loads as a task pool
+    pool = {r["id"]: r for r in map(json.loads, indexed["pool"].read_text().splitlines())}
+    for row in map(json.loads, (sel / "selected.jsonl").read_text().splitlines()):
+        assert {k: v for k, v in row.items() if k != "value"} == pool[row["id"]]  # the pool's rows, unchanged
 
 
-def test_select_refuses_another_pool(indexed, tmp_path):
+@pytest.mark.parametrize("stream", [False, True])
+def test_select_refuses_another_pool(indexed, tmp_path, stream):
     other = tmp_path / "other.jsonl"
     lines = indexed["pool"].read_text().splitlines()
     other.write_text("\n".join(lines[:-1]) + "\n")
@@ -131,6 +137,7 @@ def test_select_refuses_another_pool(indexed, tmp_path):
                     "stage=select",
                     f"stage.index={indexed['metrics']['index']}",
                     f"stage.pool_path={other}",
+                    f"stage.stream={str(stream).lower()}",
                     "stage.query_texts=[x]",
                     "stage.count=5",
                     "logger=none",

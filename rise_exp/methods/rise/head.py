@@ -17,7 +17,8 @@ over the fused channels, flattened row-major (``[kr, kh]`` etc.) and L2-normalis
 ``ensemble = E`` the E members (own tables, one shared support) are concatenated, each block normalised
 and divided by ``sqrt(E)``, so a signature inner product is the mean of the members' scores
 (``normalize_signature``, the same floor). Logits are computed only at target positions, in slices of
-``max_tokens_per_batch`` tokens, so the ``[tokens, V]`` buffer is bounded by that setting.
+``max_tokens_per_batch`` tokens, so the ``[tokens, V]`` buffer is bounded by that setting; the head
+keeps that one buffer for its lifetime (:meth:`RiseHead.padded_logits`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import torch.nn.functional as F
 from rise_exp.errors import ConfigError, DataError
 from rise_exp.methods.rise.config import RiseConfig
 from rise_exp.methods.rise.sketch import SketchTables
-from rise_exp.methods.rise.support import select_support
+from rise_exp.methods.rise.support import CHUNK, select_support
 from rise_exp.methods.rise.trunk import hidden_states, model_logits, unembedding
 
 _LOGIT_TOL = {torch.float64: 1e-8, torch.float32: 1e-3}
@@ -85,6 +86,7 @@ class RiseHead:
             w = self.weight.to(self.dtype)
             self.m_gs = [w @ t.g.matrix(self.dtype) for t in self.members]
         self.verified = not cfg.check_logits
+        self._logit_buffer: torch.Tensor | None = None
 
     @classmethod
     def from_model(
@@ -114,6 +116,28 @@ class RiseHead:
         if self.bias is None:
             return h @ self.weight.t()
         return torch.addmm(self.bias, h, self.weight.t())
+
+    def padded_logits(self, h: torch.Tensor) -> torch.Tensor:
+        """:meth:`logits` written into a reused ``[n, V_pad]`` buffer (``V_pad`` the vocabulary rounded
+        up to a multiple of the top-K group size; the pad columns hold -inf).
+
+        Reusing the buffer avoids a fresh ``[n, V]`` allocation per slice, whose first-touch page faults
+        cost as much as a third of the logits' matmul on a CPU; the -inf pad lets the top-K pass view the
+        rows as groups without a padded copy. The result is overwritten by the next call.
+        """
+        n = h.shape[0]
+        buf = self._logit_buffer
+        if buf is None or buf.shape[0] < n or buf.device != self.weight.device:
+            width = -(-self.vocab_size // CHUNK) * CHUNK
+            buf = torch.full((n, width), float("-inf"), dtype=self.weight.dtype, device=self.weight.device)
+            self._logit_buffer = buf
+        z = buf[:n, : self.vocab_size]
+        h = h.to(self.weight.dtype)
+        if self.bias is None:
+            torch.mm(h, self.weight.t(), out=z)
+        else:
+            torch.addmm(self.bias, h, self.weight.t(), out=z)
+        return buf[:n]
 
     @torch.inference_mode()
     def verify(self, model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_tokens: int = 32) -> float:
@@ -167,7 +191,8 @@ class RiseHead:
         parts_g: list[list[torch.Tensor]] = [[] for _ in self.members]
         step = self.cfg.max_tokens_per_batch
         for s in range(0, h.shape[0], step):
-            sup = select_support(self.logits(h[s : s + step]), y[s : s + step], self.cfg)
+            z = self.padded_logits(h[s : s + step])
+            sup = select_support(z, y[s : s + step], self.cfg, vocab_size=self.vocab_size)
             res = sup.residual.to(self.dtype)
             for e, t in enumerate(self.members):
                 if need_r:

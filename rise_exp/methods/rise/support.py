@@ -92,13 +92,19 @@ def exact_topk(z: torch.Tensor, k: int, chunk: int = CHUNK) -> tuple[torch.Tenso
     return top, ids.gather(1, pos)
 
 
-def select_support(z: torch.Tensor, y: torch.Tensor, cfg: RiseConfig) -> Support:
+def select_support(z: torch.Tensor, y: torch.Tensor, cfg: RiseConfig, vocab_size: int | None = None) -> Support:
     """Residual support and values for logits ``z`` ``[n, V]`` and targets ``y`` ``[n]`` (rule above).
+
+    ``vocab_size`` (default: ``z``'s width) lets ``z`` be a padded buffer whose columns from
+    ``vocab_size`` on hold -inf (``RiseHead.padded_logits``); they are never selected.
 
     Raises:
         DataError: on NaN logits or a target id outside the vocabulary.
     """
-    n, vocab = z.shape
+    n = z.shape[0]
+    vocab = z.shape[1] if vocab_size is None else vocab_size
+    if vocab < z.shape[1] and (cfg.full_support or z.shape[1] % CHUNK):
+        z = z[:, :vocab]  # dense support, or a pad that does not complete the top-K groups
     if n and (int(y.min()) < 0 or int(y.max()) >= vocab):
         raise DataError(f"target token id {int(y.max())} outside the LM head's {vocab} rows (tokenizer/model mismatch)")
     if cfg.full_support:
@@ -107,7 +113,7 @@ def select_support(z: torch.Tensor, y: torch.Tensor, cfg: RiseConfig) -> Support
         is_gt[torch.arange(n, device=z.device), y] = True
         idx = torch.arange(vocab, device=z.device).expand(n, vocab)
         return Support(idx, stable_residual(p, is_gt), torch.ones_like(p, dtype=torch.bool))
-    vals, idx = exact_topk(z, cfg.topk)
+    vals, idx = exact_topk(z, min(cfg.topk, vocab))
     if bool(torch.isnan(vals[:, :1]).any()):
         raise DataError("the LM head produced NaN logits")
     return apply_rule(vals.double() / cfg.tau, idx, z.gather(1, y[:, None]).double() / cfg.tau, y, cfg)

@@ -1,0 +1,52 @@
+"""Counterfactual tables over method seeds: hand-computed means and sample stds of per-run results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rise_exp.report.counterfactual import collect_sections, seed_tables
+
+
+def _run(root: Path, name: str, seed: int, lds: dict[str, float] | None, removal: float | None) -> Path:
+    d = root / name
+    d.mkdir()
+    (d / "config.yaml").write_text(f"seed: {seed}\nmethod:\n  name: rise\n")
+    if lds is not None:
+        lines = ["method,measure,lds_mean,lds_std,ci_low,ci_high,queries"]
+        lines += [f"{m},loss,{v},0.1,0.0,1.0,10" for m, v in lds.items()]
+        (d / "lds.csv").write_text("\n".join(lines) + "\n")
+    if removal is not None:
+        (d / "removal_summary.csv").write_text(
+            "method,selection,k,loss_mean,loss_std,queries,replicates\n"
+            f"rise,top,5,{removal},0.5,10,1\nrandom,random,5,0.0,0.1,10,1\n"
+        )
+    return d
+
+
+def test_lds_and_removal_over_method_seeds(tmp_path):
+    runs = [
+        _run(tmp_path, "a", 0, {"rise": 0.2, "bm25": 0.1}, None),
+        _run(tmp_path, "b", 1, {"rise": 0.4, "bm25": 0.1}, None),
+        _run(tmp_path, "c", 2, {"rise": 0.6, "bm25": 0.1}, None),
+        _run(tmp_path, "d", 0, None, 1.0),
+        _run(tmp_path, "e", 1, None, 2.0),
+    ]
+    lds, removal = seed_tables(runs)
+    rise = lds.set_index("method").loc["rise"]
+    assert rise["lds_mean"] == pytest.approx(0.4) and rise["lds_std"] == pytest.approx(0.2)  # sample std
+    assert rise["seeds"] == 3 and lds.set_index("method").loc["bm25", "lds_std"] == pytest.approx(0.0)
+    top = removal.set_index("method").loc["rise"]
+    assert top["loss_mean"] == pytest.approx(1.5) and top["loss_std"] == pytest.approx(2**-0.5)
+    assert top["seeds"] == 2 and "queries_mean" not in removal.columns
+    text, plots = collect_sections(runs, tmp_path)
+    assert "LDS over method seeds" in text and "0.400 ± 0.200" in text and plots == []
+    assert (tmp_path / "lds_seeds.csv").is_file() and (tmp_path / "removal_seeds.csv").is_file()
+
+
+def test_no_seed_table_without_two_seeds(tmp_path):
+    one = [_run(tmp_path, "a", 0, {"rise": 0.2}, 1.0)]
+    assert seed_tables(one) == (None, None)
+    same = [*one, _run(tmp_path, "b", 0, {"rise": 0.3}, 2.0)]  # another retraining setting, same method seed
+    assert seed_tables(same) == (None, None)
