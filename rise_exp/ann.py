@@ -155,9 +155,12 @@ class SimHashSearcher(Searcher):
         return np.asarray((self.planes @ x.T).T, dtype=np.float32)
 
     def encode(self, x: np.ndarray) -> np.ndarray:
-        """Structured ``[n]`` array: packed sign bits of ``P x`` and the row norms."""
+        """Structured ``[n]`` array: packed sign bits of ``P x`` and the row norms (projected a few rows at
+        a time, so the float projections take at most ``UNPACK_CELLS`` numbers whatever the block size)."""
         out = np.empty(x.shape[0], dtype=self.dtype)
-        out["code"] = np.packbits(self.project(x) > 0, axis=1)
+        step = max(1, UNPACK_CELLS // self.bits)
+        for s in range(0, x.shape[0], step):
+            out["code"][s : s + step] = np.packbits(self.project(x[s : s + step]) > 0, axis=1)
         out["norm"] = np.linalg.norm(x, axis=1)
         return out
 

@@ -87,6 +87,7 @@ def test_simhash_scores_a_block_in_slices_exactly(monkeypatch):
     s = open_searcher(x, SearchConfig(backend="simhash", bits=256, seed=2))
     whole = s.topk(q, 500)
     monkeypatch.setattr(ann, "UNPACK_CELLS", 7 * 256)  # 7 rows per slice: the last slice is partial
+    np.testing.assert_array_equal(s.encode(x[:50])["code"], s.blocks[0][1][:50]["code"])  # encoded in slices too
     sliced = s.topk(q, 500)
     dense = [np.zeros((len(q), 500), dtype=np.float32) for _ in range(2)]
     for d, (scores, rows) in zip(dense, (whole, sliced)):
