@@ -56,6 +56,9 @@ step $PY -m rise_exp stage=closed_loop task=brain_rot 'stage.seeds=[0,1,2,3,4]' 
 
 # Brain Rot and Finance-Medical: every method, RISE over seeds 0-4, the others seed 0.
 for t in brain_rot finance_medical; do
+  step $PY -m rise_exp -m experiment=table_$t method=rise finetune.seed=0,1,2,3,4 seed=0,1,2,3,4 logger=csv \
+      trainer.threads=1 hydra.sweep.dir="$OUT/${t}_ft"
+  report "$OUT/${t}_ft"   # pooled over the 25 runs: python experiments/compact.py "$OUT/${t}_ft/report/runs.csv"
   step $PY -m rise_exp -m experiment=table_$t method=rise seed=0,1,2,3,4 logger=csv hydra.sweep.dir="$OUT/$t/a"
   step $PY -m rise_exp -m experiment=table_$t method=bm25,rapidin,zo_inf,stride seed=0 logger=csv \
       hydra.sweep.dir="$OUT/$t/b"
