@@ -65,6 +65,14 @@ for t in brain_rot finance_medical; do
   report "$OUT/$t"
 done
 
+# tiny-olmo and prospective valuation over finetune seeds x sketch seeds (pooled: compact.py on runs.csv).
+step $PY -m rise_exp -m experiment=table_models model=tiny-olmo method=rise finetune.seed=0,1,2,3,4 logger=csv \
+    trainer.threads=1 hydra.sweep.dir="$OUT/models_ft"
+report "$OUT/models_ft"
+step $PY -m rise_exp -m experiment=table_valuation method=rise finetune.seed=0,1,2,3,4 seed=0,1,2,3,4 logger=csv \
+    trainer.threads=1 hydra.sweep.dir="$OUT/valuation_ft"
+report "$OUT/valuation_ft"
+
 # The released Howdy pool on the embedded model (needs the release's files).
 if [ -n "$HOWDY" ]; then
   step $PY -m rise_exp -m task.source=local task.train_path="$HOWDY/train.jsonl" \
