@@ -58,17 +58,21 @@ def best_time(fn: Callable[[], None], repeats: int) -> list[float]:
     return times
 
 
+def random_tokens(model: torch.nn.Module, rows: int, seq_len: int) -> tuple[torch.Tensor, ...]:
+    """``(input_ids, attention_mask, target_mask)`` of ``rows`` random sequences over the model's vocabulary."""
+    vocab = int(model.get_output_embeddings().weight.shape[0])
+    ids = torch.randint(0, vocab, (rows, seq_len), generator=torch.Generator().manual_seed(1))
+    tgt = torch.ones_like(ids, dtype=torch.bool)
+    tgt[:, 0] = False
+    return ids, torch.ones_like(ids), tgt
+
+
 def bench(
     name: str, seqs: int, seq_len: int, batch: int, repeats: int, cfg: RiseConfig, cache: str = ".cache", runs: int = 1
 ) -> dict[str, Any]:
     """``runs`` measurements of one model: medians, and every run's ratio."""
     model = build_model(name, cache=cache)
-    vocab = int(model.get_output_embeddings().weight.shape[0])
-    g = torch.Generator().manual_seed(1)
-    ids = torch.randint(0, vocab, (seqs, seq_len), generator=g)
-    att = torch.ones_like(ids)
-    tgt = torch.ones_like(ids, dtype=torch.bool)
-    tgt[:, 0] = False
+    ids, att, tgt = random_tokens(model, seqs, seq_len)
     batches = [(ids[i : i + batch], att[i : i + batch], tgt[i : i + batch]) for i in range(0, seqs, batch)]
     head = RiseHead.from_model(model, cfg)
     head.verify(model, ids[:1], att[:1])
@@ -115,12 +119,10 @@ def profile_head(name: str, seq_len: int, batch: int, cfg: RiseConfig, cache: st
     from torch.profiler import profile
 
     model = build_model(name, cache=cache)
-    vocab = int(model.get_output_embeddings().weight.shape[0])
-    ids = torch.randint(0, vocab, (batch, seq_len), generator=torch.Generator().manual_seed(1))
-    tgt = torch.ones_like(ids, dtype=torch.bool)
+    ids, att, tgt = random_tokens(model, batch, seq_len)
     head = RiseHead.from_model(model, cfg)
     with torch.inference_mode():
-        hidden = hidden_states(model, ids, torch.ones_like(ids))
+        hidden = hidden_states(model, ids, att)
         head.chunk_signatures(hidden, ids, tgt)  # warm-up: the buffers exist
         with profile() as prof:
             for _ in range(3):

@@ -148,6 +148,11 @@ class SimHashSearcher(Searcher):
         self.bytes_per_row = float(self.dtype.itemsize)
         self.build_seconds = time.perf_counter() - t0
 
+    def _slices(self, n: int) -> list[slice]:
+        """Row slices of ``n`` rows holding at most ``UNPACK_CELLS`` bits each (the float work buffers)."""
+        step = max(1, UNPACK_CELLS // self.bits)
+        return [slice(s, s + step) for s in range(0, n, step)]
+
     def project(self, x: np.ndarray) -> np.ndarray:
         """``P x`` for rows ``x`` ``[n, dim]`` -> float32 ``[n, bits]``."""
         if x.ndim != 2 or x.shape[1] != self.dim:
@@ -158,9 +163,8 @@ class SimHashSearcher(Searcher):
         """Structured ``[n]`` array: packed sign bits of ``P x`` and the row norms (projected a few rows at
         a time, so the float projections take at most ``UNPACK_CELLS`` numbers whatever the block size)."""
         out = np.empty(x.shape[0], dtype=self.dtype)
-        step = max(1, UNPACK_CELLS // self.bits)
-        for s in range(0, x.shape[0], step):
-            out["code"][s : s + step] = np.packbits(self.project(x[s : s + step]) > 0, axis=1)
+        for s in self._slices(x.shape[0]):
+            out["code"][s] = np.packbits(self.project(x[s]) > 0, axis=1)
         out["norm"] = np.linalg.norm(x, axis=1)
         return out
 
@@ -176,10 +180,9 @@ class SimHashSearcher(Searcher):
 
         def score(_: np.ndarray, block: np.ndarray) -> np.ndarray:
             dots = np.empty((qp.shape[0], len(block)), dtype=np.float32)
-            step = max(1, UNPACK_CELLS // self.bits)  # unpack a few rows at a time: memory ~ UNPACK_CELLS
-            for s in range(0, len(block), step):
-                signs = np.unpackbits(block["code"][s : s + step], axis=1, count=self.bits).astype(np.float32)
-                dots[:, s : s + step] = qp @ signs.T  # sum of P q over the set bits
+            for s in self._slices(len(block)):
+                signs = np.unpackbits(block["code"][s], axis=1, count=self.bits).astype(np.float32)
+                dots[:, s] = qp @ signs.T  # sum of P q over the set bits
             return (2.0 * dots - total[:, None]) * scale * block["norm"][None, :]
 
         return topk(self.blocks, qp, k, largest=largest, ties=ties, scorer=score)

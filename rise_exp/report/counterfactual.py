@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from rise_exp.report.plots import MARKERS, new_figure, palette
+from rise_exp.report.runs import SEED_KEY, read_run
 from rise_exp.report.summary import fmt_short
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ MEASURE_TITLES = {
     "backdoor": "change of the backdoored-generation rate",
     "style_loss": "change of the backdoor-style answer loss",
 }
-LDS_CSV, REMOVAL_CSV = "lds.csv", "removal.csv"
+LDS_CSV, REMOVAL_CSV, REMOVAL_SUMMARY_CSV = "lds.csv", "removal.csv", "removal_summary.csv"
 
 
 def lds_markdown(rows: Sequence[Mapping[str, Any]], ci: float) -> str:
@@ -130,30 +131,21 @@ def plot_removal(path: Path, agg: pd.DataFrame, measures: Sequence[str], title: 
     return fig
 
 
-def _run_seed(run_dir: Path) -> Any:
-    import yaml
-
-    path = run_dir / "config.yaml" if (run_dir / "config.yaml").is_file() else run_dir / ".hydra" / "config.yaml"
-    cfg = yaml.safe_load(path.read_text()) if path.is_file() else None
-    return cfg.get("seed") if isinstance(cfg, dict) else None
-
-
 def seed_tables(run_dirs: Sequence[Path]) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
     """Mean ± sample std over method seeds of the runs' LDS (per method and measure) and removal changes
     (per method, selection and k); None where fewer than two runs with distinct seeds hold that table."""
     tables: dict[str, list[pd.DataFrame]] = {"lds": [], "removal": []}
-    for run_dir in run_dirs:
-        seed = _run_seed(Path(run_dir))
-        for kind, name in (("lds", LDS_CSV), ("removal", "removal_summary.csv")):
-            if (Path(run_dir) / name).is_file():
-                tables[kind].append(pd.read_csv(Path(run_dir) / name).assign(method_seed=seed))
+    for run_dir in map(Path, run_dirs):
+        seed = read_run(run_dir, run_dir.name).config.get(SEED_KEY)
+        for kind, name in (("lds", LDS_CSV), ("removal", REMOVAL_SUMMARY_CSV)):
+            if (run_dir / name).is_file():
+                tables[kind].append(pd.read_csv(run_dir / name).assign(method_seed=seed))
     out: list[pd.DataFrame | None] = []
     for kind, keys in (("lds", ["method", "measure"]), ("removal", ["method", "selection", "k"])):
-        frames = tables[kind]
-        if len(frames) < 2 or pd.concat(frames)["method_seed"].nunique() < 2:
+        df = pd.concat(tables[kind], ignore_index=True) if tables[kind] else None
+        if df is None or df["method_seed"].nunique() < 2:
             out.append(None)
             continue
-        df = pd.concat(frames, ignore_index=True)
         values = ["lds_mean"] if kind == "lds" else [c for c in df.columns if c.endswith("_mean")]
         agg = df.groupby(keys, sort=False)[values].agg(["mean", "std"])
         agg.columns = [f"{c.removesuffix('_mean')}_{stat}" for c, stat in agg.columns]

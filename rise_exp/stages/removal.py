@@ -22,7 +22,14 @@ from rise_exp.counterfactual.removal import Removal, change_rows, plan_removals
 from rise_exp.data.tasks import Task
 from rise_exp.errors import ConfigError
 from rise_exp.pipeline import make_retrainer, prepare_retrainable
-from rise_exp.report.counterfactual import REMOVAL_CSV, aggregate_removal, plot_removal, removal_markdown, write_rows
+from rise_exp.report.counterfactual import (
+    REMOVAL_CSV,
+    REMOVAL_SUMMARY_CSV,
+    aggregate_removal,
+    plot_removal,
+    removal_markdown,
+    write_rows,
+)
 from rise_exp.run_config import RunConfig
 from rise_exp.runner import publish, stage_method_scores
 
@@ -101,7 +108,7 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     text = f"# {title}\n\nfull pool (k = 0): {base}\n\n{table}"
     (run_dir / "removal.md").write_text(text)
     write_rows(run_dir / REMOVAL_CSV, rows)
-    agg.to_csv(run_dir / "removal_summary.csv", index=False)
+    agg.to_csv(run_dir / REMOVAL_SUMMARY_CSV, index=False)
     plot_removal(run_dir / "removal.png", agg, measures, title=f"{task.title}, {run.model.name}: {desc}")
     print(text)
 
@@ -125,6 +132,6 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
         stage="removal",
         title=None,
         tables={"removal": (list(agg.columns), agg.values.tolist())},
-        files=["removal.md", "removal.png", REMOVAL_CSV, "removal_summary.csv", "removals.jsonl"],
+        files=["removal.md", "removal.png", REMOVAL_CSV, REMOVAL_SUMMARY_CSV, "removals.jsonl"],
     )
     return metrics
