@@ -35,6 +35,27 @@ def tiny_tokenizer(sentences):
     return train_tokenizer(sentences, vocab_size=300)
 
 
+@pytest.fixture(scope="session")
+def tiny_neox(tiny_tokenizer):
+    """A factory of fresh one-layer GPT-NeoX models (d = 32) on ``tiny_tokenizer``'s vocabulary, in eval mode."""
+    from rise_exp.config.model import ModelConfig
+    from rise_exp.models import build_tiny_model
+
+    spec = ModelConfig(
+        name="t",
+        source="embedded",
+        arch="gpt_neox",
+        dtype="float32",
+        layers=1,
+        hidden_size=32,
+        heads=2,
+        vocab_size=300,
+        max_position=128,
+        intermediate_size=64,
+    )
+    return lambda: build_tiny_model(spec, vocab_size=len(tiny_tokenizer)).eval()
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread():
     """Tiny models run fastest on one thread (thread start-up dominates; CI machines are shared)."""

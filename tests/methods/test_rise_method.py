@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rise_exp.config.model import ModelConfig
 from rise_exp.config.trainer import TrainerConfig
 from rise_exp.data.records import Record
 from rise_exp.errors import ConfigError, IndexError_
@@ -15,7 +14,6 @@ from rise_exp.methods.base import MethodContext
 from rise_exp.methods.rise import RiseConfig, compute_signatures
 from rise_exp.methods.rise.method import RiseMethod
 from rise_exp.methods.rise.sketch import SEED_STRIDE
-from rise_exp.models import build_tiny_model
 
 CFG = {
     "name": "rise",
@@ -31,20 +29,8 @@ CPU = TrainerConfig(accelerator="cpu", devices=1, precision="32-true")
 
 
 @pytest.fixture(scope="module")
-def model(tiny_tokenizer):
-    spec = ModelConfig(
-        name="t",
-        source="embedded",
-        arch="gpt_neox",
-        dtype="float32",
-        layers=1,
-        hidden_size=32,
-        heads=2,
-        vocab_size=300,
-        max_position=128,
-        intermediate_size=64,
-    )
-    return build_tiny_model(spec, vocab_size=len(tiny_tokenizer)).eval()
+def model(tiny_neox):
+    return tiny_neox()
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,24 @@ def test_ground_truth_residual_is_minus_the_sum_of_the_others() -> None:
     assert abs(float(full.sum())) < 1e-30  # sums to zero to rounding of the 1e-20 entries
 
 
+@pytest.mark.parametrize("full", [False, True])
+def test_naive_residual_rounds_like_the_official_code(full: bool) -> None:
+    # float32 logits, p_y = 1 - 2.8e-9: rounded to float32 p_y is 1, so "p_y - 1" is exactly 0 (the official
+    # rule) while the stable residual keeps -2.8e-9; off the ground truth both are the (rounded) probabilities
+    z = torch.tensor([[0.0, -20.0, -21.0, -30.0]], dtype=torch.float32)
+    base = {"tau": 1.0, "full_support": full} if full else {"tau": 1.0, "topk": 4, "rho": 1.0, "min_keep": 4}
+    naive = select_support(z, torch.tensor([0]), RiseConfig(residual="naive", **base)).dense(4)[0]
+    stable = select_support(z, torch.tensor([0]), RiseConfig(**base)).dense(4)[0]
+    assert float(naive[0]) == 0.0
+    assert float(stable[0]) == pytest.approx(-float(stable[1:].sum()), rel=1e-12) and float(stable[0]) < -2e-9
+    assert torch.allclose(naive[1:], stable[1:].float().double(), rtol=0, atol=0)
+    # a token the model is unsure of: both rules agree to float32 rounding
+    z = torch.tensor([[0.0, -0.5, -1.0, -3.0]], dtype=torch.float32)
+    naive = select_support(z, torch.tensor([1]), RiseConfig(residual="naive", **base)).dense(4)[0]
+    stable = select_support(z, torch.tensor([1]), RiseConfig(**base)).dense(4)[0]
+    assert torch.allclose(naive, stable, rtol=0, atol=1e-7) and not torch.equal(naive, stable)
+
+
 def test_l2_normalize_floors_the_norm() -> None:
     x = torch.tensor([[3e-10, 4e-10], [3.0, 4.0], [0.0, 0.0]], dtype=torch.float64)
     out = l2_normalize(x, 1e-8)

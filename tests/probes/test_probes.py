@@ -29,22 +29,8 @@ def test_prompt_text_is_what_precedes_the_answer():
     assert prompt_text(Record(id="c", text="plain text")) == "plain text"
 
 
-def test_batched_left_padded_generation_equals_one_prompt_at_a_time(tiny_tokenizer, sentences):
-    from rise_exp.config.model import ModelConfig
-    from rise_exp.models import build_tiny_model
-
-    spec = ModelConfig(
-        name="t",
-        source="embedded",
-        arch="gpt_neox",
-        layers=1,
-        hidden_size=32,
-        heads=2,
-        vocab_size=300,
-        max_position=128,
-        intermediate_size=64,
-    )
-    model = build_tiny_model(spec, vocab_size=len(tiny_tokenizer)).eval()
+def test_batched_left_padded_generation_equals_one_prompt_at_a_time(tiny_neox, tiny_tokenizer, sentences):
+    model = tiny_neox()
     prompts = [sentences[0][:10], sentences[1], sentences[2][:25]]
     batched = generate(model, tiny_tokenizer, prompts, max_new_tokens=6, batch_size=3)
     alone = [generate(model, tiny_tokenizer, [p], max_new_tokens=6)[0] for p in prompts]

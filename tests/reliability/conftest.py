@@ -7,24 +7,12 @@ from pathlib import Path
 import pytest
 from fault_kit import rise
 
-from rise_exp.config.model import ModelConfig
 from rise_exp.data.records import Record
-from rise_exp.models import build_tiny_model
 
 
 @pytest.fixture(scope="session")
-def model(tiny_tokenizer):
-    spec = ModelConfig(
-        name="t",
-        arch="gpt_neox",
-        layers=1,
-        hidden_size=32,
-        heads=2,
-        vocab_size=300,
-        max_position=128,
-        intermediate_size=64,
-    )
-    return build_tiny_model(spec, vocab_size=len(tiny_tokenizer)).eval()
+def model(tiny_neox):
+    return tiny_neox()
 
 
 @pytest.fixture(scope="session")

@@ -12,33 +12,20 @@ from rise_exp.config.model import ModelConfig
 from rise_exp.config.trainer import TrainerConfig
 from rise_exp.data.encoding import encode_records
 from rise_exp.data.records import Record
-from rise_exp.models import build_tiny_model
 from rise_exp.training.evaluation import mean_token_loss
 from rise_exp.training.finetune import run_finetune
 
 TRAINER = TrainerConfig()
 
 
-def _setup(tiny_tokenizer, sentences):
-    spec = ModelConfig(
-        name="t",
-        source="embedded",
-        arch="gpt_neox",
-        dtype="float32",
-        layers=1,
-        hidden_size=32,
-        heads=2,
-        vocab_size=300,
-        max_position=128,
-        intermediate_size=64,
-    )
-    model = build_tiny_model(spec, vocab_size=len(tiny_tokenizer))
+def _setup(tiny_neox, sentences):
+    model = tiny_neox().train()
     train = [Record(id=str(i), instruction=s[:20], output=s) for i, s in enumerate(sentences[:64])]
     return model, train
 
 
-def test_one_epoch_lowers_loss_and_writes_reloadable_checkpoints(tmp_path, tiny_tokenizer, sentences):
-    model, train = _setup(tiny_tokenizer, sentences)
+def test_one_epoch_lowers_loss_and_writes_reloadable_checkpoints(tmp_path, tiny_neox, tiny_tokenizer, sentences):
+    model, train = _setup(tiny_neox, sentences)
     rows = encode_records(train, tiny_tokenizer)
     before = mean_token_loss(model, rows, tiny_tokenizer.pad_token_id)
     res = run_finetune(
@@ -64,16 +51,16 @@ def test_one_epoch_lowers_loss_and_writes_reloadable_checkpoints(tmp_path, tiny_
     assert abs(mean_token_loss(reloaded, rows, tiny_tokenizer.pad_token_id) - res.metrics["finetune/loss_after"]) < 1e-5
 
 
-def test_finished_finetune_is_reused(tmp_path, tiny_tokenizer, sentences):
-    model, train = _setup(tiny_tokenizer, sentences)
+def test_finished_finetune_is_reused(tmp_path, tiny_neox, tiny_tokenizer, sentences):
+    model, train = _setup(tiny_neox, sentences)
     kw = dict(cfg=FinetuneConfig(epochs=1, max_tokens_per_batch=512), trainer=TRAINER, out_dir=tmp_path / "ft")
     first = run_finetune(model, tiny_tokenizer, train, **kw)
     again = run_finetune(model, tiny_tokenizer, train, **kw)
     assert again.cached and again.final_dir == first.final_dir and again.metrics == first.metrics
 
 
-def test_steps_accumulation_and_a_loss_sample(tmp_path, tiny_tokenizer, sentences):
-    model, train = _setup(tiny_tokenizer, sentences)
+def test_steps_accumulation_and_a_loss_sample(tmp_path, tiny_neox, tiny_tokenizer, sentences):
+    model, train = _setup(tiny_neox, sentences)
     cfg = FinetuneConfig(
         epochs=5,
         max_steps=3,
@@ -96,11 +83,11 @@ def test_steps_accumulation_and_a_loss_sample(tmp_path, tiny_tokenizer, sentence
     )
 
 
-def test_lora_finetune_of_a_local_directory_and_model_adapter(tmp_path, tiny_tokenizer, sentences):
+def test_lora_finetune_of_a_local_directory_and_model_adapter(tmp_path, tiny_neox, tiny_tokenizer, sentences):
     pytest.importorskip("peft")
     from rise_exp.models import load_base_model, load_pretrained
 
-    model, train = _setup(tiny_tokenizer, sentences)
+    model, train = _setup(tiny_neox, sentences)
     base_dir = tmp_path / "base"
     model.save_pretrained(base_dir)
     tiny_tokenizer.save_pretrained(base_dir)

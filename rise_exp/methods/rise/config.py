@@ -12,6 +12,7 @@ FUSIONS = ("rh", "gh", "rg", "rh+gh", "rh+rg", "gh+rg", "rh+gh+rg")
 SKETCHES = ("countsketch", "identity")
 DTYPES = ("float16", "bfloat16", "float32")
 VALUATIONS = ("mean", "rrf")
+RESIDUALS = ("stable", "naive")
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,12 @@ class RiseConfig(Settings):
     topk: int = setting(256, "cap K on the support (top-K of z / tau)", gt=0)
     min_keep: int = setting(4, "minimum support size before the ground truth is added", gt=0)
     full_support: bool = setting(False, "all V tokens, no truncation (exactness tests; cost ~ V)")
+    residual: str = setting(
+        "stable",
+        "stable: r_y = -sum of the other kept entries, in float64; naive: p_y - 1 after rounding p to the "
+        "logits' dtype, as the official RISE code (rounding noise when p_y is within 1e-7 of 1; numerics ablation)",
+        choices=RESIDUALS,
+    )
     lam_rh: float = setting(1.0, "weight of the RH block")
     lam_gh: float = setting(0.3, "weight of the GH block")
     lam_rg: float = setting(0.0, "weight of the RG block")

@@ -17,6 +17,8 @@ The residual is computed stably, in float64: the ground-truth entry is minus the
 kept entries (``r_y = -sum_{v != y} p_v``), never ``p_y - 1``. When the model is nearly certain of
 ``y``, ``p_y - 1`` is pure rounding (catastrophic cancellation) while the other entries are exact, so
 the sum keeps the residual's small norm and its direction exact (and the residual sums to zero).
+``residual="naive"`` reproduces the official code's rule for comparison: ``p`` rounded to the logits'
+dtype, then ``p - e_y`` (:func:`naive_residual`).
 
 The top-K is found exactly without a full-vocabulary ``torch.topk`` (see :func:`exact_topk`).
 """
@@ -112,11 +114,12 @@ def select_support(z: torch.Tensor, y: torch.Tensor, cfg: RiseConfig, vocab_size
         is_gt = torch.zeros_like(p, dtype=torch.bool)
         is_gt[torch.arange(n, device=z.device), y] = True
         idx = torch.arange(vocab, device=z.device).expand(n, vocab)
-        return Support(idx, stable_residual(p, is_gt), torch.ones_like(p, dtype=torch.bool))
+        return Support(idx, residual_values(p, is_gt, cfg, z.dtype), torch.ones_like(p, dtype=torch.bool))
     vals, idx = exact_topk(z, min(cfg.topk, vocab))
     if bool(torch.isnan(vals[:, :1]).any()):
         raise DataError("the LM head produced NaN logits")
-    return apply_rule(vals.double() / cfg.tau, idx, z.gather(1, y[:, None]).double() / cfg.tau, y, cfg)
+    s_y = z.gather(1, y[:, None]).double() / cfg.tau
+    return apply_rule(vals.double() / cfg.tau, idx, s_y, y, cfg, logits_dtype=z.dtype)
 
 
 def stable_residual(p: torch.Tensor, is_gt: torch.Tensor) -> torch.Tensor:
@@ -129,10 +132,29 @@ def stable_residual(p: torch.Tensor, is_gt: torch.Tensor) -> torch.Tensor:
     return others - is_gt.to(p.dtype) * others.sum(dim=1, keepdim=True)
 
 
-def apply_rule(s_top: torch.Tensor, idx: torch.Tensor, s_y: torch.Tensor, y: torch.Tensor, cfg: RiseConfig) -> Support:
+def naive_residual(p: torch.Tensor, is_gt: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``p - e_y`` with ``p`` first rounded to ``dtype`` (the official code's float32 rule), as float64."""
+    q = p.to(dtype)
+    return (q - is_gt.to(dtype)).to(p.dtype)
+
+
+def residual_values(p: torch.Tensor, is_gt: torch.Tensor, cfg: RiseConfig, logits_dtype: torch.dtype) -> torch.Tensor:
+    """The residual of probabilities ``p`` by ``cfg.residual``: :func:`stable_residual` or :func:`naive_residual`."""
+    return stable_residual(p, is_gt) if cfg.residual == "stable" else naive_residual(p, is_gt, logits_dtype)
+
+
+def apply_rule(
+    s_top: torch.Tensor,
+    idx: torch.Tensor,
+    s_y: torch.Tensor,
+    y: torch.Tensor,
+    cfg: RiseConfig,
+    logits_dtype: torch.dtype = torch.float64,
+) -> Support:
     """Steps 2-5 of the rule on the sorted top-K ``s_top``/``idx`` ``[n, K]``; ``s_y`` ``[n, 1]``.
 
-    ``s_top`` and ``idx`` are modified in place (the ground truth replaces the K-th slot).
+    ``s_top`` and ``idx`` are modified in place (the ground truth replaces the K-th slot);
+    ``logits_dtype`` is where ``residual="naive"`` rounds the probabilities.
     """
     n, k = s_top.shape
     dev = s_top.device
@@ -150,7 +172,7 @@ def apply_rule(s_top: torch.Tensor, idx: torch.Tensor, s_y: torch.Tensor, y: tor
     is_gt = idx == y[:, None]
     keep = in_prefix | is_gt
     q = p * keep
-    r = stable_residual(q / q.sum(dim=1, keepdim=True), is_gt)
+    r = residual_values(q / q.sum(dim=1, keepdim=True), is_gt, cfg, logits_dtype)
     # compact: the widest prefix of the slice, plus one column for a ground truth past its cutoff
     w = int(cut.max())
     gt_pos = is_gt.to(torch.int8).argmax(dim=1, keepdim=True)
