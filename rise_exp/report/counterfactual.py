@@ -133,19 +133,28 @@ def plot_removal(path: Path, agg: pd.DataFrame, measures: Sequence[str], title: 
 
 def seed_tables(run_dirs: Sequence[Path]) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
     """Mean ± sample std over method seeds of the runs' LDS (per method and measure) and removal changes
-    (per method, selection and k); None where fewer than two runs with distinct seeds hold that table."""
+    (per method, selection and k); None where fewer than two runs with distinct seeds hold that table.
+
+    Runs whose command-line overrides differ in more than the seed are not pooled: a ``setting`` column
+    (those overrides) then splits the rows.
+    """
     tables: dict[str, list[pd.DataFrame]] = {"lds": [], "removal": []}
     for run_dir in map(Path, run_dirs):
-        seed = read_run(run_dir, run_dir.name).config.get(SEED_KEY)
+        record = read_run(run_dir, run_dir.name)
+        seed = record.config.get(SEED_KEY)
+        setting = " ".join(sorted(o for o in record.overrides if o.split("=", 1)[0].lstrip("+~") != SEED_KEY))
         for kind, name in (("lds", LDS_CSV), ("removal", REMOVAL_SUMMARY_CSV)):
             if (run_dir / name).is_file():
-                tables[kind].append(pd.read_csv(run_dir / name).assign(method_seed=seed))
+                tables[kind].append(pd.read_csv(run_dir / name).assign(method_seed=seed, setting=setting))
     out: list[pd.DataFrame | None] = []
     for kind, keys in (("lds", ["method", "measure"]), ("removal", ["method", "selection", "k"])):
         df = pd.concat(tables[kind], ignore_index=True) if tables[kind] else None
         if df is None or df["method_seed"].nunique() < 2:
             out.append(None)
             continue
+        if df["setting"].nunique() > 1:
+            keys = ["setting", *keys]
+        df = df.drop(columns=[] if "setting" in keys else ["setting"])
         values = ["lds_mean"] if kind == "lds" else [c for c in df.columns if c.endswith("_mean")]
         agg = df.groupby(keys, sort=False)[values].agg(["mean", "std"])
         agg.columns = [f"{c.removesuffix('_mean')}_{stat}" for c, stat in agg.columns]
@@ -154,13 +163,19 @@ def seed_tables(run_dirs: Sequence[Path]) -> tuple[pd.DataFrame | None, pd.DataF
     return out[0], out[1]
 
 
+def _method_cell(row: dict[str, Any]) -> str:
+    """The method, with the run's setting (overrides besides the seed) when the table is split by it."""
+    return f"{row['method']} ({row['setting']})" if row.get("setting") else str(row["method"])
+
+
 def seed_markdown(lds: pd.DataFrame | None, removal: pd.DataFrame | None) -> str:
     """The :func:`seed_tables` as Markdown (empty when neither exists)."""
     parts = []
     if lds is not None:
         lines = ["| method | measure | LDS, mean ± std over method seeds | seeds |", "|---|---|---|--:|"]
-        for r in lds.sort_values(["measure", "lds_mean"], ascending=[True, False]).itertuples():
-            lines.append(f"| {r.method} | {r.measure} | {fmt_short(r.lds_mean)} ± {fmt_short(r.lds_std)} | {r.seeds} |")
+        for r in lds.sort_values(["measure", "lds_mean"], ascending=[True, False]).to_dict("records"):
+            cells = f"{fmt_short(r['lds_mean'])} ± {fmt_short(r['lds_std'])}"
+            lines.append(f"| {_method_cell(r)} | {r['measure']} | {cells} | {r['seeds']} |")
         parts.append("### LDS over method seeds\n\n" + "\n".join(lines) + "\n")
     if removal is not None:
         measures = [c.removesuffix("_mean") for c in removal.columns if c.endswith("_mean")]
@@ -168,7 +183,9 @@ def seed_markdown(lds: pd.DataFrame | None, removal: pd.DataFrame | None) -> str
         lines = ["| " + " | ".join(head) + " |", "|---|---|--:|" + "---|" * len(measures) + "--:|"]
         for r in removal.to_dict("records"):
             cells = [f"{fmt_short(r[m + '_mean'])} ± {fmt_short(r[m + '_std'])}" for m in measures]
-            lines.append(f"| {r['method']} | {r['selection']} | {r['k']} | " + " | ".join(cells) + f" | {r['seeds']} |")
+            lines.append(
+                f"| {_method_cell(r)} | {r['selection']} | {r['k']} | " + " | ".join(cells) + f" | {r['seeds']} |"
+            )
         parts.append(
             "### Top-k removal over method seeds (each seed's mean change over queries)\n\n" + "\n".join(lines) + "\n"
         )

@@ -9,10 +9,15 @@ import pytest
 from rise_exp.report.counterfactual import collect_sections, seed_tables
 
 
-def _run(root: Path, name: str, seed: int, lds: dict[str, float] | None, removal: float | None) -> Path:
+def _run(
+    root: Path, name: str, seed: int, lds: dict[str, float] | None, removal: float | None, overrides: str = ""
+) -> Path:
     d = root / name
     d.mkdir()
     (d / "config.yaml").write_text(f"seed: {seed}\nmethod:\n  name: rise\n")
+    if overrides:
+        (d / ".hydra").mkdir()
+        (d / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in [f"seed={seed}", *overrides.split()]))
     if lds is not None:
         lines = ["method,measure,lds_mean,lds_std,ci_low,ci_high,queries"]
         lines += [f"{m},loss,{v},0.1,0.0,1.0,10" for m, v in lds.items()]
@@ -43,6 +48,24 @@ def test_lds_and_removal_over_method_seeds(tmp_path):
     text, plots = collect_sections(runs, tmp_path)
     assert "LDS over method seeds" in text and "0.400 ± 0.200" in text and plots == []
     assert (tmp_path / "lds_seeds.csv").is_file() and (tmp_path / "removal_seeds.csv").is_file()
+
+
+def test_runs_that_differ_in_more_than_the_seed_are_not_pooled(tmp_path):
+    runs = [
+        _run(tmp_path, "a", 0, {"rise": 0.2}, None, "stage.retrain.epochs=2"),
+        _run(tmp_path, "b", 1, {"rise": 0.4}, None, "stage.retrain.epochs=2"),
+        _run(tmp_path, "c", 0, {"rise": 0.6}, None, "stage.retrain.epochs=4"),
+        _run(tmp_path, "d", 1, {"rise": 1.0}, None, "stage.retrain.epochs=4"),
+    ]
+    lds, _ = seed_tables(runs)
+    by = lds.set_index("setting")["lds_mean"]
+    assert by["stage.retrain.epochs=2"] == pytest.approx(0.3) and by["stage.retrain.epochs=4"] == pytest.approx(0.8)
+    assert list(lds["seeds"]) == [2, 2]
+    text, _ = collect_sections(runs, tmp_path)
+    assert "| rise (stage.retrain.epochs=4) | loss | 0.800 ± 0.283 | 2 |" in text
+    same = [_run(tmp_path, f"s{s}", s, {"rise": 0.1 * s}, None, "task.seed=3") for s in (0, 1, 2)]
+    lds, _ = seed_tables(same)  # one shared override: pooled, no setting column
+    assert "setting" not in lds and lds["lds_mean"].iloc[0] == pytest.approx(0.1)
 
 
 def test_no_seed_table_without_two_seeds(tmp_path):
