@@ -57,10 +57,7 @@ def release_free_memory() -> None:
     """Give the heap's freed pages back to the system (glibc ``malloc_trim``; a no-op elsewhere).
 
     glibc raises its mmap threshold after large frees, so big per-batch buffers come from the heap and,
-    once freed, stay resident; as batches change shape the heap fragments and a long index build looks
-    as if it grew with the pool. The index writer calls this after every batch: on the embedded model
-    that cut a 10k-row build's peak from 749 to 641 MB at no measured cost in tokens/s (README, "Index
-    builds at scale").
+    once freed, stay resident; a long index build then looks as if it grew with the pool.
     """
     global _TRIM
     if _TRIM is None:

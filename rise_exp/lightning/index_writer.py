@@ -115,7 +115,6 @@ class IndexPredictionWriter(BasePredictionWriter):
                 raise DataError(f"predict_step returned row {row}, which is not (or no longer) due on this rank")
             self._buffer[row] = {"vec": vecs[i], **{k: v[i] for k, v in extras.items()}}
         self._write_ready()
-        release_free_memory()  # every batch: memory stays flat over a long build (see rise_exp.memory)
 
     def _write_ready(self) -> None:
         if self.writer is None or self.writer.plan is None:
@@ -136,6 +135,7 @@ class IndexPredictionWriter(BasePredictionWriter):
             self.writer.write_block(block, rows, vecs, **extras)
             self._expect.pop(0)
             del items, vecs
+            release_free_memory()  # memory stays flat over a long build (see rise_exp.memory)
 
     def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Check this rank wrote all its blocks, then (rank 0, after a barrier) finalize the index."""

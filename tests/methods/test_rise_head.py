@@ -114,6 +114,28 @@ def test_batched_head_matches_plain_loop_with_chunks_masks_and_padding() -> None
     assert float(other @ got[1]) < 0.999
 
 
+def test_chunk_cap_bounds_every_batch_and_leaves_signatures_unchanged() -> None:
+    from rise_exp.methods.rise.chunking import chunk_row, plan_batches
+
+    rows = make_rows()
+    counts = {r.row: len(chunk_row(r, CFG)) for r in rows}
+    longest = {r.row: max(len(c) for c in chunk_row(r, CFG)) for r in rows}
+    assert max(counts.values()) >= 2  # the 27- and 30-token rows span two chunks
+    for cap in (1, 2, 3):
+        plan = plan_batches(rows, CFG, 10_000, max_chunks=cap)
+        assert sorted(r for b in plan for r in b) == sorted(counts)
+        for b in plan:  # within the cap, or one row whose chunks alone exceed it
+            assert sum(counts[r] for r in b) <= cap or len(b) == 1
+    assert len(plan_batches(rows, CFG, 10_000)) == 1  # no cap: one batch holds them all
+    for b in plan_batches(rows, CFG, 40, max_chunks=2):  # both budgets hold together
+        assert len(b) == 1 or max(longest[r] for r in b) * sum(counts[r] for r in b) <= 40
+    m = model()
+    tables = SketchTables.create(CFG, 400, 32)
+    capped = compute_signatures(m, 0, rows, CFG, tables, batch_tokens=10_000, batch_chunks=1)
+    whole = compute_signatures(m, 0, rows, CFG, tables, batch_tokens=10_000, batch_chunks=None)
+    np.testing.assert_allclose(capped, whole, rtol=0, atol=2e-6)
+
+
 def test_lightning_predict_step_and_overlap_context_only() -> None:
     m = model()
     rows = make_rows()

@@ -57,12 +57,17 @@ def chunk_row(row: EncodedRow, cfg: RiseConfig) -> list[EncodedRow]:
     return out
 
 
-def plan_batches(rows: Sequence[EncodedRow], cfg: RiseConfig, max_tokens: int) -> list[list[int]]:
-    """Row ids (``EncodedRow.row``) per batch of at most ``max_tokens`` padded tokens, a row's chunks in one batch.
+def plan_batches(
+    rows: Sequence[EncodedRow], cfg: RiseConfig, max_tokens: int, max_chunks: int | None = None
+) -> list[list[int]]:
+    """Row ids (``EncodedRow.row``) per batch of at most ``max_tokens`` padded tokens and at most
+    ``max_chunks`` chunks (None: no cap), a row's chunks in one batch.
 
     Rows are length-sorted (by their longest chunk; ties keep pool order) to limit padding; a row
-    whose chunks alone exceed the budget gets its own batch. The result depends only on the rows and
-    the settings, so it is the batch plan of an index build.
+    whose chunks alone exceed a budget gets its own batch. The chunk cap bounds the ``[chunks, dim]``
+    signature buffers of a batch, which a token budget alone lets grow with the shortest rows of a
+    pool (and so, by order statistics, with its size). The result depends only on the rows and the
+    settings, so it is the batch plan of an index build.
     """
     n = len(rows)
     ids, counts, longest = (np.empty(n, dtype=np.int64) for _ in range(3))
@@ -74,7 +79,8 @@ def plan_batches(rows: Sequence[EncodedRow], cfg: RiseConfig, max_tokens: int) -
     cur_chunks, cur_longest = 0, 0
     for i in np.argsort(longest, kind="stable").tolist():
         new_longest = max(cur_longest, int(longest[i]))
-        if cur and new_longest * (cur_chunks + int(counts[i])) > max_tokens:
+        more = cur_chunks + int(counts[i])
+        if cur and (new_longest * more > max_tokens or (max_chunks is not None and more > max_chunks)):
             batches.append(cur)
             cur, cur_chunks, new_longest = [], 0, int(longest[i])
         cur.append(int(ids[i]))
@@ -90,10 +96,12 @@ def batch_chunks(rows_by_id: Mapping[int, EncodedRow], batch: Sequence[int], cfg
     return [c for r in batch for c in chunk_row(rows_by_id[int(r)], cfg)]
 
 
-def chunk_batches(rows: Sequence[EncodedRow], cfg: RiseConfig, max_tokens: int) -> list[list[EncodedRow]]:
+def chunk_batches(
+    rows: Sequence[EncodedRow], cfg: RiseConfig, max_tokens: int, max_chunks: int | None = None
+) -> list[list[EncodedRow]]:
     """The chunks of every batch of :func:`plan_batches`."""
     by_id = {r.row: r for r in rows}
-    return [batch_chunks(by_id, b, cfg) for b in plan_batches(rows, cfg, max_tokens)]
+    return [batch_chunks(by_id, b, cfg) for b in plan_batches(rows, cfg, max_tokens, max_chunks)]
 
 
 def mean_by_row(

@@ -106,6 +106,9 @@ class RiseIndexConfig(Settings):
 
     GROUP = "method.index"
     batch_tokens: int = setting(8192, "padded tokens per forward batch (length-sorted)", gt=0)
+    batch_chunks: int = setting(
+        128, "chunks per forward batch at most: bounds the [chunks, dim] signature buffers of short rows", gt=0
+    )
     block_rows: int = setting(4096, "rows per on-disk block (one marker + checksum each)", gt=0)
     store_tokens: bool | None = setting(None, "store token ids and masks per row; null = on for pools under 100k rows")
     reuse: bool = setting(True, "reuse or resume an index of the same build in dir; false: rebuild it from scratch")

@@ -101,10 +101,10 @@ class RiseMethod(VectorIndexMethod):
         return self.cfg.index
 
     def plan_batches(self, rows: Sequence[EncodedRow]) -> list[list[int]]:
-        return plan_batches(rows, self.rise, self.cfg.index.batch_tokens)
+        return plan_batches(rows, self.rise, self.cfg.index.batch_tokens, self.cfg.index.batch_chunks)
 
     def plan_params(self) -> dict[str, Any]:
-        return {"batch_tokens": self.cfg.index.batch_tokens}
+        return {"batch_tokens": self.cfg.index.batch_tokens, "batch_chunks": self.cfg.index.batch_chunks}
 
     def compute_blocks(
         self,
@@ -134,6 +134,7 @@ class RiseMethod(VectorIndexMethod):
             self.rise,
             self.sketch_tables,
             batch_tokens=self.cfg.index.batch_tokens,
+            batch_chunks=self.cfg.index.batch_chunks,
         )
 
     def value(self, targets: Sequence[Record], mode: str | None = None) -> np.ndarray:

@@ -28,6 +28,7 @@ from rise_exp.methods.rise.sketch import SketchTables
 from rise_exp.methods.rise.trunk import hidden_states
 
 DEFAULT_BATCH_TOKENS = 8192
+DEFAULT_BATCH_CHUNKS = 128
 
 
 @torch.inference_mode()
@@ -81,6 +82,7 @@ def predict_loader(
     pad_id: int,
     batch_tokens: int = DEFAULT_BATCH_TOKENS,
     *,
+    batch_chunks: int | None = DEFAULT_BATCH_CHUNKS,
     plan: BatchPlan | None = None,
     blocks: Sequence[int] | None = None,
     **kwargs: Any,
@@ -88,11 +90,11 @@ def predict_loader(
     """A DataLoader of collated chunk batches for :class:`RiseIndexingModule` (``batch_size=None``).
 
     With a ``plan``, the batches of its ``blocks`` (default: all) in planned order; without one, the
-    batches of :func:`plan_batches` (``batch_tokens``), each its own block. Under DDP each rank takes
+    batches of :func:`plan_batches` (``batch_tokens``, ``batch_chunks``), each its own block. Under DDP each rank takes
     every ``world``-th block (Lightning's sampler replacement is off).
     """
     if plan is None:
-        plan = BatchPlan.from_batches(plan_batches(rows, cfg, batch_tokens), block_rows=1)
+        plan = BatchPlan.from_batches(plan_batches(rows, cfg, batch_tokens, batch_chunks), block_rows=1)
     batches: list[Sequence[int]] = []
     groups: list[list[int]] = []
     for b in range(plan.num_blocks) if blocks is None else sorted(blocks):
@@ -143,6 +145,7 @@ def compute_signatures(
     tables: SketchTables | Sequence[SketchTables] | None = None,
     *,
     batch_tokens: int = DEFAULT_BATCH_TOKENS,
+    batch_chunks: int | None = DEFAULT_BATCH_CHUNKS,
     head: RiseHead | None = None,
 ) -> np.ndarray:
     """Row signatures without Lightning, float32 ``[len(rows), dim]`` in the order of ``rows``.
@@ -159,7 +162,7 @@ def compute_signatures(
     was_training = model.training
     model.eval()
     try:
-        for chunks in chunk_batches(rows, cfg, batch_tokens):
+        for chunks in chunk_batches(rows, cfg, batch_tokens, batch_chunks):
             res = batch_signatures(model, head, collate(chunks, tokenizer_pad_id))
             pos = [where[int(r)] for r in res["rows"].tolist()]
             out[pos] = res["signatures"].cpu().numpy()
