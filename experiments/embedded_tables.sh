@@ -65,6 +65,20 @@ for t in brain_rot finance_medical; do
   report "$OUT/$t"
 done
 
+# The gradient baselines over five (finetune seed i, method seed i) pairs, per task (pooled: compact.py).
+for t in howdy finance_medical brain_rot; do
+  for i in 0 1 2 3 4; do
+    step $PY -m rise_exp -m experiment=table_$t method=rapidin,stride,zo_inf finetune.seed=$i seed=$i logger=csv \
+        trainer.threads=1 hydra.sweep.dir="$OUT/baselines_ft/$t/ft$i"
+  done
+  report "$OUT/baselines_ft/$t"
+done
+
+# The old residual rule (method.residual=naive) against the default, finetune seeds x sketch seeds.
+step $PY -m rise_exp -m method=rise method.residual=naive method.norm_eps=0,1e-8 finetune.seed=0,1,2,3,4 \
+    seed=0,1,2,3,4 logger=csv trainer.threads=1 hydra.sweep.dir="$OUT/naive/rise"
+report "$OUT/naive"
+
 # tiny-olmo and prospective valuation over finetune seeds x sketch seeds (pooled: compact.py on runs.csv).
 step $PY -m rise_exp -m experiment=table_models model=tiny-olmo method=rise finetune.seed=0,1,2,3,4 logger=csv \
     trainer.threads=1 hydra.sweep.dir="$OUT/models_ft"
@@ -85,4 +99,8 @@ if [ -n "$HOWDY" ]; then
       task.queries_path="$HOWDY/queries.jsonl" method=rise method.norm_eps=0 seed=0,1,2,3,4 logger=csv \
       trainer.threads=1 hydra.sweep.dir="$OUT/released_ne0/rise"
   report "$OUT/released_ne0"
+  step $PY -m rise_exp -m task.source=local task.train_path="$HOWDY/train.jsonl" \
+      task.queries_path="$HOWDY/queries.jsonl" method=rise method.residual=naive method.norm_eps=0,1e-8 \
+      seed=0,1,2,3,4 logger=csv trainer.threads=1 hydra.sweep.dir="$OUT/released_naive/rise"
+  report "$OUT/released_naive"
 fi
