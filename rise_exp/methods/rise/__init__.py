@@ -9,7 +9,7 @@ import importlib
 from typing import Any
 
 _WHERE = {
-    "batch_chunks": "chunking",
+    "chunks_of_batch": "chunking",
     "chunk_batches": "chunking",
     "chunk_row": "chunking",
     "chunk_spans": "chunking",

@@ -91,7 +91,7 @@ def plan_batches(
     return batches
 
 
-def batch_chunks(rows_by_id: Mapping[int, EncodedRow], batch: Sequence[int], cfg: RiseConfig) -> list[EncodedRow]:
+def chunks_of_batch(rows_by_id: Mapping[int, EncodedRow], batch: Sequence[int], cfg: RiseConfig) -> list[EncodedRow]:
     """The chunks of one planned batch, row after row."""
     return [c for r in batch for c in chunk_row(rows_by_id[int(r)], cfg)]
 
@@ -101,7 +101,7 @@ def chunk_batches(
 ) -> list[list[EncodedRow]]:
     """The chunks of every batch of :func:`plan_batches`."""
     by_id = {r.row: r for r in rows}
-    return [batch_chunks(by_id, b, cfg) for b in plan_batches(rows, cfg, max_tokens, max_chunks)]
+    return [chunks_of_batch(by_id, b, cfg) for b in plan_batches(rows, cfg, max_tokens, max_chunks)]
 
 
 def mean_by_row(

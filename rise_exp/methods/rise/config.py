@@ -13,6 +13,8 @@ SKETCHES = ("countsketch", "identity")
 DTYPES = ("float16", "bfloat16", "float32")
 VALUATIONS = ("mean", "rrf")
 RESIDUALS = ("stable", "naive")
+DEFAULT_BATCH_TOKENS = 8192
+DEFAULT_BATCH_CHUNKS = 128
 
 
 @dataclass(frozen=True)
@@ -105,9 +107,11 @@ class RiseIndexConfig(Settings):
     """Indexing (Lightning ``Trainer.predict`` + a prediction writer into an on-disk index)."""
 
     GROUP = "method.index"
-    batch_tokens: int = setting(8192, "padded tokens per forward batch (length-sorted)", gt=0)
+    batch_tokens: int = setting(DEFAULT_BATCH_TOKENS, "padded tokens per forward batch (length-sorted)", gt=0)
     batch_chunks: int = setting(
-        128, "chunks per forward batch at most: bounds the [chunks, dim] signature buffers of short rows", gt=0
+        DEFAULT_BATCH_CHUNKS,
+        "chunks per forward batch at most: bounds the [chunks, dim] signature buffers of short rows",
+        gt=0,
     )
     block_rows: int = setting(4096, "rows per on-disk block (one marker + checksum each)", gt=0)
     store_tokens: bool | None = setting(None, "store token ids and masks per row; null = on for pools under 100k rows")

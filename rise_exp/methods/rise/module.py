@@ -21,14 +21,11 @@ from rise_exp.data.encoding import EncodedPool, EncodedRow, collate
 from rise_exp.errors import DataError
 from rise_exp.index.plan import BatchPlan
 from rise_exp.lightning.data import EMPTY_BATCH, BlockShardSampler
-from rise_exp.methods.rise.chunking import batch_chunks, chunk_batches, mean_by_row, plan_batches
-from rise_exp.methods.rise.config import RiseConfig
+from rise_exp.methods.rise.chunking import chunk_batches, chunks_of_batch, mean_by_row, plan_batches
+from rise_exp.methods.rise.config import DEFAULT_BATCH_CHUNKS, DEFAULT_BATCH_TOKENS, RiseConfig
 from rise_exp.methods.rise.head import RiseHead
 from rise_exp.methods.rise.sketch import SketchTables
 from rise_exp.methods.rise.trunk import hidden_states
-
-DEFAULT_BATCH_TOKENS = 8192
-DEFAULT_BATCH_CHUNKS = 128
 
 
 @torch.inference_mode()
@@ -73,7 +70,7 @@ class _Batches(torch.utils.data.Dataset):
         if i == EMPTY_BATCH:
             empty = torch.zeros((0, 1), dtype=torch.long)
             return {"input_ids": empty, "attention_mask": empty, "target_mask": empty.bool(), "row": empty[:, 0]}
-        return collate(batch_chunks(self.by_id, self.batches[i], self.cfg), self.pad_id)
+        return collate(chunks_of_batch(self.by_id, self.batches[i], self.cfg), self.pad_id)
 
 
 def predict_loader(
