@@ -74,6 +74,11 @@ for t in howdy finance_medical brain_rot; do
   report "$OUT/baselines_ft/$t"
 done
 
+# The sketch ablation over finetune seeds x sketch seeds (pooled per variant: compact.py --keys ablation).
+step $PY -m rise_exp -m experiment=ablate_sketch_dims finetune.seed=0,1,2,3,4 logger=csv trainer.threads=1 \
+    hydra.sweep.dir="$OUT/ablate_ft"
+report "$OUT/ablate_ft"
+
 # The old residual rule (method.residual=naive) against the default, finetune seeds x sketch seeds.
 step $PY -m rise_exp -m method=rise method.residual=naive method.norm_eps=0,1e-8 finetune.seed=0,1,2,3,4 \
     seed=0,1,2,3,4 logger=csv trainer.threads=1 hydra.sweep.dir="$OUT/naive/rise"
