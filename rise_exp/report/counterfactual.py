@@ -154,7 +154,8 @@ def seed_tables(run_dirs: Sequence[Path]) -> tuple[pd.DataFrame | None, pd.DataF
             continue
         if df["setting"].nunique() > 1:
             keys = ["setting", *keys]
-        df = df.drop(columns=[] if "setting" in keys else ["setting"])
+        else:
+            df = df.drop(columns="setting")
         values = ["lds_mean"] if kind == "lds" else [c for c in df.columns if c.endswith("_mean")]
         agg = df.groupby(keys, sort=False)[values].agg(["mean", "std"])
         agg.columns = [f"{c.removesuffix('_mean')}_{stat}" for c, stat in agg.columns]
