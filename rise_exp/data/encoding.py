@@ -105,9 +105,12 @@ def token_budget_batches(rows: Sequence[EncodedRow], max_tokens: int, max_batch:
     return batches
 
 
-def collate(rows: Sequence[EncodedRow], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad rows into ``input_ids``, ``attention_mask``, ``target_mask`` and ``row`` tensors."""
-    n, length = len(rows), max(len(r) for r in rows)
+def collate(rows: Sequence[EncodedRow], pad_id: int, length: int | None = None) -> dict[str, torch.Tensor]:
+    """Right-pad rows into ``input_ids``, ``attention_mask``, ``target_mask`` and ``row`` tensors.
+
+    ``length`` pads to at least that many positions (e.g. a bucketed length: fewer distinct shapes).
+    """
+    n, length = len(rows), max([len(r) for r in rows] + [length or 0])
     ids = torch.full((n, length), pad_id, dtype=torch.long)
     att = torch.zeros((n, length), dtype=torch.long)
     tgt = torch.zeros((n, length), dtype=torch.bool)

@@ -136,6 +136,47 @@ def test_chunk_cap_bounds_every_batch_and_leaves_signatures_unchanged() -> None:
     np.testing.assert_allclose(capped, whole, rtol=0, atol=2e-6)
 
 
+def test_padding_to_a_multiple_bounds_batch_shapes_and_leaves_signatures_unchanged() -> None:
+    from dataclasses import replace
+
+    from rise_exp.methods.rise.chunking import chunk_row, padded_length, plan_batches
+
+    cfg = replace(CFG, chunk_len=40, chunk_overlap=8)
+    g = np.random.default_rng(1)
+    rows = []
+    for i, n in enumerate(range(3, 48)):  # 45 rows, 45 lengths; the longest span two chunks
+        mask = np.ones(n, dtype=bool)
+        mask[0] = False
+        rows.append(EncodedRow(row=i, input_ids=g.integers(0, 400, n), target_mask=mask))
+    assert [padded_length(n, cfg, 8) for n in (1, 8, 9, 33, 39, 40)] == [8, 8, 16, 40, 40, 40]  # capped at chunk_len
+    assert padded_length(13, cfg, 1) == 13
+    longest = {r.row: max(len(c) for c in chunk_row(r, cfg)) for r in rows}
+    counts = {r.row: len(chunk_row(r, cfg)) for r in rows}
+
+    def shapes(multiple: int) -> set[tuple[int, int]]:
+        plan = plan_batches(rows, cfg, 96, max_chunks=6, pad_multiple=multiple)
+        assert sorted(r for b in plan for r in b) == sorted(counts)
+        out = set()
+        for b in plan:
+            length = padded_length(max(longest[r] for r in b), cfg, multiple)
+            n = sum(counts[r] for r in b)
+            assert len(b) == 1 or length * n <= 96  # the budget counts the padded length
+            out.add((n, length))
+        return out
+
+    assert len(shapes(8)) < len(shapes(1))  # padding to a multiple: fewer batch shapes
+    assert {length for _, length in shapes(8)} <= {8, 16, 24, 32, 40}
+    assert len({length for _, length in shapes(1)}) > 5
+    # the collated batches are padded to the planned length; the signatures do not change
+    batch = next(iter(predict_loader(rows, cfg, pad_id=0, batch_tokens=96, batch_chunks=6, pad_multiple=8)))
+    assert batch["input_ids"].shape[1] % 8 == 0
+    m = model()
+    tables = SketchTables.create(cfg, 400, 32)
+    padded = compute_signatures(m, 0, rows, cfg, tables, batch_tokens=96, batch_chunks=6, pad_multiple=8)
+    tight = compute_signatures(m, 0, rows, cfg, tables, batch_tokens=96, batch_chunks=6, pad_multiple=1)
+    np.testing.assert_allclose(padded, tight, rtol=0, atol=2e-6)
+
+
 def test_lightning_predict_step_and_overlap_context_only() -> None:
     m = model()
     rows = make_rows()

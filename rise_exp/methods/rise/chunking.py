@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from rise_exp.data.encoding import EncodedRow
+from rise_exp.data.encoding import EncodedRow, collate
 from rise_exp.errors import DataError
 from rise_exp.methods.rise.config import RiseConfig
 from rise_exp.methods.rise.head import l2_normalize
@@ -57,23 +57,37 @@ def chunk_row(row: EncodedRow, cfg: RiseConfig) -> list[EncodedRow]:
     return out
 
 
+def padded_length(longest: int, cfg: RiseConfig, pad_multiple: int = 1) -> int:
+    """Positions a batch whose longest chunk has ``longest`` tokens is padded to: rounded up to a
+    multiple of ``pad_multiple``, but never past ``cfg.chunk_len`` (no chunk is longer)."""
+    return max(longest, min(-(-longest // pad_multiple) * pad_multiple, cfg.chunk_len))
+
+
 def plan_batches(
-    rows: Sequence[EncodedRow], cfg: RiseConfig, max_tokens: int, max_chunks: int | None = None
+    rows: Sequence[EncodedRow],
+    cfg: RiseConfig,
+    max_tokens: int,
+    max_chunks: int | None = None,
+    pad_multiple: int = 1,
 ) -> list[list[int]]:
     """Row ids (``EncodedRow.row``) per batch of at most ``max_tokens`` padded tokens and at most
     ``max_chunks`` chunks (None: no cap), a row's chunks in one batch.
 
-    Rows are length-sorted (by their longest chunk; ties keep pool order) to limit padding; a row
-    whose chunks alone exceed a budget gets its own batch. The chunk cap bounds the ``[chunks, dim]``
-    signature buffers of a batch, which a token budget alone lets grow with the shortest rows of a
-    pool (and so, by order statistics, with its size). The result depends only on the rows and the
-    settings, so it is the batch plan of an index build.
+    Rows are length-sorted (by their longest chunk, bucketed by :func:`padded_length`; ties keep
+    pool order) to limit padding; a row whose chunks alone exceed a budget gets its own batch. The
+    chunk cap bounds the ``[chunks, dim]`` signature buffers of a batch, which a token budget alone
+    lets grow with the shortest rows of a pool (and so, by order statistics, with its size). Bucketing
+    bounds the number of distinct batch shapes whatever the pool size: every new shape leaves freed
+    buffers of other sizes in the heap, and a pool with many distinct lengths otherwise fragments the
+    allocator's heap for as long as the build runs (peak memory growing with the pool). The result
+    depends only on the rows and the settings, so it is the batch plan of an index build.
     """
     n = len(rows)
     ids, counts, longest = (np.empty(n, dtype=np.int64) for _ in range(3))
     for i, r in enumerate(rows):  # one streamed pass: only three numbers per row are kept
         chunks = chunk_row(r, cfg)
-        ids[i], counts[i], longest[i] = r.row, len(chunks), max(len(c) for c in chunks)
+        ids[i], counts[i] = r.row, len(chunks)
+        longest[i] = padded_length(max(len(c) for c in chunks), cfg, pad_multiple)
     batches: list[list[int]] = []
     cur: list[int] = []
     cur_chunks, cur_longest = 0, 0
@@ -97,11 +111,20 @@ def chunks_of_batch(rows_by_id: Mapping[int, EncodedRow], batch: Sequence[int], 
 
 
 def chunk_batches(
-    rows: Sequence[EncodedRow], cfg: RiseConfig, max_tokens: int, max_chunks: int | None = None
+    rows: Sequence[EncodedRow],
+    cfg: RiseConfig,
+    max_tokens: int,
+    max_chunks: int | None = None,
+    pad_multiple: int = 1,
 ) -> list[list[EncodedRow]]:
     """The chunks of every batch of :func:`plan_batches`."""
     by_id = {r.row: r for r in rows}
-    return [chunks_of_batch(by_id, b, cfg) for b in plan_batches(rows, cfg, max_tokens, max_chunks)]
+    return [chunks_of_batch(by_id, b, cfg) for b in plan_batches(rows, cfg, max_tokens, max_chunks, pad_multiple)]
+
+
+def collate_chunks(chunks: Sequence[EncodedRow], cfg: RiseConfig, pad_id: int, pad_multiple: int = 1) -> dict:
+    """A batch of chunks collated to its :func:`padded_length`."""
+    return collate(chunks, pad_id, padded_length(max(len(c) for c in chunks), cfg, pad_multiple))
 
 
 def mean_by_row(

@@ -15,6 +15,7 @@ VALUATIONS = ("mean", "rrf")
 RESIDUALS = ("stable", "naive")
 DEFAULT_BATCH_TOKENS = 8192
 DEFAULT_BATCH_CHUNKS = 128
+DEFAULT_PAD_MULTIPLE = 16
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,12 @@ class RiseIndexConfig(Settings):
     batch_chunks: int = setting(
         DEFAULT_BATCH_CHUNKS,
         "chunks per forward batch at most: bounds the [chunks, dim] signature buffers of short rows",
+        gt=0,
+    )
+    pad_multiple: int = setting(
+        DEFAULT_PAD_MULTIPLE,
+        "pad batches to a multiple of this many tokens (at most chunk_len): a few batch shapes keep the heap "
+        "from fragmenting, so peak memory does not grow with the pool; 1 = pad to the longest chunk",
         gt=0,
     )
     block_rows: int = setting(4096, "rows per on-disk block (one marker + checksum each)", gt=0)

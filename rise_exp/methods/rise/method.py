@@ -101,10 +101,12 @@ class RiseMethod(VectorIndexMethod):
         return self.cfg.index
 
     def plan_batches(self, rows: Sequence[EncodedRow]) -> list[list[int]]:
-        return plan_batches(rows, self.rise, self.cfg.index.batch_tokens, self.cfg.index.batch_chunks)
+        ix = self.cfg.index
+        return plan_batches(rows, self.rise, ix.batch_tokens, ix.batch_chunks, ix.pad_multiple)
 
     def plan_params(self) -> dict[str, Any]:
-        return {"batch_tokens": self.cfg.index.batch_tokens, "batch_chunks": self.cfg.index.batch_chunks}
+        ix = self.cfg.index
+        return {"batch_tokens": ix.batch_tokens, "batch_chunks": ix.batch_chunks, "pad_multiple": ix.pad_multiple}
 
     def compute_blocks(
         self,
@@ -122,7 +124,9 @@ class RiseMethod(VectorIndexMethod):
         trainer = make_trainer(
             self.ctx.trainer, root_dir=self.ctx.work_dir, callbacks=[writer, PredictProgress(todo, "rise index")]
         )
-        loader = predict_loader(rows, self.rise, self.ctx.tokenizer.pad_token_id, plan=plan, blocks=blocks)
+        loader = predict_loader(
+            rows, self.rise, self.ctx.tokenizer.pad_token_id, pad_multiple=ix.pad_multiple, plan=plan, blocks=blocks
+        )
         trainer.predict(module, dataloaders=loader, return_predictions=False)
 
     def query_vectors(self, records: Sequence[Record]) -> np.ndarray:
@@ -135,6 +139,7 @@ class RiseMethod(VectorIndexMethod):
             self.sketch_tables,
             batch_tokens=self.cfg.index.batch_tokens,
             batch_chunks=self.cfg.index.batch_chunks,
+            pad_multiple=self.cfg.index.pad_multiple,
         )
 
     def value(self, targets: Sequence[Record], mode: str | None = None) -> np.ndarray:

@@ -17,12 +17,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from rise_exp.data.encoding import EncodedPool, EncodedRow, collate
+from rise_exp.data.encoding import EncodedPool, EncodedRow
 from rise_exp.errors import DataError
 from rise_exp.index.plan import BatchPlan
 from rise_exp.lightning.data import EMPTY_BATCH, BlockShardSampler
-from rise_exp.methods.rise.chunking import chunk_batches, chunks_of_batch, mean_by_row, plan_batches
-from rise_exp.methods.rise.config import DEFAULT_BATCH_CHUNKS, DEFAULT_BATCH_TOKENS, RiseConfig
+from rise_exp.methods.rise.chunking import chunk_batches, chunks_of_batch, collate_chunks, mean_by_row, plan_batches
+from rise_exp.methods.rise.config import DEFAULT_BATCH_CHUNKS, DEFAULT_BATCH_TOKENS, DEFAULT_PAD_MULTIPLE, RiseConfig
 from rise_exp.methods.rise.head import RiseHead
 from rise_exp.methods.rise.sketch import SketchTables
 from rise_exp.methods.rise.trunk import hidden_states
@@ -58,10 +58,12 @@ def batch_signatures(model: Any, head: RiseHead, batch: dict[str, torch.Tensor])
 class _Batches(torch.utils.data.Dataset):
     """Planned batches of row ids, chunked and collated on access; :data:`EMPTY_BATCH` is an empty batch."""
 
-    def __init__(self, rows: Sequence[EncodedRow], batches: list[Sequence[int]], cfg: RiseConfig, pad_id: int) -> None:
+    def __init__(
+        self, rows: Sequence[EncodedRow], batches: list[Sequence[int]], cfg: RiseConfig, pad_id: int, pad_multiple: int
+    ) -> None:
         # an EncodedPool is positional (pool[i].row == i) and encodes on access; a list is indexed by row id
         self.by_id = rows if isinstance(rows, EncodedPool) else {r.row: r for r in rows}
-        self.batches, self.cfg, self.pad_id = batches, cfg, pad_id
+        self.batches, self.cfg, self.pad_id, self.pad_multiple = batches, cfg, pad_id, pad_multiple
 
     def __len__(self) -> int:
         return len(self.batches)
@@ -70,7 +72,9 @@ class _Batches(torch.utils.data.Dataset):
         if i == EMPTY_BATCH:
             empty = torch.zeros((0, 1), dtype=torch.long)
             return {"input_ids": empty, "attention_mask": empty, "target_mask": empty.bool(), "row": empty[:, 0]}
-        return collate(chunks_of_batch(self.by_id, self.batches[i], self.cfg), self.pad_id)
+        return collate_chunks(
+            chunks_of_batch(self.by_id, self.batches[i], self.cfg), self.cfg, self.pad_id, self.pad_multiple
+        )
 
 
 def predict_loader(
@@ -80,6 +84,7 @@ def predict_loader(
     batch_tokens: int = DEFAULT_BATCH_TOKENS,
     *,
     batch_chunks: int | None = DEFAULT_BATCH_CHUNKS,
+    pad_multiple: int = DEFAULT_PAD_MULTIPLE,
     plan: BatchPlan | None = None,
     blocks: Sequence[int] | None = None,
     **kwargs: Any,
@@ -87,18 +92,19 @@ def predict_loader(
     """A DataLoader of collated chunk batches for :class:`RiseIndexingModule` (``batch_size=None``).
 
     With a ``plan``, the batches of its ``blocks`` (default: all) in planned order; without one, the
-    batches of :func:`plan_batches` (``batch_tokens``, ``batch_chunks``), each its own block. Under DDP each rank takes
+    batches of :func:`plan_batches` (``batch_tokens``, ``batch_chunks``, ``pad_multiple``), each its own
+    block; batches are padded to their planned length. Under DDP each rank takes
     every ``world``-th block (Lightning's sampler replacement is off).
     """
     if plan is None:
-        plan = BatchPlan.from_batches(plan_batches(rows, cfg, batch_tokens, batch_chunks), block_rows=1)
+        plan = BatchPlan.from_batches(plan_batches(rows, cfg, batch_tokens, batch_chunks, pad_multiple), block_rows=1)
     batches: list[Sequence[int]] = []
     groups: list[list[int]] = []
     for b in range(plan.num_blocks) if blocks is None else sorted(blocks):
         groups.append(list(range(len(batches), len(batches) + len(plan.block_batches(b)))))
         batches.extend(plan.block_batches(b))
     kwargs.setdefault("sampler", BlockShardSampler(groups))
-    return DataLoader(_Batches(rows, batches, cfg, pad_id), batch_size=None, **kwargs)
+    return DataLoader(_Batches(rows, batches, cfg, pad_id, pad_multiple), batch_size=None, **kwargs)
 
 
 class RiseIndexingModule(L.LightningModule):
@@ -143,6 +149,7 @@ def compute_signatures(
     *,
     batch_tokens: int = DEFAULT_BATCH_TOKENS,
     batch_chunks: int | None = DEFAULT_BATCH_CHUNKS,
+    pad_multiple: int = DEFAULT_PAD_MULTIPLE,
     head: RiseHead | None = None,
 ) -> np.ndarray:
     """Row signatures without Lightning, float32 ``[len(rows), dim]`` in the order of ``rows``.
@@ -159,8 +166,8 @@ def compute_signatures(
     was_training = model.training
     model.eval()
     try:
-        for chunks in chunk_batches(rows, cfg, batch_tokens, batch_chunks):
-            res = batch_signatures(model, head, collate(chunks, tokenizer_pad_id))
+        for chunks in chunk_batches(rows, cfg, batch_tokens, batch_chunks, pad_multiple):
+            res = batch_signatures(model, head, collate_chunks(chunks, cfg, tokenizer_pad_id, pad_multiple))
             pos = [where[int(r)] for r in res["rows"].tolist()]
             out[pos] = res["signatures"].cpu().numpy()
     finally:
