@@ -21,6 +21,7 @@ from rise_exp import progress
 from rise_exp.config.model import ModelConfig
 from rise_exp.errors import ConfigError
 from rise_exp.hashing import config_hash
+from rise_exp.identity import identify_model
 from rise_exp.locks import cache_lock
 
 log = logging.getLogger(__name__)
@@ -202,6 +203,38 @@ def resolve_weights(spec: ModelConfig, texts: Sequence[str], cache_dir: Path) ->
     return str(spec.hub_id), spec.revision
 
 
+def merged_adapter_dir(spec: ModelConfig, path: str | Path, revision: str | None, cache_dir: Path) -> Path:
+    """The weights at ``path`` with ``model.adapter`` merged in, saved once as a full checkpoint in the cache.
+
+    A run's starting weights must live in one directory: a LoRA finetune on top records it as its base
+    (``base_model_name_or_path``) and an index records it as the model that serves it, so merging only
+    in memory would reload later without the adapter.
+    """
+    out = Path(cache_dir) / "models" / f"merged-{spec.name}-{config_hash(identify_model(spec, path, cache_dir))}"
+    if not (out / "READY").exists():
+        with cache_lock(out, f"the merged checkpoint {out.name}"):
+            if not (out / "READY").exists():
+                log.info("merging adapter %s into %s: a full checkpoint in %s (once)", spec.adapter, path, out)
+                model, tokenizer = load_pretrained(
+                    path, revision=revision, dtype=spec.dtype, trust_remote_code=spec.trust_remote_code
+                )
+                model = apply_adapter(model, str(spec.adapter), merge=True)
+                out.mkdir(parents=True, exist_ok=True)
+                model.save_pretrained(out)
+                tokenizer.save_pretrained(out)
+                (out / "READY").write_text(f"{path} + adapter {spec.adapter}\n")
+    return out
+
+
+def start_weights(spec: ModelConfig, texts: Sequence[str], cache_dir: Path) -> tuple[str | Path, str | None]:
+    """``(path or hub id, revision)`` of a run's starting weights: :func:`resolve_weights`, with
+    ``model.adapter`` merged into a cached checkpoint (:func:`merged_adapter_dir`) when set."""
+    path, revision = resolve_weights(spec, texts, cache_dir)
+    if spec.adapter:
+        return merged_adapter_dir(spec, path, revision, cache_dir), None
+    return path, revision
+
+
 def load_base_model(spec: ModelConfig, texts: Sequence[str], cache_dir: Path):
     """The starting model of a run and its tokenizer (``model.adapter`` merged in when set).
 
@@ -216,12 +249,10 @@ def load_base_model(spec: ModelConfig, texts: Sequence[str], cache_dir: Path):
     Raises:
         ConfigError: weights that cannot be found or read, or a head RISE cannot use.
     """
-    path, revision = resolve_weights(spec, texts, cache_dir)
+    path, revision = start_weights(spec, texts, cache_dir)
     model, tokenizer = load_pretrained(
         path, revision=revision, dtype=spec.dtype, trust_remote_code=spec.trust_remote_code
     )
-    if spec.adapter:
-        model = apply_adapter(model, spec.adapter, merge=True)
     head = model.get_output_embeddings()
     if head is None or not isinstance(head, torch.nn.Linear):
         raise ConfigError(

@@ -15,7 +15,7 @@ from rise_exp.errors import ConfigError
 from rise_exp.hashing import config_hash
 from rise_exp.identity import identify_model
 from rise_exp.methods.base import MethodContext
-from rise_exp.models import load_base_model, load_pretrained, resolve_weights
+from rise_exp.models import load_base_model, load_pretrained, start_weights
 from rise_exp.run_config import RunConfig
 from rise_exp.training.finetune import FinetuneResult, finetune_key, run_finetune
 
@@ -154,7 +154,7 @@ def make_retrainer(run: RunConfig, task: Task, run_dir: Path) -> Retrainer:
     check_retrainable(run)
     cache = Path(run.paths.cache_dir).resolve()
     texts = tokenizer_texts(task)
-    source, _ = resolve_weights(run.model, texts, cache)
+    source, _ = start_weights(run.model, texts, cache)
 
     def start() -> tuple[Any, Any]:
         model, tokenizer, _ = load_base_model(run.model, texts, cache)

@@ -33,7 +33,9 @@ class ModelConfig(Settings):
     revision: str | None = setting(None, "hub revision (branch, tag or commit); pin it for reproducibility")
     package: str | None = setting(None, "source package: the Python package whose directory holds gguf_file")
     gguf_file: str | None = setting(None, "a GGUF file in the repo / directory / package, converted once to float")
-    adapter: str | None = setting(None, "a PEFT (LoRA) adapter directory applied on top of the weights")
+    adapter: str | None = setting(
+        None, "a PEFT (LoRA) adapter directory merged into the weights (saved once as a cached full checkpoint)"
+    )
     dtype: str = setting("float32", "weights dtype", choices=DTYPES)
     trust_remote_code: bool = setting(False, "allow custom model code from the hub")
     arch: str | None = setting(None, "architecture of an embedded model (gpt_neox, olmo2); informational otherwise")

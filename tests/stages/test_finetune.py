@@ -100,9 +100,17 @@ def test_lora_finetune_of_a_local_directory_and_model_adapter(tmp_path, tiny_neo
     assert res.metrics["finetune/loss_after"] < res.metrics["finetune/loss_before"]
     # the same weights through the model settings: a local directory plus model.adapter (merged)
     spec = ModelConfig(name="mine", source="local", hub_id=str(base_dir), adapter=str(res.final_dir))
-    merged, _, _ = load_base_model(spec, [], tmp_path / "cache")
+    merged, _, source = load_base_model(spec, [], tmp_path / "cache")
     kept, _ = load_pretrained(res.final_dir)  # the adapter kept as LoRA layers
     ids = torch.tensor([tok.encode("the bank rate")])
     with torch.no_grad():
         assert torch.allclose(merged(ids).logits, kept(ids).logits, atol=1e-5)
         assert not torch.allclose(merged(ids).logits, load_pretrained(base_dir)[0](ids).logits, atol=1e-4)
+    # the merged weights live in one cached directory, so a LoRA finetune on top reloads with both adapters
+    assert source != base_dir and (source / "READY").exists()
+    assert load_base_model(spec, [], tmp_path / "cache")[2] == source  # merged once, then reused
+    second = run_finetune(merged, tok, train, cfg=cfg, trainer=TRAINER, out_dir=tmp_path / "ft2")
+    reloaded, _ = load_pretrained(second.final_dir)
+    with torch.no_grad():
+        assert torch.allclose(reloaded(ids).logits, merged(ids).logits, atol=1e-5)  # merged: now trained further
+        assert not torch.allclose(reloaded(ids).logits, kept(ids).logits, atol=1e-4)
