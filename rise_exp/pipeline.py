@@ -16,10 +16,13 @@ from rise_exp.hashing import config_hash
 from rise_exp.identity import identify_model
 from rise_exp.methods.base import MethodContext
 from rise_exp.models import load_base_model, load_pretrained, start_weights
+from rise_exp.results import write_json
 from rise_exp.run_config import RunConfig
 from rise_exp.training.finetune import FinetuneResult, finetune_key, run_finetune
 
 log = logging.getLogger(__name__)
+#: Written into a run's directory: which weights the run used (``model_id``, ``model_path``, ``model_revision``).
+MODEL_JSON = "model.json"
 
 
 @dataclass
@@ -110,6 +113,11 @@ def prepare(run: RunConfig, run_dir: Path, *, need_model: bool = True, loggers: 
     ctx.model_path = str(result.final_dir if result is not None else source)
     ctx.model_revision = None if result is not None else run.model.revision
     ctx.checkpoints = list(result.checkpoints) if result else []
+    if Path(run_dir).is_dir():  # provenance: the weights this run used (a finetune's directory, for chaining)
+        write_json(
+            Path(run_dir) / MODEL_JSON,
+            {"model_id": model_id, "model_path": ctx.model_path, "model_revision": ctx.model_revision},
+        )
     return Prepared(task, ctx, result)
 
 

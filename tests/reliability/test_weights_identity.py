@@ -4,6 +4,7 @@ or an index built from the old ones."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -78,8 +79,11 @@ def test_weights_changed_in_place_are_never_reused(tmp_path, tiny_tokenizer):
             ]
         )
     )
+    (tmp_path / "run1").mkdir()
     first = prepare(run, tmp_path / "run1")
     assert not first.finetune.cached and first.ctx.model_id.startswith("local:weights:sha256:")
+    used = json.loads((tmp_path / "run1" / "model.json").read_text())  # provenance: the finetuned weights
+    assert used["model_path"] == str(first.finetune.final_dir) and used["model_id"] == first.ctx.model_id
     build_on(run.method, first.ctx, first.task.train)
     again = prepare(run, tmp_path / "run2")
     assert again.finetune.cached and again.ctx.model_id == first.ctx.model_id  # unchanged weights: reused
