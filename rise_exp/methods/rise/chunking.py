@@ -122,7 +122,9 @@ def chunk_batches(
     return [chunks_of_batch(by_id, b, cfg) for b in plan_batches(rows, cfg, max_tokens, max_chunks, pad_multiple)]
 
 
-def collate_chunks(chunks: Sequence[EncodedRow], cfg: RiseConfig, pad_id: int, pad_multiple: int = 1) -> dict:
+def collate_chunks(
+    chunks: Sequence[EncodedRow], cfg: RiseConfig, pad_id: int, pad_multiple: int = 1
+) -> dict[str, torch.Tensor]:
     """A batch of chunks collated to its :func:`padded_length`."""
     return collate(chunks, pad_id, padded_length(max(len(c) for c in chunks), cfg, pad_multiple))
 
