@@ -103,8 +103,10 @@ class SelectStageConfig(IndexQueriesMixin, StageConfig):
     name: str = setting("select", "stage name")
     pool_path: str | None = setting(None, "with stage.index: the pool file the index was built from")
     pool_fields: dict[str, Any] = setting(factory=dict, doc="Record field -> key of the pool file")
-    stream: bool = setting(
-        False, "read stage.pool_path as memory-mapped Arrow, one row at a time (as task.stream): large pools"
+    stream: bool | None = setting(
+        None,
+        "read stage.pool_path as memory-mapped Arrow, one row at a time (as task.stream); null = for files of "
+        "512 MB or more",
     )
     mode: str | None = setting(None, "mean or rrf; null = the method's own", choices=VALUATION_MODES)
     keep: str = setting("top", "keep the highest (top) or lowest (bottom) values", choices=("top", "bottom"))

@@ -168,10 +168,11 @@ class CustomTaskConfig(TaskConfig):
     fields: dict[str, Any] = setting(factory=dict, doc="Record field -> source key, e.g. {text: body, label: good}")
     max_train: int | None = setting(None, "random subset of the pool (null = all rows)", gt=0)
     max_queries: int | None = setting(None, "random subset of the queries (null = all)", gt=0)
-    stream: bool = setting(
-        False,
+    stream: bool | None = setting(
+        None,
         "read the pool as memory-mapped Arrow (datasets; .jsonl, .json, .parquet or a hub id), one row at a "
-        "time, instead of holding it as Python records: for pools that do not fit in memory",
+        "time, instead of holding it as Python records: for pools that do not fit in memory; null = for local "
+        "pool files of 512 MB or more",
     )
 
     def validate(self) -> None:

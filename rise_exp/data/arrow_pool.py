@@ -22,7 +22,7 @@ from typing import Any, overload
 
 import numpy as np
 
-from rise_exp.data.loaders import DEFAULT_ID_PREFIX, EmptyFieldError, check_fields, row_to_record
+from rise_exp.data.loaders import DEFAULT_ID_PREFIX, EmptyFieldError, check_fields, load_records, row_to_record
 from rise_exp.data.records import Record
 from rise_exp.errors import ConfigError, DataError
 
@@ -264,3 +264,29 @@ def _restore(dataset, source, fields, id_prefix, positions, labels, digest) -> A
     pool.dataset, pool.source, pool.fields, pool.id_prefix = dataset, source, fields, id_prefix
     pool._positions, pool._labels, pool._hash = positions, labels, digest
     return pool
+
+
+#: A local pool file at least this large is streamed when ``stream`` is left unset (null).
+STREAM_AUTO_BYTES = 512 * 2**20
+
+
+def use_stream(path: str | Path, stream: bool | None) -> bool:
+    """Whether the pool file at ``path`` is read as memory-mapped Arrow: as ``stream`` says, or, when it is
+    None, if the file has at least :data:`STREAM_AUTO_BYTES` bytes (a list of records would hold it all)."""
+    if stream is not None:
+        return stream
+    p = Path(path)
+    if p.is_file() and p.stat().st_size >= STREAM_AUTO_BYTES:
+        mb, limit = p.stat().st_size >> 20, STREAM_AUTO_BYTES >> 20
+        _log.info("streaming %s (%d MB): pool files of %d MB or more are read as memory-mapped Arrow", p, mb, limit)
+        return True
+    return False
+
+
+def open_pool(
+    path: str | Path, *, fields: Mapping[str, str] | None = None, stream: bool | None = None, skip_empty: bool = False
+) -> Sequence[Record]:
+    """A pool file as records: an :class:`ArrowPool` when streamed (:func:`use_stream`), else a list."""
+    if use_stream(path, stream):
+        return ArrowPool.load(path, fields=fields, skip_empty=skip_empty)
+    return load_records(path, fields=dict(fields or {}), skip_empty=skip_empty)

@@ -27,7 +27,7 @@ from rise_exp.config.task import (
     HowdyTaskConfig,
     TaskConfig,
 )
-from rise_exp.data.arrow_pool import ArrowPool
+from rise_exp.data.arrow_pool import ArrowPool, use_stream
 from rise_exp.data.loaders import load_hf, load_records
 from rise_exp.data.records import Record
 from rise_exp.data.synthetic import make_brain_rot, make_finance_medical, make_howdy
@@ -278,7 +278,7 @@ def _build_brain_rot(s: BrainRotTaskConfig) -> Task:
 
 def _build_custom(s: CustomTaskConfig) -> Task:
     """The user's pool and queries; labels when every pool row has one, rankings only when none has."""
-    if s.stream:
+    if use_stream(s.train_path, s.stream) if s.source == "local" else bool(s.stream):
         return _build_custom_streamed(s)
     if s.source == "local":
         train = load_records(s.train_path, fields=s.fields, skip_empty=s.skip_empty)

@@ -17,8 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from rise_exp.data.arrow_pool import ArrowPool
-from rise_exp.data.loaders import load_records
+from rise_exp.data.arrow_pool import open_pool
 from rise_exp.data.records import Record
 from rise_exp.errors import DataError
 from rise_exp.methods.registry import method_class
@@ -59,7 +58,7 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     if st.index:
         method = open_index_method(st.index, run_dir / "method", run.trainer)
         fields = dict(st.pool_fields)
-        pool = ArrowPool.load(st.pool_path, fields=fields) if st.stream else load_records(st.pool_path, fields=fields)
+        pool = open_pool(st.pool_path, fields=fields, stream=st.stream)
         check_pool(method, pool, st.index)
         targets = query_records(st.queries_path, st.query_texts, st.query_fields)
         built = BuiltMethod(method, len(pool), 0.0)

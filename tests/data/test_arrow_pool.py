@@ -103,6 +103,21 @@ def test_custom_task_streamed_equals_loaded(tmp_path):
     assert streamed.pool_hash() == loaded.pool_hash() and streamed.data_hash() == loaded.data_hash()
 
 
+def test_large_pool_files_stream_unless_told_otherwise(tmp_path, monkeypatch):
+    from rise_exp.data import arrow_pool
+
+    path = _jsonl(tmp_path / "pool.jsonl", _rows())
+    common = {"name": "custom", "train_path": path, "query_texts": ["cats"]}
+    assert not arrow_pool.use_stream(path, None) and arrow_pool.use_stream(path, True)
+    assert isinstance(build_task(common).train, list)  # a small file: records
+    assert isinstance(arrow_pool.open_pool(path), list)
+    monkeypatch.setattr(arrow_pool, "STREAM_AUTO_BYTES", 1)  # every file is "large" now
+    assert isinstance(build_task(common).train, ArrowPool)
+    assert isinstance(arrow_pool.open_pool(path, stream=None), ArrowPool)
+    assert isinstance(build_task({**common, "stream": False}).train, list)  # an explicit setting wins
+    assert isinstance(arrow_pool.open_pool(path, stream=False), list)
+
+
 def test_encoded_pool_equals_eager_encoding(tiny_tokenizer, tmp_path):
     pool = ArrowPool.load(_jsonl(tmp_path / "pool.jsonl", _rows(12)))
     lazy, eager = EncodedPool(pool, tiny_tokenizer, mask_prompt=True), encode_records(list(pool), tiny_tokenizer)
