@@ -275,12 +275,11 @@ def use_stream(path: str | Path, stream: bool | None) -> bool:
     None, if the file has at least :data:`STREAM_AUTO_BYTES` bytes (a list of records would hold it all)."""
     if stream is not None:
         return stream
-    p = Path(path)
-    if p.is_file() and p.stat().st_size >= STREAM_AUTO_BYTES:
-        mb, limit = p.stat().st_size >> 20, STREAM_AUTO_BYTES >> 20
-        _log.info("streaming %s (%d MB): pool files of %d MB or more are read as memory-mapped Arrow", p, mb, limit)
-        return True
-    return False
+    size = Path(path).stat().st_size if Path(path).is_file() else 0
+    if size >= STREAM_AUTO_BYTES:
+        _log.info("streaming %s (%d MB): pool files of %d MB or more are read as memory-mapped Arrow", path,
+                  size >> 20, STREAM_AUTO_BYTES >> 20)  # fmt: skip
+    return size >= STREAM_AUTO_BYTES
 
 
 def open_pool(

@@ -278,7 +278,8 @@ def _build_brain_rot(s: BrainRotTaskConfig) -> Task:
 
 def _build_custom(s: CustomTaskConfig) -> Task:
     """The user's pool and queries; labels when every pool row has one, rankings only when none has."""
-    if use_stream(s.train_path, s.stream) if s.source == "local" else bool(s.stream):
+    stream = use_stream(s.train_path, s.stream) if s.source == "local" else bool(s.stream)  # hub: only if asked
+    if stream:
         return _build_custom_streamed(s)
     if s.source == "local":
         train = load_records(s.train_path, fields=s.fields, skip_empty=s.skip_empty)
