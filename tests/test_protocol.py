@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from rise_exp.cli import run
+from rise_exp.errors import ConfigError
 from rise_exp.run_config import compose
 
 TINY = [
@@ -104,6 +106,24 @@ def test_streamed_topk_scores_give_the_dense_metrics_and_rankings(tmp_path, cach
         for d in ("dense", "topk")
     ]
     assert [[r["id"] for r in q] for q in tops[0]] == [[r["id"] for r in q] for q in tops[1]]
+
+
+def test_ensemble_members_give_each_sketch_seeds_metrics_from_one_index(tmp_path, cache):
+    """stage.members: member e of a method.ensemble=3 run has the metrics of a run with seed 5 + 1000 e."""
+    base = ["task=howdy", "method=rise", *TINY, *SIZES["howdy"], *METHOD_TINY["rise"], "method.seed=5"]
+    ens = run(compose_run([*base, "method.ensemble=3", "stage.members=true"]), tmp_path / "ens")
+    table = pd.read_csv(tmp_path / "ens" / "members.csv")
+    assert list(table["sketch_seed"]) == ens["members"]["sketch_seeds"] == [5, 1005, 2005]
+    for seed, row in zip(table["sketch_seed"], table.to_dict("records")):
+        single = run(compose_run([*base, f"method.seed={seed}"]), tmp_path / f"s{seed}")
+        for key in ("auprc@5", "auprc@10", "p@10"):
+            assert row[key] == pytest.approx(single[key], abs=1e-6), (seed, key)
+    assert ens["members"]["mean"]["auprc@10"] == pytest.approx(table["auprc@10"].mean())
+    assert ens["members"]["std"]["auprc@10"] == pytest.approx(table["auprc@10"].std(ddof=1))
+    with pytest.raises(ConfigError, match="method.ensemble >= 2"):
+        run(compose_run([*base, "stage.members=true"]), tmp_path / "one")
+    with pytest.raises(ConfigError, match="stage.members"):
+        run(compose_run([*base, "method.ensemble=3", "stage.members=true", "stage.scores=topk"]), tmp_path / "top")
 
 
 @pytest.mark.skipif(__import__("importlib").util.find_spec("faiss") is None, reason="needs rise-exp[faiss]")

@@ -52,10 +52,18 @@ class AttributeStageConfig(StageConfig):
         choices=("auto", "dense", "topk"),
     )
     dense_max_cells: int = setting(5_000_000, "largest queries x rows for which scores=auto keeps dense scores", gt=0)
+    members: bool = setting(
+        False,
+        "method=rise with method.ensemble = E >= 2: also evaluate each member alone (member e is the single "
+        "sketch of seed method.seed + 1000 e) from the same index, so E sketch seeds cost one forward pass "
+        "over the pool; writes members.csv and their mean and std under metrics.json's members",
+    )
 
     def validate(self) -> None:
         if not self.ks or any(k < 1 for k in self.ks):
             raise self.fail("ks", f"must be a non-empty list of positive integers, got {list(self.ks)}")
+        if self.members and self.scores == "topk":
+            raise self.fail("members", "needs dense scores (stage.scores=dense or auto), not stage.scores=topk")
 
 
 @dataclass(frozen=True)

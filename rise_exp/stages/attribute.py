@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from rise_exp.data.tasks import Task
+from rise_exp.errors import ConfigError
 from rise_exp.methods.registry import method_class
 from rise_exp.metrics import retrieval_metrics, retrieval_metrics_ranked
 from rise_exp.pipeline import prepare_logged
@@ -73,8 +75,34 @@ def index_location(method: Any) -> str | None:
     return str(path) if path else None
 
 
+def check_members(run: RunConfig) -> None:
+    """``stage.members`` needs a RISE ensemble (checked before any model is loaded or index built)."""
+    if run.stage.members and (run.method.name != "rise" or run.method.ensemble < 2):
+        ensemble = getattr(run.method, "ensemble", None)
+        raise ConfigError(
+            f"stage.members=true needs method=rise with method.ensemble >= 2 (got method={run.method.name}"
+            + (f", method.ensemble={ensemble}" if ensemble is not None else "")
+            + "): each member is one sketch seed of the same index"
+        )
+
+
+def member_metrics(method: Any, task: Task, ks: tuple[int, ...], run_dir: Path) -> dict[str, Any]:
+    """Each ensemble member's metrics alone (``members.csv``, a row per sketch seed) and their mean and std
+    (sample std, ddof 1) over the members."""
+    per_seed = {seed: label_metrics(task, s, ks) for seed, s in method.member_scores(task.queries).items()}
+    table = pd.DataFrame([{"sketch_seed": seed, **m} for seed, m in per_seed.items()])
+    table.to_csv(run_dir / "members.csv", index=False)
+    numeric = table.drop(columns="sketch_seed").select_dtypes("number")
+    return {
+        "sketch_seeds": list(per_seed),
+        "mean": numeric.mean().to_dict(),
+        "std": numeric.std(ddof=1).to_dict(),
+    }
+
+
 def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     """Run the attribution protocol for ``run.method``; write metrics.json, topk.jsonl and scores.npy."""
+    check_members(run)
     prep = prepare_logged(run, run_dir, need_model=method_class(run.method.name).needs_model)
     task = prep.task
     built = build_on(run.method, prep.ctx, task.train)
@@ -114,6 +142,12 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     if index:
         metrics["index"] = index
     files = ["topk.jsonl"]
+    if st.members:
+        if not task.labelled:
+            log.warning("stage.members: %s has no labels, so no member metrics", task.title)
+        else:
+            metrics["members"] = member_metrics(built.method, task, st.ks, run_dir)
+            files.append("members.csv")
     write_topk(run_dir / "topk.jsonl", ranked, task, st.write_topk)
     if scores is not None:  # the full matrix, for re-analysis of small pools, and what it indexes
         np.save(run_dir / "scores.npy", scores)

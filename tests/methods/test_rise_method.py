@@ -98,6 +98,18 @@ def test_ensemble_score_is_the_mean_of_its_members_scores(model, tiny_tokenizer,
     np.testing.assert_allclose(single.score(pool[:4]), members[0], atol=3e-3)  # member 0 is the plain sketch
 
 
+def test_each_ensemble_member_scores_as_the_single_sketch_of_its_seed(model, tiny_tokenizer, pool, tmp_path):
+    m = make(model, tiny_tokenizer, tmp_path, ensemble=3)
+    m.build(pool)
+    members = m.member_scores(pool[:4])
+    assert list(members) == [3, 3 + SEED_STRIDE, 3 + 2 * SEED_STRIDE] == m.member_seeds()
+    for seed, scores in members.items():
+        single = make(model, tiny_tokenizer, tmp_path / f"s{seed}", seed=seed)
+        single.build(pool)
+        np.testing.assert_allclose(scores, single.score(pool[:4]), atol=3e-3)  # fp16 indexes
+    np.testing.assert_allclose(np.mean(list(members.values()), axis=0), m.score(pool[:4]), atol=1e-5)
+
+
 def test_ensemble_needs_countsketch():
     with pytest.raises(ConfigError, match="method.ensemble"):
         RiseConfig(ensemble=2, sketch="identity")
