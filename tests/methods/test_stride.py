@@ -114,3 +114,44 @@ def test_stride_rejects_bad_settings(word_tokenizer, tiny_gpt_neox, make_records
         Stride({"layer": 5}, ctx).build(make_records(20, seed=0))
     with pytest.raises(ConfigError, match="method.lasso_alpha_ratio must be > 0"):
         Stride({"lasso_alpha_ratio": 0}, ctx)
+
+
+def _tiny(arch: str, vocab: int) -> torch.nn.Module:
+    """A seeded 4-block model of ``arch`` (d = 32)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    cfg = AutoConfig.for_model(
+        arch,
+        vocab_size=vocab,
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    return AutoModelForCausalLM.from_config(cfg).eval()
+
+
+@pytest.mark.parametrize("layer", [1, None])
+@pytest.mark.parametrize("arch", ["gpt_neox", "llama", "olmo2"])
+def test_replayed_prefix_gives_the_full_pass_operators_and_scores(arch, layer, word_tokenizer, make_records, tmp_path):
+    """method.replay_prefix (blocks up to the steered one computed once per row) = full passes every time."""
+    model = _tiny(arch, len(word_tokenizer))
+    train, queries = make_records(30, seed=0), make_records(5, seed=1)
+    runs = {}
+    for replay in (True, False):
+        ctx = MethodContext(model=model, tokenizer=word_tokenizer, work_dir=tmp_path, max_length=32, seed=2)
+        cfg = {"steps": 8, "operators_per_step": 8, "subsets_per_example": 4, "layer": layer, "replay_prefix": replay}
+        m = Stride(cfg, ctx)
+        m.build(train)
+        runs[replay] = (m, m.measure(queries), m.score(queries))
+    (fast, y_fast, s_fast), (full, y_full, s_full) = runs[True], runs[False]
+    assert fast.layer == (auto_layer(4) if layer is None else layer)  # the last block, or blocks run above it
+    np.testing.assert_allclose(fast.train_log, full.train_log, rtol=1e-5)
+    np.testing.assert_allclose(y_fast, y_full, atol=1e-5)
+    assert np.abs(y_full).max() > 1e-3  # the operators moved the losses: the comparison is not of zeros
+    np.testing.assert_allclose(s_fast, s_full, atol=1e-4)
+    # the model's blocks are restored after each phase
+    assert all(type(b).__name__.endswith(("Layer", "DecoderLayer")) for b in decoder_layers(model))

@@ -32,6 +32,11 @@ class StrideConfig(Settings):
     lasso_alpha_ratio: float = setting(0.01, "alpha_q = ratio * alpha_max_q", gt=0)
     lasso_max_iter: int = setting(5000, "coordinate-descent iteration cap (scikit-learn Lasso)", gt=0)
     max_tokens: int = setting(8192, "padded tokens per measurement batch", gt=0)
+    replay_prefix: bool = setting(
+        True,
+        "compute the frozen blocks up to the steered one once per row and replay them, so each operator "
+        "pass runs only the blocks above (same scores up to float rounding); false: full passes (reference)",
+    )
     seed: int | None = setting(None, "subsets and operator init; null = the global seed")
 
     def validate(self) -> None:

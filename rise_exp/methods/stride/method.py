@@ -15,7 +15,8 @@ Perturbations", arXiv 2606.05165, 2026).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -28,6 +29,7 @@ from rise_exp.errors import ConfigError
 from rise_exp.methods.base import AttributionMethod, MethodContext
 from rise_exp.methods.common import encode_all, forward_logits, pad_id
 from rise_exp.methods.stride.config import StrideConfig
+from rise_exp.methods.stride.prefix import PrefixReplay
 from rise_exp.methods.stride.sparse_recovery import balanced_membership, lasso_recover
 from rise_exp.methods.stride.steering import SteeringBank, decoder_layers
 from rise_exp.training.evaluation import model_device, row_losses
@@ -62,11 +64,14 @@ class Stride(AttributionMethod):
         self.alpha_ratio = cfg.lasso_alpha_ratio
         self.lasso_iter = cfg.lasso_max_iter
         self.max_tokens = cfg.max_tokens
+        self.replay_prefix = cfg.replay_prefix
         self.seed = int(ctx.seed if cfg.seed is None else cfg.seed)
         self.membership: np.ndarray | None = None
         self.bank: SteeringBank | None = None
         self.layer: int | None = None
         self.train_log: list[float] = []
+        self._prefix: PrefixReplay | None = None
+        self._hidden: list[torch.Tensor] | None = None  # stored block outputs of the rows being steered
 
     # ----------------------------------------------------------------- settings
     def _n_subsets(self, n: int) -> int:
@@ -89,7 +94,35 @@ class Stride(AttributionMethod):
         assert self.bank is not None
         batch = collate(rows, pad_id(self.ctx.tokenizer))
         self.bank.op_ids = torch.tensor(list(ops), dtype=torch.long)
+        self._load_prefix(rows, batch)
         return forward_logits(self.ctx.model, batch), batch
+
+    def _load_prefix(self, rows: Sequence[EncodedRow], batch: dict[str, torch.Tensor]) -> None:
+        """When replaying, hand the stand-in block the stored outputs of ``rows`` (row id = position)."""
+        if self._prefix is not None and self._hidden is not None:
+            self._prefix.load([self._hidden[r.row] for r in rows], batch["input_ids"].shape[1])
+
+    @contextmanager
+    def _steering(self, rows: Sequence[EncodedRow]) -> Iterator[None]:
+        """The operators hooked on the steered block; with ``replay_prefix`` the blocks up to it are computed
+        once for ``rows`` and replayed (full passes when a block's output is not a plain tensor)."""
+        assert self.bank is not None and self.layer is not None
+        model = self.ctx.model
+        layers = decoder_layers(model)
+        hidden = None
+        if self.replay_prefix:
+            prefix = PrefixReplay(layers, self.layer)
+            hidden = prefix.block_outputs(model, rows, pad_id(self.ctx.tokenizer), self.max_tokens)
+        if hidden is None:
+            with self.bank.attached(layers[self.layer]):
+                yield
+            return
+        self._prefix, self._hidden = prefix, hidden
+        try:
+            with prefix.replaying() as stand_in, self.bank.attached(stand_in):
+                yield
+        finally:
+            self._prefix = self._hidden = None
 
     def _train_operators(self, rows: Sequence[EncodedRow], rng: np.random.Generator) -> None:
         assert self.bank is not None and self.membership is not None
@@ -152,7 +185,7 @@ class Stride(AttributionMethod):
         for p in model.parameters():
             p.requires_grad_(False)
         try:
-            with self.bank.attached(layers[self.layer]):
+            with self._steering(rows):
                 self._train_operators(rows, rng)
         finally:
             for p, f in zip(model.parameters(), flags):
@@ -171,9 +204,8 @@ class Stride(AttributionMethod):
         model.eval()
         pad = pad_id(self.ctx.tokenizer)
         n_ops = self.membership.shape[0]
-        with self.bank.attached(decoder_layers(model)[self.layer]):
-            self.bank.op_ids = None
-            base = row_losses(model, rows, pad, max_tokens=self.max_tokens).numpy()
+        base = row_losses(model, rows, pad, max_tokens=self.max_tokens).numpy()
+        with self._steering(rows):
             out = np.zeros((n_ops, len(rows)), dtype=np.float64)
             pairs = [(k, q) for q in range(len(rows)) for k in range(n_ops)]
             paired = [rows[q] for _, q in pairs]
@@ -181,6 +213,7 @@ class Stride(AttributionMethod):
             for idx in progress.bar(len(batches), "stride measurements", unit="batch", iterable=batches):
                 batch = collate([paired[i] for i in idx], pad)
                 self.bank.op_ids = torch.tensor([pairs[i][0] for i in idx], dtype=torch.long)
+                self._load_prefix([paired[i] for i in idx], batch)
                 logits = forward_logits(model, batch)
                 loss = row_loss(logits, batch["input_ids"].to(device), batch["target_mask"].to(device))
                 for i, value in zip(idx, loss.double().cpu().numpy()):
