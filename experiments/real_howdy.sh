@@ -28,11 +28,15 @@ step $PY -m rise_exp -m experiment=real_howdy method=rapidin method.lora=true se
 step $PY -m rise_exp -m experiment=real_howdy method=zo_inf method.params=all data.attribute_mask_prompt=false,true \
     logger=csv hydra.sweep.dir="$OUT/attribute/zo_inf"
 step $PY -m rise_exp -m experiment=real_howdy method=stride method.steps=30 method.max_subsets=100 seed=0 \
-    logger=csv hydra.sweep.dir="$OUT/attribute/stride"
+    data.attribute_mask_prompt=false,true logger=csv hydra.sweep.dir="$OUT/attribute/stride"
 
-# 3. The full released pool (4,999 rows) with the pretrained model as it ships (no finetune), RISE and BM25.
-step $PY -m rise_exp -m experiment=real_howdy finetune.epochs=0 task.max_train=null task.n_heldout=0 method=rise,bm25 \
-    logger=csv hydra.sweep.dir="$OUT/full_pool"
+# 3. The full released pool (4,999 rows) with the pretrained model as it ships (no finetune): BM25, and RISE
+#    over five sketch seeds from one forward pass (an ensemble of 5 whose members are scored alone:
+#    sketch seeds 42, 1042, ..., 4042; members.csv).
+step $PY -m rise_exp -m experiment=real_howdy finetune.epochs=0 task.max_train=null task.n_heldout=0 method=bm25 \
+    logger=csv hydra.sweep.dir="$OUT/full_pool/bm25"
+step $PY -m rise_exp -m experiment=real_howdy finetune.epochs=0 task.max_train=null task.n_heldout=0 method=rise \
+    method.ensemble=5 stage.members=true logger=csv hydra.sweep.dir="$OUT/full_pool/rise"
 
 step $PY -m rise_exp.report "$OUT/attribute" --no-wandb
 step $PY -m rise_exp.report "$OUT/full_pool" --no-wandb

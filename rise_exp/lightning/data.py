@@ -36,6 +36,16 @@ class TokenBudgetSampler(Sampler[list[int]]):
         self.batches = token_budget_batches(rows, max_tokens, max_batch=max_batch)
         self.shuffle, self.seed, self.epoch = shuffle, seed, 0
 
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch whose order the next pass yields; without calls, each pass counts one epoch on."""
+        self.epoch = epoch
+
+    @property
+    def sampler(self) -> TokenBudgetSampler:
+        """Itself: Lightning calls ``set_epoch`` on ``batch_sampler.sampler`` before every epoch, so a run
+        resumed from a checkpoint continues the shuffling where it stopped."""
+        return self
+
     def __iter__(self) -> Iterator[list[int]]:
         order = list(range(len(self.batches)))
         if self.shuffle:

@@ -3,8 +3,11 @@
 The checkpoint trajectory (``epoch-000`` = the starting weights, then one per epoch) is what ZO-Inf
 consumes. A finished run is cached by a hash of everything it depends on (:func:`finetune_key`) and
 reused when unchanged. The cache directory is locked while it is checked and trained (``<dir>.lock``):
-a concurrent run waits and then reuses the result, and an unfinished directory is deleted only by the
-lock holder (so never while another process is still writing it).
+a concurrent run waits and then reuses the result. After every epoch a resume point is written (a
+Lightning checkpoint with the optimiser, scheduler and random states, then ``RESUME.json``), so a run
+that was killed continues from its last finished epoch and ends with the weights an uninterrupted run
+would have; an unfinished directory without a resume point is deleted, only by the lock holder (so never
+while another process is still writing it).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import shutil
 import time
 from collections.abc import Sequence
@@ -49,8 +53,22 @@ class FinetuneResult:
     cached: bool
 
 
+#: Written after each epoch's checkpoints: ``{"epochs_done": k}``, the epoch ``RESUME_CKPT`` ends.
+RESUME_FILE = "RESUME.json"
+#: The Lightning checkpoint (weights, optimiser, scheduler, loop and random states) of the last epoch.
+RESUME_CKPT = "resume.ckpt"
+
+
+def _write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
 class SaveHFEachEpoch(L.Callback):
-    """Write a Hugging Face checkpoint (model + tokenizer) before training and after every epoch."""
+    """Write a Hugging Face checkpoint (model + tokenizer) before training and after every epoch, each
+    followed by a resume point (``RESUME_CKPT``, then ``RESUME_FILE``); the random states travel in the
+    checkpoint as this callback's state."""
 
     def __init__(self, out_dir: Path, tokenizer: Any) -> None:
         self.out_dir, self.tokenizer = Path(out_dir), tokenizer
@@ -61,12 +79,58 @@ class SaveHFEachEpoch(L.Callback):
         self.tokenizer.save_pretrained(d)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: CausalLMModule) -> None:
-        if trainer.is_global_zero:
+        if trainer.is_global_zero and not (self.out_dir / "epoch-000").is_dir():  # a resumed run keeps its start
             self.save(pl_module, 0)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: CausalLMModule) -> None:
+        epoch = trainer.current_epoch + 1
         if trainer.is_global_zero:
-            self.save(pl_module, trainer.current_epoch + 1)
+            self.save(pl_module, epoch)
+        tmp = self.out_dir / (RESUME_CKPT + ".tmp")
+        trainer.save_checkpoint(tmp)  # every rank calls it; rank 0 writes
+        if trainer.is_global_zero:
+            os.replace(tmp, self.out_dir / RESUME_CKPT)
+            _write_json_atomic(self.out_dir / RESUME_FILE, {"epochs_done": epoch})
+
+    def state_dict(self) -> dict[str, Any]:
+        """The random states, as tensors and plain values (a checkpoint loads with ``weights_only``)."""
+        key, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)
+        version, words, py_gauss = random.getstate()
+        return {
+            "torch": torch.get_rng_state(),
+            "numpy": [key, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
+            "python": [version, torch.tensor(words, dtype=torch.int64), py_gauss],
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        torch.set_rng_state(state_dict["torch"])
+        key, keys, pos, has_gauss, gauss = state_dict["numpy"]
+        np.random.set_state((key, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+        version, words, py_gauss = state_dict["python"]
+        random.setstate((version, tuple(int(w) for w in words.tolist()), py_gauss))
+
+
+def resume_point(out_dir: Path, tidy: bool = True) -> tuple[Path, int] | None:
+    """``(checkpoint, epochs done)`` of an unfinished finetune that can continue, else None.
+
+    With ``tidy`` (the lock holder), epoch directories past the resume point (written when the run was
+    killed) are removed.
+    """
+    marker, ckpt = out_dir / RESUME_FILE, out_dir / RESUME_CKPT
+    if not marker.is_file() or not ckpt.is_file():
+        return None
+    try:
+        done = int(json.loads(marker.read_text())["epochs_done"])
+    except (ValueError, KeyError, TypeError) as exc:
+        log.warning("%s is unreadable (%s); the finetune starts over", marker, exc)
+        return None
+    if not all((out_dir / f"epoch-{e:03d}").is_dir() for e in range(done + 1)):
+        log.warning("%s names epoch %d but its checkpoints are incomplete; the finetune starts over", marker, done)
+        return None
+    for extra in out_dir.glob("epoch-*") if tidy else ():
+        if extra.is_dir() and extra.name > f"epoch-{done:03d}":
+            shutil.rmtree(extra)
+    return ckpt, done
 
 
 def finetune_key(model_identity: str, data_hash: str, cfg: FinetuneConfig) -> str:
@@ -102,10 +166,15 @@ def run_finetune(
         if info is not None:
             ckpts = sorted(p for p in out_dir.glob("epoch-*") if p.is_dir())
             return FinetuneResult(out_dir / info["final"], ckpts, info["metrics"], cached=True)
-        if out_dir.exists() and lead:
+        resume = resume_point(out_dir, tidy=lead)
+        if resume is not None:
+            log.info("resuming the unfinished finetune %s after epoch %d", out_dir, resume[1])
+        elif out_dir.exists() and lead:
             shutil.rmtree(out_dir)  # an unfinished earlier attempt; its process is gone (we hold the lock)
         out_dir.mkdir(parents=True, exist_ok=True)
-        return _train(model, tokenizer, train, cfg=cfg, trainer=trainer, out_dir=out_dir, loggers=loggers)
+        return _train(
+            model, tokenizer, train, cfg=cfg, trainer=trainer, out_dir=out_dir, loggers=loggers, resume=resume
+        )
 
 
 def _finished(done: Path) -> dict[str, Any] | None:
@@ -133,8 +202,10 @@ def _train(
     trainer: TrainerConfig,
     out_dir: Path,
     loggers: Sequence[Any],
+    resume: tuple[Path, int] | None = None,
 ) -> FinetuneResult:
-    """Finetune into ``out_dir`` (empty) and mark it finished with ``DONE.json`` (written atomically)."""
+    """Finetune into ``out_dir`` (empty, or continuing from ``resume``) and mark it finished with
+    ``DONE.json`` (written atomically); the resume point is then removed."""
     done = out_dir / "DONE.json"
     rows = encode_records(train, tokenizer, mask_prompt=cfg.mask_prompt, max_length=cfg.max_length)
     pad = tokenizer.pad_token_id
@@ -150,6 +221,7 @@ def _train(
         root_dir=out_dir,
         loggers=loggers,
         callbacks=[SaveHFEachEpoch(out_dir, tokenizer), TrainingProgress("finetune")],
+        ckpt_path=None if resume is None else resume[0],
     )
     seconds = time.perf_counter() - t0
     loss_after = mean_token_loss(model, probe, pad)
@@ -161,12 +233,13 @@ def _train(
         "finetune/epochs": float(len(ckpts) - 1),
         "finetune/steps": float(fit.global_step),
         "finetune/eval_rows": float(len(probe)),
+        "finetune/resumed_after_epoch": float(0 if resume is None else resume[1]),
     }
     final = ckpts[-1].name
     if fit.is_global_zero:
-        tmp = done.with_name(done.name + ".tmp")
-        tmp.write_text(json.dumps({"final": final, "metrics": metrics}, indent=1))
-        os.replace(tmp, done)
+        _write_json_atomic(done, {"final": final, "metrics": metrics})
+        for name in (RESUME_FILE, RESUME_CKPT):
+            (out_dir / name).unlink(missing_ok=True)
     log.info(
         "finetuned %d steps in %.1fs: loss %.3f -> %.3f on %d rows",
         fit.global_step,
@@ -188,11 +261,13 @@ def fit_rows(
     root_dir: Path,
     loggers: Sequence[Any] = (),
     callbacks: Sequence[L.Callback] = (),
+    ckpt_path: Path | None = None,
 ) -> tuple[torch.nn.Module, L.Trainer]:
     """Train ``model`` on encoded ``rows`` with the finetune settings (LoRA-wrapped when ``cfg.lora``).
 
     The one training recipe of a finetune: the cached finetune and every counterfactual retraining call it,
-    so a retraining on the whole pool is the finetune. The global seed is set to ``cfg.seed`` first.
+    so a retraining on the whole pool is the finetune. The global seed is set to ``cfg.seed`` first;
+    ``ckpt_path`` continues a run from a Lightning checkpoint of this recipe.
 
     Returns:
         The trained model (the LoRA-wrapped one when ``cfg.lora``), in eval mode, and the Lightning trainer.
@@ -214,7 +289,8 @@ def fit_rows(
         gradient_clip_val=cfg.grad_clip,
     )
     model.train()
-    fit.fit(module, train_dataloaders=make_loader(rows, pad_id, cfg.max_tokens_per_batch, shuffle=True, seed=cfg.seed))
+    loader = make_loader(rows, pad_id, cfg.max_tokens_per_batch, shuffle=True, seed=cfg.seed)
+    fit.fit(module, train_dataloaders=loader, ckpt_path=None if ckpt_path is None else str(ckpt_path))
     model.eval()
     return model, fit
 

@@ -114,3 +114,56 @@ def test_lora_finetune_of_a_local_directory_and_model_adapter(tmp_path, tiny_neo
     with torch.no_grad():
         assert torch.allclose(reloaded(ids).logits, merged(ids).logits, atol=1e-5)  # merged: now trained further
         assert not torch.allclose(reloaded(ids).logits, kept(ids).logits, atol=1e-4)
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_a_killed_finetune_resumes_after_its_last_epoch_to_the_same_weights(
+    tmp_path, tiny_neox, tiny_tokenizer, sentences, monkeypatch, lora
+):
+    """Killed at the start of epoch 2 of 3, a rerun continues from the resume point and ends with the weights,
+    checkpoints and shuffling of an uninterrupted run (LoRA dropout on: the random states are restored)."""
+    if lora:
+        pytest.importorskip("peft")
+    from rise_exp.training import finetune as ft
+
+    cfg = FinetuneConfig(
+        epochs=3, lr=3e-3, max_tokens_per_batch=256, max_length=512, lora=lora, lora_r=4, lora_dropout=0.3
+    )
+    model, train = _setup(tiny_neox, sentences)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def fresh():  # the starting weights in a new module, as a new process would load them (LoRA wraps in place)
+        m = tiny_neox().train()
+        m.load_state_dict(start)
+        return m
+
+    whole = run_finetune(fresh(), tiny_tokenizer, train, cfg=cfg, trainer=TRAINER, out_dir=tmp_path / "whole")
+    assert not (tmp_path / "whole" / ft.RESUME_CKPT).exists()  # removed once finished
+
+    class Killed(RuntimeError):
+        pass
+
+    def kill_at_epoch_2(self, trainer, pl_module):
+        if trainer.current_epoch == 2:
+            (self.out_dir / "epoch-003").mkdir()  # a checkpoint half-written when the process died
+            raise Killed
+
+    monkeypatch.setattr(ft.SaveHFEachEpoch, "on_train_epoch_start", kill_at_epoch_2, raising=False)
+    with pytest.raises(Killed):
+        run_finetune(fresh(), tiny_tokenizer, train, cfg=cfg, trainer=TRAINER, out_dir=tmp_path / "killed")
+    assert ft.resume_point(tmp_path / "killed", tidy=False)[1] == 2
+    monkeypatch.undo()
+
+    resumed = run_finetune(fresh(), tiny_tokenizer, train, cfg=cfg, trainer=TRAINER, out_dir=tmp_path / "killed")
+    assert resumed.metrics["finetune/resumed_after_epoch"] == 2 and not resumed.cached
+    assert [p.name for p in resumed.checkpoints] == [p.name for p in whole.checkpoints]
+    assert resumed.metrics["finetune/steps"] == whole.metrics["finetune/steps"]
+    for name in ("epoch-001", "epoch-003"):
+        a = (tmp_path / "whole" / name).glob("*.safetensors")
+        for f in a:
+            from safetensors.torch import load_file
+
+            x, y = load_file(f), load_file(tmp_path / "killed" / name / f.name)
+            for k in x:
+                torch.testing.assert_close(y[k], x[k], rtol=0, atol=1e-6, msg=f"{name}/{f.name}:{k}")
+    assert resumed.metrics["finetune/loss_after"] == pytest.approx(whole.metrics["finetune/loss_after"], abs=1e-6)
