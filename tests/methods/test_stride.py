@@ -155,3 +155,18 @@ def test_replayed_prefix_gives_the_full_pass_operators_and_scores(arch, layer, w
     np.testing.assert_allclose(s_fast, s_full, atol=1e-4)
     # the model's blocks are restored after each phase
     assert all(type(b).__name__.endswith(("Layer", "DecoderLayer")) for b in decoder_layers(model))
+
+
+def test_micro_batched_operator_steps_equal_one_batch_steps(word_tokenizer, make_records, tmp_path):
+    """A step's rows split into token-budget micro-batches (method.max_tokens) give the one-batch gradients."""
+    model = _tiny("gpt_neox", len(word_tokenizer))
+    train, queries = make_records(30, seed=0), make_records(4, seed=1)
+    out = {}
+    for max_tokens in (24, 100_000):  # ~3 rows per micro-batch vs the whole step at once
+        ctx = MethodContext(model=model, tokenizer=word_tokenizer, work_dir=tmp_path, max_length=32, seed=2)
+        m = Stride({"steps": 6, "operators_per_step": 8, "subsets_per_example": 4, "max_tokens": max_tokens}, ctx)
+        m.build(train)
+        out[max_tokens] = (m.train_log, m.measure(queries))
+    np.testing.assert_allclose(out[24][0], out[100_000][0], rtol=1e-5)
+    np.testing.assert_allclose(out[24][1], out[100_000][1], atol=1e-5)
+    assert np.abs(out[24][1]).max() > 1e-3

@@ -31,7 +31,12 @@ class StrideConfig(Settings):
     weight_decay: float = setting(0.0, "L2 penalty on the B_k", ge=0)
     lasso_alpha_ratio: float = setting(0.01, "alpha_q = ratio * alpha_max_q", gt=0)
     lasso_max_iter: int = setting(5000, "coordinate-descent iteration cap (scikit-learn Lasso)", gt=0)
-    max_tokens: int = setting(8192, "padded tokens per measurement batch", gt=0)
+    max_tokens: int = setting(
+        8192,
+        "padded tokens per forward batch (operator-training micro-batches and measurements; memory ~ "
+        "max_tokens x vocabulary x 4 bytes per logits tensor)",
+        gt=0,
+    )
     replay_prefix: bool = setting(
         True,
         "compute the frozen blocks up to the steered one once per row and replay them, so each operator "

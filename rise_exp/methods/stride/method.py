@@ -126,7 +126,6 @@ class Stride(AttributionMethod):
 
     def _train_operators(self, rows: Sequence[EncodedRow], rng: np.random.Generator) -> None:
         assert self.bank is not None and self.membership is not None
-        device = model_device(self.ctx.model)
         members = [np.flatnonzero(m) for m in self.membership]
         n = len(rows)
         opt = torch.optim.Adam(self.bank.parameters(), lr=self.lr)
@@ -144,28 +143,50 @@ class Stride(AttributionMethod):
                 for i in outside:
                     stab_rows.append(rows[i])
                     stab_ops.append(int(k))
-            logits, batch = self._steered_logits(fid_rows, fid_ops)
-            loss = row_loss(logits, batch["input_ids"].to(device), batch["target_mask"].to(device)).mean()
-            if stab_rows and self.stability_weight > 0:
-                loss = loss + self.stability_weight * self._stability(stab_rows, stab_ops)
-            if self.weight_decay > 0:
-                loss = loss + self.weight_decay * self.bank.write[torch.as_tensor(ops)].pow(2).sum() / len(ops)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss = self._fidelity(fid_rows, fid_ops)
+            if stab_rows and self.stability_weight > 0:
+                loss += self.stability_weight * self._stability(stab_rows, stab_ops)
+            if self.weight_decay > 0:
+                decay = self.weight_decay * self.bank.write[torch.as_tensor(ops)].pow(2).sum() / len(ops)
+                decay.backward()
+                loss += float(decay.detach())
             opt.step()
-            self.train_log.append(float(loss.detach()))
+            self.train_log.append(loss)
 
-    def _stability(self, rows: Sequence[EncodedRow], ops: Sequence[int]) -> torch.Tensor:
-        """Mean over target tokens of ``KL(p_base || p_steered)``."""
-        device = model_device(self.ctx.model)
-        with torch.no_grad():
-            base_logits, _ = self._steered_logits(rows, [-1] * len(rows))
-        logits, batch = self._steered_logits(rows, ops)
-        mask = batch["target_mask"][:, 1:].to(device)
-        base_logp = F.log_softmax(base_logits[:, :-1].float(), dim=-1)
-        logp = F.log_softmax(logits[:, :-1].float(), dim=-1)
-        kl = (base_logp.exp() * (base_logp - logp)).sum(-1)
-        return (kl * mask).sum() / mask.sum().clamp_min(1)
+    def _micro_batches(self, rows: Sequence[EncodedRow]) -> list[list[int]]:
+        """Token-budget groups of a step's rows (``max_tokens``), so a step's ``[tokens, V]`` tensors stay bounded."""
+        return token_budget_batches(rows, self.max_tokens)
+
+    def _fidelity(self, rows: Sequence[EncodedRow], ops: Sequence[int]) -> float:
+        """Backpropagate the mean over ``rows`` of their LM loss under their operators; returns its value."""
+        device, total = model_device(self.ctx.model), 0.0
+        for idx in self._micro_batches(rows):
+            logits, batch = self._steered_logits([rows[i] for i in idx], [ops[i] for i in idx])
+            part = row_loss(logits, batch["input_ids"].to(device), batch["target_mask"].to(device)).sum() / len(rows)
+            part.backward()
+            total += float(part.detach())
+        return total
+
+    def _stability(self, rows: Sequence[EncodedRow], ops: Sequence[int]) -> float:
+        """Backpropagate ``stability_weight`` x the mean over ``rows``' target tokens of ``KL(p_base || p_steered)``;
+        returns the (unweighted) mean."""
+        device, total = model_device(self.ctx.model), 0.0
+        tokens = max(1, sum(int(r.target_mask[1:].sum()) for r in rows))
+        for idx in self._micro_batches(rows):
+            part_rows, part_ops = [rows[i] for i in idx], [ops[i] for i in idx]
+            with torch.no_grad():
+                base_logits, _ = self._steered_logits(part_rows, [-1] * len(idx))
+                base_logp = F.log_softmax(base_logits[:, :-1].float(), dim=-1)
+                del base_logits
+            logits, batch = self._steered_logits(part_rows, part_ops)
+            mask = batch["target_mask"][:, 1:].to(device)
+            logp = F.log_softmax(logits[:, :-1].float(), dim=-1)
+            kl = (base_logp.exp() * (base_logp - logp)).sum(-1)
+            part = (kl * mask).sum() / tokens
+            (self.stability_weight * part).backward()
+            total += float(part.detach())
+        return total
 
     # ----------------------------------------------------------------- API
     def build(self, train: Sequence[Record]) -> None:
