@@ -27,7 +27,7 @@ step $PY -m rise_exp -m experiment=real_howdy method=rapidin method.lora=true se
     logger=csv hydra.sweep.dir="$OUT/attribute/rapidin"
 step $PY -m rise_exp -m experiment=real_howdy method=zo_inf method.params=all data.attribute_mask_prompt=false,true \
     logger=csv hydra.sweep.dir="$OUT/attribute/zo_inf"
-step $PY -m rise_exp -m experiment=real_howdy method=stride method.steps=30 method.max_subsets=100 seed=0 \
+step $PY -m rise_exp -m experiment=real_howdy method=stride method.steps=30 method.max_subsets=100 method.max_tokens=2048 seed=0 \
     data.attribute_mask_prompt=false,true logger=csv hydra.sweep.dir="$OUT/attribute/stride"
 
 # 3. The full released pool (4,999 rows) with the pretrained model as it ships (no finetune): BM25, and RISE

@@ -19,8 +19,9 @@ one block's ``b (4 d + 2 f)`` per token at a time):
   one permuted copy);
 - STRIDE (frozen model, steering operators trained): ``16 (S + 1) r d`` for ``S = method.max_subsets``
   operators of rank ``r`` with Adam, ``17 b d`` per token for the blocks after the steered one and
-  ``(b + 16) V`` per token of logits and log-softmaxes, for ``n = operators_per_step x (member_batch +
-  nonmember_batch)`` rows of ``l`` tokens per step;
+  ``(b + 16) V`` per token of logits and log-softmaxes, for the ``T = min(n l, max(l, method.max_tokens))``
+  tokens of one micro-batch (a step's ``n = operators_per_step x (member_batch + nonmember_batch)`` rows
+  of ``l`` tokens are split into micro-batches of ``method.max_tokens`` padded tokens);
 - BM25 runs on the CPU (no GPU memory).
 
 Index bytes per row: RISE ``(kr kh + kg kh) x 2`` (fp16), RapidIn ``4 K``, full-gradient TracIn ``b P``.
@@ -94,7 +95,8 @@ def estimate(
     rows = stride.operators_per_step * (stride.member_batch + stride.nonmember_batch)
     layer = min(n - 1, max(0, round(2 * n / 3))) if stride.layer is None else stride.layer % n
     ops = 16 * (stride.max_subsets + 1) * min(stride.rank, d) * d
-    stride_peak = w + ops + rows * seq * (ACT_PER_TOKEN_LAYER * b * d * (n - layer) + (b + 16) * v)
+    micro = min(rows * seq, max(seq, stride.max_tokens))  # tokens of one micro-batch of a step
+    stride_peak = w + ops + micro * (ACT_PER_TOKEN_LAYER * b * d * (n - layer) + (b + 16) * v)
     peaks = {
         "RISE": rise_peak,
         "ZO-Inf": zo_peak,
