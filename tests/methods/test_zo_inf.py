@@ -10,7 +10,7 @@ from transformers import GPTNeoXForCausalLM
 from rise_exp.errors import ConfigError
 from rise_exp.methods.base import MethodContext
 from rise_exp.methods.common import encode_all
-from rise_exp.methods.zo_inf.method import ZOInf, neighbours, spearman_matrix, zo_influence
+from rise_exp.methods.zo_inf.method import ZOInf, gram_matrix, neighbours, spearman_matrix, zo_influence
 from rise_exp.training.evaluation import row_losses
 
 # ZO-Inf's tiny model is smaller than the other method tests' default one.
@@ -134,3 +134,11 @@ def test_zo_inf_rejects_unknown_param_scope(word_tokenizer, trajectory, tmp_path
     ctx = MethodContext(model=models[-1], tokenizer=word_tokenizer, work_dir=tmp_path, checkpoints=paths)
     with pytest.raises(ConfigError, match="method.params.*allowed values: lm_head, all"):
         ZOInf({"params": "attention"}, ctx)
+
+
+def test_chunked_gram_equals_the_float64_product_of_the_stacked_vectors():
+    gen = torch.Generator().manual_seed(0)
+    params = [torch.randn(1003, generator=gen) for _ in range(4)]
+    stacked = torch.stack(params).double()
+    np.testing.assert_allclose(gram_matrix(params, chunk=97), (stacked @ stacked.T).numpy(), rtol=1e-12)
+    np.testing.assert_allclose(gram_matrix(params), (stacked @ stacked.T).numpy(), rtol=1e-12)

@@ -125,6 +125,18 @@ def flat_params(model: torch.nn.Module, scope: str) -> torch.Tensor:
     return torch.cat([t.detach().reshape(-1).float().cpu() for t in tensors])
 
 
+def gram_matrix(params: Sequence[torch.Tensor], chunk: int = 1 << 22) -> np.ndarray:
+    """``[E, E]`` float64 inner products of flat parameter vectors, accumulated over slices of ``chunk``
+    entries, so the peak is the vectors plus one ``E x chunk`` float64 slice (not a float64 copy of all)."""
+    n = len(params)
+    gram = torch.zeros((n, n), dtype=torch.float64)
+    size = int(params[0].numel()) if n else 0
+    for start in range(0, size, chunk):
+        block = torch.stack([p[start : start + chunk] for p in params]).double()
+        gram += block @ block.T
+    return gram.numpy()
+
+
 class ZOInf(AttributionMethod):
     """Zeroth-order train-test influence over the finetuning checkpoints."""
 
@@ -179,8 +191,8 @@ class ZOInf(AttributionMethod):
     def build(self, train: Sequence[Record]) -> None:
         rows = encode_all(train, self.ctx)
         losses, params = self._losses(rows, with_params=True)
-        stacked = torch.stack(params).double()
-        self.gram = (stacked @ stacked.T).numpy()
+        self.gram = gram_matrix(params)
+        del params
         self.train_losses = losses
         self.index_bytes = int(losses.nbytes + self.gram.nbytes)
 
