@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -120,3 +121,13 @@ def collate(rows: Sequence[EncodedRow], pad_id: int, length: int | None = None) 
         att[i, :m] = 1
         tgt[i, :m] = torch.from_numpy(r.target_mask)
     return {"input_ids": ids, "attention_mask": att, "target_mask": tgt, "row": torch.tensor([r.row for r in rows])}
+
+
+def rows_hash(rows: Sequence[EncodedRow]) -> str:
+    """Hash of the exact token ids and target masks a computation depends on (an index, cached losses)."""
+    h = hashlib.sha256()
+    for r in rows:
+        h.update(r.input_ids.tobytes())
+        h.update(np.packbits(r.target_mask).tobytes())
+        h.update(b"|")
+    return h.hexdigest()[:16]

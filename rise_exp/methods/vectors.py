@@ -16,7 +16,6 @@ directory is locked (``<dir>.lock``) while it is built, so concurrent runs never
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -30,7 +29,7 @@ import numpy as np
 import torch
 
 from rise_exp.ann import Searcher, open_searcher
-from rise_exp.data.encoding import EncodedRow
+from rise_exp.data.encoding import EncodedRow, rows_hash
 from rise_exp.data.records import Record
 from rise_exp.errors import ConfigError, IndexError_
 from rise_exp.hashing import config_hash
@@ -47,16 +46,6 @@ log = logging.getLogger(__name__)
 
 #: Characters of each row's text kept in the index metadata (query answers show them without the pool).
 PREVIEW_CHARS = 200
-
-
-def rows_hash(rows: Sequence[EncodedRow]) -> str:
-    """Hash of the exact token ids and target masks an index is computed from."""
-    h = hashlib.sha256()
-    for r in rows:
-        h.update(r.input_ids.tobytes())
-        h.update(np.packbits(r.target_mask).tobytes())
-        h.update(b"|")
-    return h.hexdigest()[:16]
 
 
 class IndexSettings(Protocol):

@@ -29,8 +29,8 @@ from rise_exp.serving import open_index_method, query_records
 
 def check_pool(method: Any, pool: Sequence[Record], index_dir: str) -> None:
     """Refuse a pool that is not the one the index was built from (hash of its exact tokens or texts)."""
+    from rise_exp.data.encoding import rows_hash
     from rise_exp.methods.bm25.method import texts_hash
-    from rise_exp.methods.vectors import rows_hash
 
     if getattr(method, "index", None) is not None:
         got, want = rows_hash(method.encode(pool, "train")), method.index.manifest.get("data_hash")

@@ -142,3 +142,36 @@ def test_chunked_gram_equals_the_float64_product_of_the_stacked_vectors():
     stacked = torch.stack(params).double()
     np.testing.assert_allclose(gram_matrix(params, chunk=97), (stacked @ stacked.T).numpy(), rtol=1e-12)
     np.testing.assert_allclose(gram_matrix(params), (stacked @ stacked.T).numpy(), rtol=1e-12)
+
+
+def test_checkpoint_losses_are_cached_resumed_and_invalidated(
+    word_tokenizer, trajectory, make_records, tmp_path, monkeypatch
+):
+    """A rebuild loads no model; a lost loss file is recomputed alone; an edited checkpoint is not reused."""
+    paths, models = trajectory
+    ctx = MethodContext(model=models[-1], tokenizer=word_tokenizer, work_dir=tmp_path, checkpoints=paths, max_length=32)
+    train, queries = make_records(8, seed=0), make_records(3, seed=1)
+    first = ZOInf({"neighbors": 2}, ctx)
+    first.build(train)
+    expected = first.score(queries)
+    cached = sorted(first.cache_dir().glob("*.npy"))
+    assert len(cached) == 3 + 3 + 1  # train losses and query losses per checkpoint, the Gram matrix
+    loads = []
+    real_load = ZOInf._load
+    monkeypatch.setattr(ZOInf, "_load", lambda self, p: loads.append(p) or real_load(self, p))
+    again = ZOInf({"neighbors": 2}, ctx)
+    again.build(train)
+    np.testing.assert_array_equal(again.score(queries), expected)
+    assert loads == []
+    # a run killed before one checkpoint's losses were written: only that checkpoint is loaded again
+    lost = next(p for p in cached if p != again._gram_path())
+    lost.unlink()
+    again = ZOInf({"neighbors": 2}, ctx)
+    again.build(train)
+    np.testing.assert_array_equal(again.score(queries), expected)
+    assert len(loads) == 1 and lost.is_file()
+    # weights replaced in place: new keys, so the old losses are not served
+    models[1].save_pretrained(paths[1])
+    before = set(first.cache_dir().glob("*.npy"))
+    ZOInf({"neighbors": 2}, ctx).build(train)
+    assert len(set(first.cache_dir().glob("*.npy")) - before) == 2  # that checkpoint's train losses, a new Gram

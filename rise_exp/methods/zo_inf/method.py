@@ -22,6 +22,11 @@ Deviations, both settable: the released code's neighbour window is ``range(E - k
 uses the epoch count where the epoch index is meant); we use the symmetric window above. Its weights
 divide by ``||D||^4`` (squared norms applied twice); ``displacement_norm_power: 4`` reproduces that.
 Parameters: ``lm_head`` (the output embedding, as in the paper's LLM experiments) or ``all``.
+
+Each checkpoint's per-row losses, and the Gram matrix, are cached (``<cache>/indexes/zo_inf-losses``)
+under a key of the checkpoint's files (paths, sizes, modification times), the exact tokens and the loss
+settings: a killed build recomputes only the checkpoints it had not finished, and a rerun with other
+estimator settings (``neighbors``, ``center_losses``, ...) loads no model.
 """
 
 from __future__ import annotations
@@ -34,9 +39,11 @@ import torch
 from scipy.stats import rankdata
 
 from rise_exp import progress
-from rise_exp.data.encoding import EncodedRow
+from rise_exp.data.encoding import EncodedRow, rows_hash
 from rise_exp.data.records import Record
 from rise_exp.errors import ConfigError
+from rise_exp.hashing import config_hash
+from rise_exp.index.files import save_npy
 from rise_exp.methods.base import AttributionMethod, MethodContext
 from rise_exp.methods.common import encode_all, pad_id
 from rise_exp.methods.zo_inf.config import ZOInfConfig
@@ -125,6 +132,14 @@ def flat_params(model: torch.nn.Module, scope: str) -> torch.Tensor:
     return torch.cat([t.detach().reshape(-1).float().cpu() for t in tensors])
 
 
+def checkpoint_identity(path: Path) -> list:
+    """What a checkpoint's cached losses depend on: its resolved path and each file's name, size and
+    modification time (weights replaced in place change it)."""
+    path = Path(path).resolve()
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    return [str(path), [(str(f.relative_to(path)), f.stat().st_size, f.stat().st_mtime_ns) for f in files]]
+
+
 def gram_matrix(params: Sequence[torch.Tensor], chunk: int = 1 << 22) -> np.ndarray:
     """``[E, E]`` float64 inner products of flat parameter vectors, accumulated over slices of ``chunk``
     entries, so the peak is the vectors plus one ``E x chunk`` float64 slice (not a float64 copy of all)."""
@@ -177,21 +192,48 @@ class ZOInf(AttributionMethod):
         model, _ = load_pretrained(path, dtype=str(next(self.ctx.model.parameters()).dtype).removeprefix("torch."))
         return model.to(model_device(self.ctx.model)).eval()
 
+    def cache_dir(self) -> Path:
+        """Where per-checkpoint losses and Gram matrices are kept (beside the vector indexes)."""
+        root = self.ctx.index_root if self.ctx.index_root is not None else self.ctx.work_dir
+        return Path(root) / "zo_inf-losses"
+
+    def _key(self, what: dict) -> Path:
+        return self.cache_dir() / f"{config_hash(what, n=16)}.npy"
+
     def _losses(self, rows: Sequence[EncodedRow], with_params: bool) -> tuple[np.ndarray, list[torch.Tensor]]:
+        """Per-checkpoint row losses ``[E, N]`` (each loaded from the cache or computed and cached), and the
+        flat parameters of every checkpoint when ``with_params`` (then every checkpoint is loaded)."""
         pad = pad_id(self.ctx.tokenizer)
+        tokens = rows_hash(rows)
         losses, params = [], []
         for path in progress.bar(len(self.checkpoints), "zo_inf checkpoints", iterable=self.checkpoints):
-            model = self._load(path)
-            losses.append(row_losses(model, rows, pad, max_tokens=self.max_tokens, reduction=self.reduction).numpy())
-            if with_params:
+            cached = self._key({"losses": checkpoint_identity(path), "rows": tokens, "reduction": self.reduction})
+            model = self._load(path) if with_params or not cached.is_file() else None
+            if cached.is_file():
+                losses.append(np.load(cached))
+            else:
+                assert model is not None
+                value = row_losses(model, rows, pad, max_tokens=self.max_tokens, reduction=self.reduction).numpy()
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                save_npy(cached, value)
+                losses.append(value)
+            if with_params and model is not None:
                 params.append(flat_params(model, self.scope))
             del model
         return np.stack(losses), params
 
+    def _gram_path(self) -> Path:
+        return self._key({"gram": [checkpoint_identity(p) for p in self.checkpoints], "params": self.scope})
+
     def build(self, train: Sequence[Record]) -> None:
         rows = encode_all(train, self.ctx)
-        losses, params = self._losses(rows, with_params=True)
-        self.gram = gram_matrix(params)
+        gram_path = self._gram_path()
+        losses, params = self._losses(rows, with_params=not gram_path.is_file())
+        if gram_path.is_file():
+            self.gram = np.load(gram_path)
+        else:
+            self.gram = gram_matrix(params)
+            save_npy(gram_path, self.gram)
         del params
         self.train_losses = losses
         self.index_bytes = int(losses.nbytes + self.gram.nbytes)
