@@ -32,7 +32,8 @@ def collect(root: Path) -> pd.DataFrame:
         table = pd.read_csv(path)
         table["model"] = cfg["model"]["name"]
         table["tokens"] = "answers" if cfg["data"]["attribute_mask_prompt"] else "all"
-        table["finetune_seed"] = cfg["finetune"]["seed"]
+        trained = cfg["finetune"].get("epochs", 0) or cfg["finetune"].get("max_steps")
+        table["finetune_seed"] = cfg["finetune"]["seed"] if trained else "none (as loaded)"
         table["run"] = str(path.parent)
         frames.append(table)
     if not frames:
