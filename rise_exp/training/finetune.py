@@ -33,6 +33,7 @@ from rise_exp.data.encoding import EncodedRow, encode_records
 from rise_exp.data.records import Record
 from rise_exp.errors import ConfigError
 from rise_exp.hashing import config_hash
+from rise_exp.index.files import save_json
 from rise_exp.lightning.data import make_loader
 from rise_exp.lightning.trainer import make_trainer
 from rise_exp.locks import cache_lock, launched_rank
@@ -57,12 +58,6 @@ class FinetuneResult:
 RESUME_FILE = "RESUME.json"
 #: The Lightning checkpoint (weights, optimiser, scheduler, loop and random states) of the last epoch.
 RESUME_CKPT = "resume.ckpt"
-
-
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
 
 
 class SaveHFEachEpoch(L.Callback):
@@ -90,7 +85,7 @@ class SaveHFEachEpoch(L.Callback):
         trainer.save_checkpoint(tmp)  # every rank calls it; rank 0 writes
         if trainer.is_global_zero:
             os.replace(tmp, self.out_dir / RESUME_CKPT)
-            _write_json_atomic(self.out_dir / RESUME_FILE, {"epochs_done": epoch})
+            save_json(self.out_dir / RESUME_FILE, {"epochs_done": epoch})
 
     def state_dict(self) -> dict[str, Any]:
         """The random states, as tensors and plain values (a checkpoint loads with ``weights_only``)."""
@@ -237,7 +232,7 @@ def _train(
     }
     final = ckpts[-1].name
     if fit.is_global_zero:
-        _write_json_atomic(done, {"final": final, "metrics": metrics})
+        save_json(done, {"final": final, "metrics": metrics})
         for name in (RESUME_FILE, RESUME_CKPT):
             (out_dir / name).unlink(missing_ok=True)
     log.info(

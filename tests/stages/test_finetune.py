@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from rise_exp.config.finetune import FinetuneConfig
@@ -159,10 +160,9 @@ def test_a_killed_finetune_resumes_after_its_last_epoch_to_the_same_weights(
     assert [p.name for p in resumed.checkpoints] == [p.name for p in whole.checkpoints]
     assert resumed.metrics["finetune/steps"] == whole.metrics["finetune/steps"]
     for name in ("epoch-001", "epoch-003"):
-        a = (tmp_path / "whole" / name).glob("*.safetensors")
-        for f in a:
-            from safetensors.torch import load_file
-
+        weights = sorted((tmp_path / "whole" / name).glob("*.safetensors"))
+        assert weights, f"no weights saved in {name}"
+        for f in weights:
             x, y = load_file(f), load_file(tmp_path / "killed" / name / f.name)
             for k in x:
                 torch.testing.assert_close(y[k], x[k], rtol=0, atol=1e-6, msg=f"{name}/{f.name}:{k}")

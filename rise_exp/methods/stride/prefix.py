@@ -63,7 +63,7 @@ class PrefixReplay:
     ) -> list[torch.Tensor] | None:
         """Each row's output of block ``layer``, ``[len(row), d]`` in row order; None when the block does not
         return a plain tensor (the caller then runs full passes)."""
-        out: list[torch.Tensor | None] = [None] * len(rows)
+        out: list[torch.Tensor] = [torch.empty(0)] * len(rows)  # every row is filled: batches cover them all
 
         def stop(module: nn.Module, inputs: tuple, output: object) -> None:
             raise _Stop(output)
@@ -82,7 +82,7 @@ class PrefixReplay:
                     out[i] = hidden[j, : len(rows[i])].detach().cpu().clone()
         finally:
             handle.remove()
-        return [h for h in out if h is not None]
+        return out
 
     def load(self, hidden: Sequence[torch.Tensor], length: int) -> None:
         """Set the batch the stand-in returns: ``hidden`` right-padded with zeros to ``length`` positions."""
