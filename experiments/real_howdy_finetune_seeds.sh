@@ -20,4 +20,4 @@ for s in ${SEEDS[@]}; do
     step $PY -m rise_exp -m experiment=real_howdy finetune.seed="$s" method=rise method.ensemble=5 stage.members=true \
         seed=0 data.attribute_mask_prompt=false,true logger=csv hydra.sweep.dir="$OUT/ft$s/rise"
 done
-step $PY experiments/members_table.py "$OUT"
+step $PY -m rise_exp.report "$OUT" --no-wandb   # members pooled over finetune x sketch seeds: report.md

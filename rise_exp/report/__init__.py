@@ -11,11 +11,13 @@ Without ``--out`` the report goes into ``<input dir>/report/``, which later read
 Modules: :mod:`~rise_exp.report.runs` (reading run dirs), :mod:`~rise_exp.report.summary` (seed statistics,
 the display table, formatting), :mod:`~rise_exp.report.render` (Markdown, LaTeX, report.md),
 :mod:`~rise_exp.report.plots`, :mod:`~rise_exp.report.wandb_log`, :mod:`~rise_exp.report.write`
-(:func:`write_report`), :mod:`~rise_exp.report.cli`, and :mod:`~rise_exp.report.closed_loop` (the
-closed-loop stage's selector tables and budget plot).
+(:func:`write_report`), :mod:`~rise_exp.report.cli`, :mod:`~rise_exp.report.closed_loop` (the
+closed-loop stage's selector tables and budget plot), and :mod:`~rise_exp.report.members` (RISE ensemble
+members scored alone, pooled over sketch, method and finetune seeds).
 """
 
 from rise_exp.report.cli import build_parser, main
+from rise_exp.report.members import collect_members, members_section, summarize_members
 from rise_exp.report.plots import plot_ablation, plot_metric_vs_bytes, write_plots
 from rise_exp.report.render import render_markdown, tex_escape, to_latex, to_markdown
 from rise_exp.report.runs import (
@@ -52,6 +54,7 @@ __all__ = [
     "SKETCH_DIMS",
     "build_parser",
     "check_tasks",
+    "collect_members",
     "collect_runs",
     "default_out",
     "display_metrics",
@@ -62,12 +65,14 @@ __all__ = [
     "fmt_setting",
     "log_to_wandb",
     "main",
+    "members_section",
     "plot_ablation",
     "plot_metric_vs_bytes",
     "read_run",
     "render_markdown",
     "resolve_metric",
     "summarize",
+    "summarize_members",
     "tex_escape",
     "to_latex",
     "to_markdown",

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from rise_exp.report.counterfactual import collect_sections
+from rise_exp.report.members import members_section
 from rise_exp.report.plots import write_plots
 from rise_exp.report.render import render_markdown, to_latex
 from rise_exp.report.runs import REPORT_DIRNAME, check_tasks, collect_runs, find_run_dirs
@@ -49,7 +50,8 @@ def write_report(
     use_wandb: bool = True,
 ) -> Report:
     """Collect the runs under ``path`` and write report.md, report.tex, runs.csv, summary.csv,
-    report.json (column roles, for the notebook) and the plots into ``out`` (default ``<path>/report``).
+    report.json (column roles, for the notebook), the plots, and (when runs scored their ensemble members)
+    members.csv and members_summary.csv into ``out`` (default ``<path>/report``).
 
     Runs with unparseable files are reported as failed; they do not stop the report.
 
@@ -71,6 +73,9 @@ def write_report(
     counterfactual, cf_plots = collect_sections(find_run_dirs(source), out)
     if counterfactual:
         markdown += "\n## Counterfactual evaluation (stage=lds, stage=removal)\n\n" + counterfactual
+    members, member_files = members_section(runs, out)
+    if members:
+        markdown += "\n## Ensemble members (stage.members=true)\n\n" + members
     files = [out / n for n in ("report.md", "report.tex", "runs.csv", "summary.csv", "report.json")]
     files[0].write_text(markdown)
     caption = f"task {', '.join(tasks)}; mean $\\pm$ sample std over seeds"
@@ -90,7 +95,7 @@ def write_report(
         "plots": [p.name for p in plots],
     }
     files[4].write_text(json.dumps(meta, indent=2) + "\n")
-    files += plots
+    files += member_files + plots
     if use_wandb:
         log_to_wandb(table, summary, plots, out, meta)
     return Report(runs=runs, summary=summary, markdown=markdown, metric=primary, files=files, out=out)
