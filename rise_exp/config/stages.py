@@ -54,9 +54,9 @@ class AttributeStageConfig(StageConfig):
     dense_max_cells: int = setting(5_000_000, "largest queries x rows for which scores=auto keeps dense scores", gt=0)
     members: bool = setting(
         False,
-        "method=rise with method.ensemble = E >= 2: also evaluate each member alone (member e is the single "
-        "sketch of seed method.seed + 1000 e) from the same index, so E sketch seeds cost one forward pass "
-        "over the pool; writes members.csv and their mean and std under metrics.json's members",
+        "method=rise or rapidin with method.ensemble = E >= 2: also evaluate each member alone (member e is the "
+        "single sketch of seed method.seed + 1000 e) from the same index, so E sketch seeds cost one pass over "
+        "the pool; writes members.csv and their mean and std under metrics.json's members",
     )
 
     def validate(self) -> None:

@@ -14,6 +14,9 @@ from rise_exp.config.settings import Settings
 from rise_exp.config.trainer import TrainerConfig
 from rise_exp.data.records import Record
 
+#: Ensemble member ``e`` of a method draws its random tables from ``seed + e * MEMBER_SEED_STRIDE``.
+MEMBER_SEED_STRIDE = 1000
+
 
 @dataclass
 class MethodContext:

@@ -125,6 +125,36 @@ class VectorIndexMethod(AttributionMethod):
         """Whether prompt tokens of queries are masked (recorded so a later run encodes queries alike)."""
         return bool(self.ctx.mask_prompt)
 
+    def member_seeds(self) -> list[int]:
+        """The seed of each ensemble member stored side by side in every vector (equal slices, member 0
+        first); empty for a method without members. The ensemble's score is the mean of the members'."""
+        return []
+
+    def member_scale(self) -> float:
+        """The factor that turns a member slice's inner product into that member's own score."""
+        return 1.0
+
+    # ------------------------------------------------------------------ ensemble members
+    def member_scores(self, queries: Sequence[Record]) -> dict[int, np.ndarray]:
+        """Each ensemble member's own scores ``[Q, N]``, keyed by its seed, from the one index: member ``e``
+        is the ``e``-th equal slice of every vector, so E seeds of a pool cost one pass over it.
+
+        Raises:
+            ConfigError: the method stores no ensemble members.
+        """
+        members = self.member_seeds()
+        if len(members) < 2:
+            raise ConfigError(f"method={self.name} holds no ensemble members (set method.ensemble >= 2)")
+        index, width, scale = self.require_index(), self.dim // len(members), self.member_scale()
+        q = self.query_vectors(queries)
+        out = {seed: np.zeros((q.shape[0], index.num_rows), dtype=np.float32) for seed in members}
+        for rows, vecs in index.iter_blocks():
+            vecs = np.asarray(vecs, dtype=np.float32)
+            for e, seed in enumerate(members):
+                cols = slice(e * width, (e + 1) * width)
+                out[seed][:, rows] = scale * (q[:, cols] @ vecs[:, cols].T)
+        return out
+
     # ------------------------------------------------------------------ the index
     def index_dir(self, data_hash: str = "") -> Path:
         """Where the index lives: the configured directory, else a directory of the index cache

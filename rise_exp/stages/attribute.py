@@ -76,11 +76,13 @@ def index_location(method: Any) -> str | None:
 
 
 def check_members(run: RunConfig) -> None:
-    """``stage.members`` needs a RISE ensemble (checked before any model is loaded or index built)."""
-    if run.stage.members and (run.method.name != "rise" or run.method.ensemble < 2):
-        ensemble = getattr(run.method, "ensemble", None)
+    """``stage.members`` needs an ensemble index (method=rise or rapidin with ``method.ensemble >= 2``;
+    checked before any model is loaded or index built)."""
+    ensemble = getattr(run.method, "ensemble", None)
+    if run.stage.members and (ensemble is None or ensemble < 2):
         raise ConfigError(
-            f"stage.members=true needs method=rise with method.ensemble >= 2 (got method={run.method.name}"
+            f"stage.members=true needs method=rise or method=rapidin with method.ensemble >= 2 (got "
+            f"method={run.method.name}"
             + (f", method.ensemble={ensemble}" if ensemble is not None else "")
             + "): each member is one sketch seed of the same index"
         )

@@ -114,6 +114,29 @@ def test_rapidin_scores_equal_exact_layer_normalised_inner_products(word_tokeniz
     np.testing.assert_allclose(method.value(queries, "mean"), scores.mean(axis=0), rtol=1e-5, atol=1e-6)
 
 
+def test_rapidin_ensemble_members_are_the_single_compressions_of_their_seeds(
+    word_tokenizer, make_ctx, make_records, tmp_path
+):
+    """ensemble=3 at a lossy K: member e scores as a plain run of seed 7 + 1000 e; the ensemble is their mean."""
+    ctx = make_ctx(word_tokenizer, tmp_path)
+    train, queries = make_records(8, seed=0), make_records(3, seed=1)
+    ens = RapidIn({"k": 64, "seed": 7, "ensemble": 3}, ctx)
+    ens.build(train)
+    assert ens.dim == 3 * 64 and ens.member_seeds() == [7, 1007, 2007]
+    members = ens.member_scores(queries)
+    singles = []
+    for seed, scores in members.items():
+        single = RapidIn({"k": 64, "seed": seed, "dir": str(tmp_path / f"s{seed}")}, ctx)
+        single.build(train)
+        singles.append(single.score(queries))
+        np.testing.assert_allclose(scores, singles[-1], rtol=1e-4, atol=1e-5)
+    assert not np.allclose(singles[0], singles[1], atol=1e-3)  # the seeds really differ at K = 64
+    np.testing.assert_allclose(ens.score(queries), np.mean(singles, axis=0), rtol=1e-4, atol=1e-5)
+    assert "ensemble" not in RapidIn({"k": 64}, ctx).identity()  # old indexes keep their keys
+    with pytest.raises(ConfigError, match="no ensemble members"):
+        single.member_scores(queries)
+
+
 def test_rapidin_lora_without_adapter_says_what_is_missing(word_tokenizer, make_ctx, make_records, tmp_path):
     method = RapidIn({"lora": True}, make_ctx(word_tokenizer, tmp_path))
     with pytest.raises(ConfigError, match=r"lora=true needs .*LoRA adapter.*no 'lora_' parameters.*lora=false"):

@@ -26,6 +26,12 @@ class RapidInConfig(Settings):
     )
     compress_batch: int = setting(16, "rows whose flat gradients are compressed together (memory: rows x P)", gt=0)
     seed: int | None = setting(None, "RapidGrad permutations and signs; null = the global seed")
+    ensemble: int = setting(
+        1,
+        "independent RapidGrad compressions of each gradient (member e: seed + 1000 e), stored side by side; "
+        "scores are the members' mean, and stage.members=true scores each alone (E seeds, one gradient pass)",
+        gt=0,
+    )
     block_rows: int = setting(4096, "rows per on-disk index block", gt=0)
     reuse: bool = setting(True, "reuse or resume an index of the same build in dir; false: rebuild it from scratch")
     dir: str | None = setting(None, "index directory (default: <run dir>/method/rapidin_index)")

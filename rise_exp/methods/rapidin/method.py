@@ -6,6 +6,11 @@ normalisation), concatenated, and compressed by RapidGrad (:mod:`rise_exp.method
 to ``K = 2^16`` entries. The influence of training row ``n`` on query ``q`` is ``<C(g_q), C(g_n)>``.
 Gradients are taken one row at a time (exact, no ``[N, P]`` matrix); the ``[N, K]`` compressed vectors
 go into the method's on-disk index (:class:`~rise_exp.methods.vectors.VectorIndexMethod`).
+
+``ensemble: E`` compresses each gradient with E independently seeded RapidGrads (member ``e``: seed
+``seed + 1000 e``) and stores ``[C_1(g), .., C_E(g)] / sqrt(E)``: the score is the members' mean, and
+each member's own score (the single compression of its seed) is ``E`` times its slice's inner product,
+so E compression seeds cost one gradient pass (``stage.members=true``).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from rise_exp.data.encoding import EncodedRow, collate
 from rise_exp.data.records import Record
 from rise_exp.errors import ConfigError
 from rise_exp.index import BatchPlan, IndexWriter
-from rise_exp.methods.base import MethodContext
+from rise_exp.methods.base import MEMBER_SEED_STRIDE, MethodContext
 from rise_exp.methods.common import batch_row_loss, encode_all, pad_id
 from rise_exp.methods.rapidin.config import RapidInConfig
 from rise_exp.methods.rapidin.rapidgrad import RapidGrad
@@ -90,11 +95,20 @@ class RapidIn(VectorIndexMethod):
         self.seed = int(ctx.seed if cfg.seed is None else cfg.seed)
         self.dtype = cfg.dtype
         self._params: list[torch.nn.Parameter] | None = None
-        self._compressor: RapidGrad | None = None
+        self._compressors: list[RapidGrad] = []
 
     @property
     def dim(self) -> int:
-        return self.cfg.k
+        return self.cfg.k * self.cfg.ensemble
+
+    def member_seeds(self) -> list[int]:
+        """The RapidGrad seed of each ensemble member (member ``e``: ``seed + 1000 e``)."""
+        if self.cfg.ensemble < 2:
+            return []
+        return [self.seed + e * MEMBER_SEED_STRIDE for e in range(self.cfg.ensemble)]
+
+    def member_scale(self) -> float:
+        return float(self.cfg.ensemble)
 
     def identity(self) -> dict[str, Any]:
         c = self.cfg
@@ -106,6 +120,8 @@ class RapidIn(VectorIndexMethod):
             "dtype": c.dtype,
             "seed": self.seed,
             "max_length": self.ctx.max_length,
+            # only when set, so indexes built before the setting existed keep their keys
+            **({"ensemble": c.ensemble} if c.ensemble > 1 else {}),
         }
 
     def index_settings(self) -> RapidInConfig:
@@ -123,19 +139,25 @@ class RapidIn(VectorIndexMethod):
         return encode_all(records, self.ctx)
 
     def _setup(self) -> None:
-        if self._compressor is not None:
+        if self._compressors:
             return
         named = select_params(self.ctx.model, self.cfg.lora)
         self._params = [p for _, p in named]
-        dim = sum(p.numel() for p in self._params)
-        self._compressor = RapidGrad(
-            dim, self.cfg.k, self.cfg.shuffle_lambda, self.seed, device=model_device(self.ctx.model)
-        )
+        dim, device = sum(p.numel() for p in self._params), model_device(self.ctx.model)
+        seeds = self.member_seeds() or [self.seed]
+        self._compressors = [RapidGrad(dim, self.cfg.k, self.cfg.shuffle_lambda, s, device=device) for s in seeds]
+
+    def _compress(self, flat: torch.Tensor) -> torch.Tensor:
+        """``[B, P]`` layer-normalised gradients -> ``[B, E * K]``: the members side by side, over sqrt(E)."""
+        if len(self._compressors) == 1:
+            return self._compressors[0](flat)
+        parts = [c(flat) for c in self._compressors]
+        return torch.cat(parts, dim=1) / float(len(parts)) ** 0.5
 
     def compressed(self, rows: Sequence[EncodedRow]) -> Iterator[np.ndarray]:
         """Compressed layer-normalised gradients, float32 ``[<= compress_batch, K]`` per yielded chunk."""
         self._setup()
-        assert self._params is not None and self._compressor is not None
+        assert self._params is not None
         model = self.ctx.model
         was_training = model.training
         model.eval()
@@ -147,7 +169,7 @@ class RapidIn(VectorIndexMethod):
                 pending.append(layer_normalised_flat(g))
                 bar.update(1)
                 if len(pending) == self.cfg.compress_batch or i == len(rows) - 1:
-                    yield self._compressor(torch.stack(pending)).cpu().numpy()
+                    yield self._compress(torch.stack(pending)).cpu().numpy()
                     pending = []
         finally:
             bar.close()

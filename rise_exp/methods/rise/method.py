@@ -98,27 +98,15 @@ class RiseMethod(VectorIndexMethod):
         return self.mask_query_prompt
 
     def member_seeds(self) -> list[int]:
-        """The sketch seed of each ensemble member (member ``e``: ``seed + e * SEED_STRIDE``)."""
+        """The sketch seed of each ensemble member (member ``e``: ``seed + e * SEED_STRIDE``); member ``e``'s
+        slice of a signature is the single-sketch signature of that seed (same support)."""
+        if self.rise.ensemble < 2:
+            return []
         return [self.rise.seed + e * SEED_STRIDE for e in range(self.rise.ensemble)]
 
-    def member_scores(self, queries: Sequence[Record]) -> dict[int, np.ndarray]:
-        """Each ensemble member's own scores ``[Q, N]``, keyed by its sketch seed, from the one index.
-
-        Member ``e``'s slice of a signature is the single-sketch signature of seed ``seed + e * SEED_STRIDE``
-        (same support; over ``sqrt(E)`` when signatures are normalised), so E sketch seeds of a pool cost
-        one forward pass over it.
-        """
-        index, members = self.require_index(), self.member_seeds()
-        width = self.dim // len(members)
-        scale = float(len(members)) if self.rise.normalize_signature else 1.0
-        q = self.query_vectors(queries)
-        out = {seed: np.zeros((q.shape[0], index.num_rows), dtype=np.float32) for seed in members}
-        for rows, vecs in index.iter_blocks():
-            vecs = np.asarray(vecs, dtype=np.float32)
-            for e, seed in enumerate(members):
-                cols = slice(e * width, (e + 1) * width)
-                out[seed][:, rows] = scale * (q[:, cols] @ vecs[:, cols].T)
-        return out
+    def member_scale(self) -> float:
+        """``E`` when signatures are normalised (each slice is over ``sqrt(E)``), else 1."""
+        return float(self.rise.ensemble) if self.rise.normalize_signature else 1.0
 
     def index_settings(self) -> RiseIndexConfig:
         return self.cfg.index

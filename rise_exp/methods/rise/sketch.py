@@ -8,11 +8,12 @@ from dataclasses import dataclass
 import torch
 
 from rise_exp.errors import ConfigError, IndexError_
+from rise_exp.methods.base import MEMBER_SEED_STRIDE
 from rise_exp.methods.rise.config import RiseConfig
 
 TABLE_NAMES = ("h_buckets", "h_signs", "r_buckets", "r_signs", "g_buckets", "g_signs")
 #: Ensemble member ``e`` draws its tables from ``seed + e * SEED_STRIDE`` (``method.ensemble``).
-SEED_STRIDE = 1000
+SEED_STRIDE = MEMBER_SEED_STRIDE
 
 
 @dataclass(frozen=True)
