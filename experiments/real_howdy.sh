@@ -17,13 +17,15 @@ step $PY -m rise_exp experiment=real_howdy stage=probe logger=csv hydra.run.dir=
 step $PY -m rise_exp experiment=real_howdy stage=probe finetune.epochs=0 logger=csv hydra.run.dir="$OUT/probe_before"
 
 # 2. Attribution on the finetuned model: RISE over five sketch seeds and both token rules, BM25 both rules,
-#    then the gradient baselines once each (RapidIn on the LoRA adapter's gradients, as its paper does for
-#    LoRA finetunes: 27 min a token rule here; STRIDE's operator training is shortened to fit).
+#    then the gradient baselines (RapidIn on the LoRA adapter's gradients, as its paper does for LoRA
+#    finetunes, over five compression seeds from one gradient pass: an ensemble of 5 scored member by member,
+#    seeds 0, 1000, ..., 4000; ZO-Inf has no seed; STRIDE once, its operator training shortened to fit).
 step $PY -m rise_exp -m experiment=real_howdy method=rise seed=0,1,2,3,4 data.attribute_mask_prompt=false,true \
     logger=csv hydra.sweep.dir="$OUT/attribute/rise"
 step $PY -m rise_exp -m experiment=real_howdy method=bm25 data.attribute_mask_prompt=false,true \
     logger=csv hydra.sweep.dir="$OUT/attribute/bm25"
-step $PY -m rise_exp -m experiment=real_howdy method=rapidin method.lora=true seed=0 data.attribute_mask_prompt=false,true \
+step $PY -m rise_exp -m experiment=real_howdy method=rapidin method.lora=true method.ensemble=5 stage.members=true \
+    seed=0 data.attribute_mask_prompt=false,true \
     logger=csv hydra.sweep.dir="$OUT/attribute/rapidin"
 step $PY -m rise_exp -m experiment=real_howdy method=zo_inf method.params=all data.attribute_mask_prompt=false,true \
     logger=csv hydra.sweep.dir="$OUT/attribute/zo_inf"
