@@ -154,15 +154,17 @@ class RapidIn(VectorIndexMethod):
         parts = [c(flat) for c in self._compressors]
         return torch.cat(parts, dim=1) / float(len(parts)) ** 0.5
 
-    def compressed(self, rows: Sequence[EncodedRow]) -> Iterator[np.ndarray]:
-        """Compressed layer-normalised gradients, float32 ``[<= compress_batch, K]`` per yielded chunk."""
+    def compressed(self, rows: Sequence[EncodedRow], bar: Any = None) -> Iterator[np.ndarray]:
+        """Compressed layer-normalised gradients, float32 ``[<= compress_batch, K]`` per yielded chunk
+        (``bar``: a progress bar to advance by one per row; default: a bar of its own over ``rows``)."""
         self._setup()
         assert self._params is not None
         model = self.ctx.model
         was_training = model.training
         model.eval()
         pending: list[torch.Tensor] = []
-        bar = progress.bar(len(rows), "rapidin gradients", unit="row")
+        own_bar = bar is None
+        bar = progress.bar(len(rows), "rapidin gradients", unit="row") if own_bar else bar
         try:
             grads = per_example_grads(model, rows, self._params, pad_id(self.ctx.tokenizer), self.cfg.loss_reduction)
             for i, g in enumerate(grads):
@@ -172,7 +174,8 @@ class RapidIn(VectorIndexMethod):
                     yield self._compress(torch.stack(pending)).cpu().numpy()
                     pending = []
         finally:
-            bar.close()
+            if own_bar:
+                bar.close()
             model.train(was_training)
 
     def compute_blocks(
@@ -185,10 +188,15 @@ class RapidIn(VectorIndexMethod):
     ) -> None:
         writer = IndexWriter(path, resume=True, **writer_args)
         by_id = {r.row: r for r in rows}
-        for block in blocks:
-            vecs = [v for batch in plan.block_batches(block) for v in self.compressed([by_id[i] for i in batch])]
-            ids = plan.block_rows(block)
-            writer.write_block(block, ids, np.concatenate(vecs), meta=[self.row_meta[int(i)] for i in ids])
+        bar = progress.bar(sum(len(plan.block_rows(b)) for b in blocks), "rapidin gradients", unit="row")
+        try:
+            for block in blocks:
+                batches = plan.block_batches(block)
+                vecs = [v for batch in batches for v in self.compressed([by_id[i] for i in batch], bar)]
+                ids = plan.block_rows(block)
+                writer.write_block(block, ids, np.concatenate(vecs), meta=[self.row_meta[int(i)] for i in ids])
+        finally:
+            bar.close()
 
     def query_vectors(self, records: Sequence[Record]) -> np.ndarray:
         rows = self.encode(records, "query")
