@@ -124,6 +124,8 @@ def extrapolate(inp: DiagnosticInputs) -> pd.DataFrame:
 
 
 def _plot_measured(data: pd.DataFrame) -> Any:
+    from matplotlib.ticker import NullLocator
+
     fig, axes = new_figure(3, (15.5, 4.6))
     colors = dict(zip(data["method"].unique(), palette(data["method"].nunique())))
     panels = [
@@ -136,11 +138,14 @@ def _plot_measured(data: pd.DataFrame) -> Any:
         for method, grp in data.groupby("method", sort=False):
             ax.plot(grp["pool"], grp[col].clip(lower=1e-3), "o-", color=colors[method], label=method)
         ax.set_xscale("log")
-        ax.set_yscale("log")
         ax.set_xticks(sizes, [str(n) for n in sizes])
-        ax.minorticks_off()
+        ax.xaxis.set_minor_locator(NullLocator())
+        values = data[col].clip(lower=1e-3)
+        wide = values.max() >= 10 * values.min()  # a log axis within one decade may show no tick labels
+        if wide:
+            ax.set_yscale("log")
         ax.set_xlabel("pool size (rows, log scale)")
-        ax.set_ylabel(label + " (log scale)")
+        ax.set_ylabel(label + (" (log scale)" if wide else ""))
         ax.grid(True, alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle(
