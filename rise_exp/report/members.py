@@ -1,8 +1,9 @@
-"""Ensemble members (``stage.members=true``): each RISE run's ``members.csv`` holds one row of metrics per
-sketch seed. The report pools them per configuration into mean ± sample std (ddof 1) over every sketch seed
-of every run, so runs that differ only in a seed (the method ``seed`` or ``finetune.seed``) pool into one
-spread over seeds x sketch seeds; a second table gives each finetune seed's own mean ± std over its
-sketch seeds, which separates the finetune's share of the spread from the sketch's.
+"""Ensemble members (``stage.members=true``): each RISE or RapidIn run's ``members.csv`` holds one row of
+metrics per sketch (or RapidGrad) seed. The report pools them per configuration into mean ± sample std
+(ddof 1) over every member of every run, so runs that differ only in a seed (the method ``seed`` or
+``finetune.seed``) pool into one spread over seeds x sketch seeds; a second table gives each finetune
+seed's own mean ± std over its sketch seeds, which separates the finetune's share of the spread from the
+sketch's.
 """
 
 from __future__ import annotations
@@ -119,8 +120,8 @@ def members_section(runs: pd.DataFrame, out: Path) -> tuple[str, list[Path]]:
     per_finetune = summarize_members(members, by_finetune_seed=True)
     varies = [k for k in pooled.attrs["keys"] if k in ("model", "method") or pooled[k].nunique(dropna=False) > 1]
     text = (
-        "Each run scored every member of its RISE ensemble alone (`stage.members=true`: one sketch seed per "
-        "member, from one index). Mean ± sample std over every member of every run of a configuration "
+        "Each run scored every member of its ensemble alone (`stage.members=true`: one sketch or RapidGrad "
+        "seed per member, from one index). Mean ± sample std over every member of every run of a configuration "
         "(method and finetune seeds pooled with the sketch seeds; n = runs x members):\n\n" + _markdown(pooled, varies)
     )
     if members[FINETUNE_SEED].nunique() > 1:
