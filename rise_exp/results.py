@@ -9,9 +9,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+#: Each ensemble member's metrics (the attribute stage with ``stage.members=true``; read by the report).
+MEMBERS_FILE = "members.csv"
 #: What stages write as a run's result (globs, relative to the run dir).
 RESULT_FILES = (
     "metrics.json",
+    MEMBERS_FILE,
     "scores.npy",
     "topk.jsonl",
     "values.npy",

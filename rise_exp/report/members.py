@@ -15,16 +15,16 @@ from typing import Any
 
 import pandas as pd
 
+from rise_exp.report.render import to_markdown
 from rise_exp.report.runs import NAME_KEYS, SEED_KEY, lookup, read_run
 from rise_exp.report.summary import fmt_mean_std, fmt_setting
-from rise_exp.results import MAIN_KEYS
+from rise_exp.results import MAIN_KEYS, MEMBERS_FILE
 
-MEMBERS_FILE = "members.csv"  # written by the attribute stage with stage.members=true
 SKETCH_SEED = "sketch_seed"
 FINETUNE_SEED = "finetune_seed"
 POOLED = (SEED_KEY, "finetune.seed")  # varied settings pooled with the sketch seeds
 AS_LOADED = "none (as loaded)"  # the finetune seed of a model used as loaded (no finetune)
-MEMBERS_CSV, MEMBERS_SUMMARY_CSV = "members.csv", "members_summary.csv"
+MEMBERS_SUMMARY_CSV = "members_summary.csv"  # next to the report's copy of every member row (MEMBERS_FILE)
 
 
 def _finetune_seed(config: dict[str, Any]) -> Any:
@@ -98,15 +98,12 @@ def summarize_members(members: pd.DataFrame, by_finetune_seed: bool = False) -> 
 
 
 def _markdown(summary: pd.DataFrame, shown_keys: Sequence[str]) -> str:
-    metrics = summary.attrs["metrics"]
+    """The summary as a Markdown table: the shown keys, the seed lists and counts, then ``mean ± std``."""
     info = [c for c in ("finetune seeds", "sketch seeds", "runs", "n") if c in summary.columns]
-    header = [*shown_keys, *info, *metrics]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for _, row in summary.iterrows():
-        cells = [fmt_setting(row[k]) for k in (*shown_keys, *info)]
-        cells += [fmt_mean_std(row[f"{m}_mean"], row[f"{m}_std"]) for m in metrics]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    table = pd.DataFrame({c: [fmt_setting(v) for v in summary[c]] for c in (*shown_keys, *info)})
+    for m in summary.attrs["metrics"]:
+        table[m] = [fmt_mean_std(a, b) for a, b in zip(summary[f"{m}_mean"], summary[f"{m}_std"])]
+    return to_markdown(table) + "\n"
 
 
 def members_section(runs: pd.DataFrame, out: Path) -> tuple[str, list[Path]]:
@@ -129,7 +126,7 @@ def members_section(runs: pd.DataFrame, out: Path) -> tuple[str, list[Path]]:
         text += _markdown(per_finetune, [*varies, FINETUNE_SEED])
     if problems:
         text += "\nUnreadable member tables:" + problems + "\n"
-    files = [out / MEMBERS_CSV, out / MEMBERS_SUMMARY_CSV]
+    files = [out / MEMBERS_FILE, out / MEMBERS_SUMMARY_CSV]
     members.to_csv(files[0], index=False)
     pooled.to_csv(files[1], index=False)
     return text, files

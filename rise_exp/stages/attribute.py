@@ -20,6 +20,7 @@ from rise_exp.errors import ConfigError
 from rise_exp.methods.registry import method_class
 from rise_exp.metrics import retrieval_metrics, retrieval_metrics_ranked
 from rise_exp.pipeline import prepare_logged
+from rise_exp.results import MEMBERS_FILE
 from rise_exp.run_config import RunConfig
 from rise_exp.runner import Ranked, attribution_ranked, attribution_scores, build_on, publish, rank_dense
 
@@ -93,7 +94,7 @@ def member_metrics(method: Any, task: Task, ks: tuple[int, ...], run_dir: Path) 
     (sample std, ddof 1) over the members."""
     per_seed = {seed: label_metrics(task, s, ks) for seed, s in method.member_scores(task.queries).items()}
     table = pd.DataFrame([{"sketch_seed": seed, **m} for seed, m in per_seed.items()])
-    table.to_csv(run_dir / "members.csv", index=False)
+    table.to_csv(run_dir / MEMBERS_FILE, index=False)
     numeric = table.drop(columns="sketch_seed").select_dtypes("number")
     return {
         "sketch_seeds": list(per_seed),
@@ -149,7 +150,7 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
             log.warning("stage.members: %s has no labels, so no member metrics", task.title)
         else:
             metrics["members"] = member_metrics(built.method, task, st.ks, run_dir)
-            files.append("members.csv")
+            files.append(MEMBERS_FILE)
     write_topk(run_dir / "topk.jsonl", ranked, task, st.write_topk)
     if scores is not None:  # the full matrix, for re-analysis of small pools, and what it indexes
         np.save(run_dir / "scores.npy", scores)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-EARLIER = ("metrics.json", "scores.npy", "topk.jsonl", "values.npy", "selection.jsonl")
+EARLIER = ("metrics.json", "members.csv", "scores.npy", "topk.jsonl", "values.npy", "selection.jsonl")
 
 
 def start(tmp: Path, cwd: Path, *overrides: str) -> subprocess.Popen:
