@@ -123,11 +123,13 @@ def collate(rows: Sequence[EncodedRow], pad_id: int, length: int | None = None) 
     return {"input_ids": ids, "attention_mask": att, "target_mask": tgt, "row": torch.tensor([r.row for r in rows])}
 
 
-def rows_hash(rows: Sequence[EncodedRow]) -> str:
-    """Hash of the exact token ids and target masks a computation depends on (an index, cached losses)."""
+def rows_hash(rows: Sequence[EncodedRow], *, masks: bool = True) -> str:
+    """Hash of the exact token ids (and, with ``masks``, target masks) a computation depends on (an index,
+    cached losses; per-token losses, which every token rule shares, hash the ids alone)."""
     h = hashlib.sha256()
     for r in rows:
         h.update(r.input_ids.tobytes())
-        h.update(np.packbits(r.target_mask).tobytes())
+        if masks:
+            h.update(np.packbits(r.target_mask).tobytes())
         h.update(b"|")
     return h.hexdigest()[:16]

@@ -1,11 +1,13 @@
-"""Loss evaluation over encoded rows: per-row losses, the mean token loss, perplexity."""
+"""Loss evaluation over encoded rows: per-row losses, per-token NLL, the mean token loss, perplexity."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 
 from rise_exp.data.encoding import EncodedRow, collate, token_budget_batches
 from rise_exp.training.losses import masked_token_nll
@@ -33,6 +35,37 @@ def row_losses(
         total, count = masked_token_nll(model(input_ids=ids, attention_mask=att).logits, ids, tgt)
         loss = total if reduction == "sum" else total / count.clamp_min(1.0)
         out[torch.tensor(idx)] = loss.double().cpu()
+    return out
+
+
+@torch.no_grad()
+def token_nll(model: torch.nn.Module, rows: Sequence[EncodedRow], pad_id: int, *, max_tokens: int = 8192) -> list:
+    """Next-token NLL of every token of every row, float32 ``[len(row)]`` per row, in row order.
+
+    Entry ``t`` is the NLL of token ``t`` given tokens ``< t``; entry 0 (no prefix) is 0. Target masks are
+    not used, so one pass serves every token rule: :func:`masked_row_losses` reduces it to row losses.
+    """
+    device = model_device(model)
+    out: list = [None] * len(rows)
+    for idx, batch in _batches(rows, pad_id, max_tokens):
+        ids, att = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+        logits = model(input_ids=ids, attention_mask=att).logits[:, :-1].float()
+        nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), reduction="none")
+        nll = nll.view(ids.shape[0], -1).cpu().numpy()
+        for b, i in enumerate(idx):
+            out[i] = np.concatenate([[0.0], nll[b, : len(rows[i]) - 1]]).astype(np.float32)
+    return out
+
+
+def masked_row_losses(nll: Sequence[np.ndarray], rows: Sequence[EncodedRow], reduction: str = "mean") -> np.ndarray:
+    """Row losses from :func:`token_nll`: the mean (or sum) of each row's target tokens' NLL, float64
+    ``[len(rows)]`` (0 for a row without targets), equal to :func:`row_losses` up to summation order."""
+    out = np.zeros(len(rows), dtype=np.float64)
+    for i, (values, row) in enumerate(zip(nll, rows)):
+        if len(values) != len(row):
+            raise ValueError(f"row {i}: {len(values)} token losses for {len(row)} tokens")
+        picked = values[row.target_mask].astype(np.float64)
+        out[i] = picked.sum() if reduction == "sum" else picked.sum() / max(len(picked), 1)
     return out
 
 

@@ -7,11 +7,12 @@ import pytest
 import torch
 from transformers import GPTNeoXForCausalLM
 
+from rise_exp.data.records import Record
 from rise_exp.errors import ConfigError
 from rise_exp.methods.base import MethodContext
 from rise_exp.methods.common import encode_all
 from rise_exp.methods.zo_inf.method import ZOInf, gram_matrix, neighbours, spearman_matrix, zo_influence
-from rise_exp.training.evaluation import row_losses
+from rise_exp.training.evaluation import masked_row_losses, row_losses, token_nll
 
 # ZO-Inf's tiny model is smaller than the other method tests' default one.
 ZO_MODEL = dict(
@@ -175,3 +176,68 @@ def test_checkpoint_losses_are_cached_resumed_and_invalidated(
     before = set(first.cache_dir().glob("*.npy"))
     ZOInf({"neighbors": 2}, ctx).build(train)
     assert len(set(first.cache_dir().glob("*.npy")) - before) == 2  # that checkpoint's train losses, a new Gram
+
+
+def instruction_records(n: int, seed: int) -> list[Record]:
+    """Instruction rows of varying prompt and answer length (so the token rule changes the loss)."""
+    rng = np.random.default_rng(seed)
+    words = "the a bank loan rate stock patient doctor star ship".split()
+
+    def text(lo: int, hi: int) -> str:
+        return " ".join(rng.choice(words, int(rng.integers(lo, hi))))
+
+    return [Record(id=f"q{i}", instruction=text(2, 9), output=text(1, 6)) for i in range(n)]
+
+
+@pytest.mark.parametrize("mask_prompt", [False, True])
+def test_token_losses_reduce_to_the_row_losses_of_either_token_rule(word_tokenizer, trajectory, tmp_path, mask_prompt):
+    _, models = trajectory
+    ctx = MethodContext(model=models[0], tokenizer=word_tokenizer, work_dir=tmp_path, mask_prompt=mask_prompt)
+    rows = encode_all(instruction_records(7, seed=3), ctx)
+    pad = word_tokenizer.pad_token_id
+    nll = token_nll(models[0], rows, pad, max_tokens=40)  # several padded batches
+    assert [len(v) for v in nll] == [len(r) for r in rows] and all(v[0] == 0 for v in nll)
+    for reduction in ("mean", "sum"):
+        expected = row_losses(models[0], rows, pad, max_tokens=40, reduction=reduction).numpy()
+        np.testing.assert_allclose(masked_row_losses(nll, rows, reduction), expected, rtol=1e-5)
+
+
+def test_the_other_token_rule_reuses_the_cached_token_losses(word_tokenizer, trajectory, tmp_path, monkeypatch):
+    """Answers-only after every-token: no model is loaded, and the scores equal a build from scratch."""
+    paths, models = trajectory
+    train, queries = instruction_records(8, seed=0), instruction_records(3, seed=1)
+
+    def method(mask_prompt: bool, work_dir) -> ZOInf:
+        ctx = MethodContext(
+            model=models[-1], tokenizer=word_tokenizer, work_dir=work_dir, checkpoints=paths, mask_prompt=mask_prompt
+        )
+        return ZOInf({"neighbors": 2}, ctx)
+
+    every = method(False, tmp_path / "shared")
+    every.build(train)
+    every_scores = every.score(queries)
+    fresh = method(True, tmp_path / "fresh")
+    fresh.build(train)
+    expected = fresh.score(queries)
+    assert not np.allclose(expected, every_scores)  # the token rule matters here
+    loads = []
+    monkeypatch.setattr(ZOInf, "_load", lambda self, p: loads.append(p))
+    answers = method(True, tmp_path / "shared")
+    answers.build(train)
+    np.testing.assert_array_equal(answers.score(queries), expected)
+    assert loads == []
+
+
+def test_a_token_loss_file_of_the_wrong_size_is_recomputed(word_tokenizer, trajectory, make_records, tmp_path):
+    paths, models = trajectory
+    ctx = MethodContext(model=models[-1], tokenizer=word_tokenizer, work_dir=tmp_path, checkpoints=paths)
+    train, queries = make_records(6, seed=0), make_records(2, seed=1)
+    first = ZOInf({"neighbors": 2}, ctx)
+    first.build(train)
+    expected = first.score(queries)
+    damaged = next(p for p in sorted(first.cache_dir().glob("*.npy")) if p != first._gram_path())
+    np.save(damaged, np.zeros(3, dtype=np.float32))
+    again = ZOInf({"neighbors": 2}, ctx)
+    again.build(train)
+    np.testing.assert_array_equal(again.score(queries), expected)
+    assert np.load(damaged).size > 3

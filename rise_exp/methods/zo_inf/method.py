@@ -23,14 +23,16 @@ uses the epoch count where the epoch index is meant); we use the symmetric windo
 divide by ``||D||^4`` (squared norms applied twice); ``displacement_norm_power: 4`` reproduces that.
 Parameters: ``lm_head`` (the output embedding, as in the paper's LLM experiments) or ``all``.
 
-Each checkpoint's per-row losses, and the Gram matrix, are cached (``<cache>/indexes/zo_inf-losses``)
-under a key of the checkpoint's files (paths, sizes, modification times), the exact tokens and the loss
-settings: a killed build recomputes only the checkpoints it had not finished, and a rerun with other
-estimator settings (``neighbors``, ``center_losses``, ...) loads no model.
+Each checkpoint's per-token losses (the NLL of every token, whichever the token rule counts), and the
+Gram matrix, are cached (``<cache>/indexes/zo_inf-losses``) under a key of the checkpoint's files (paths,
+sizes, modification times) and the exact token ids: a killed build recomputes only the checkpoints it had
+not finished, and a rerun with the other token rule (``data.attribute_mask_prompt``), the other loss
+reduction or other estimator settings (``neighbors``, ``center_losses``, ...) loads no model.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -47,7 +49,9 @@ from rise_exp.index.files import save_npy
 from rise_exp.methods.base import AttributionMethod, MethodContext
 from rise_exp.methods.common import encode_all, pad_id
 from rise_exp.methods.zo_inf.config import ZOInfConfig
-from rise_exp.training.evaluation import model_device, row_losses
+from rise_exp.training.evaluation import masked_row_losses, model_device, token_nll
+
+log = logging.getLogger(__name__)
 
 
 def neighbours(e: int, num: int, neighbors: int) -> list[int]:
@@ -201,22 +205,28 @@ class ZOInf(AttributionMethod):
         return self.cache_dir() / f"{config_hash(what, n=16)}.npy"
 
     def _losses(self, rows: Sequence[EncodedRow], with_params: bool) -> tuple[np.ndarray, list[torch.Tensor]]:
-        """Per-checkpoint row losses ``[E, N]`` (each loaded from the cache or computed and cached), and the
-        flat parameters of every checkpoint when ``with_params`` (then every checkpoint is loaded)."""
+        """Per-checkpoint row losses ``[E, N]`` (reduced from per-token losses, each loaded from the cache or
+        computed and cached), and the flat parameters of every checkpoint when ``with_params`` (then every
+        checkpoint is loaded)."""
         pad = pad_id(self.ctx.tokenizer)
-        tokens = rows_hash(rows)
+        ids = rows_hash(rows, masks=False)
+        lengths = np.array([len(r) for r in rows])
         losses, params = [], []
         for path in progress.bar(len(self.checkpoints), "zo_inf checkpoints", iterable=self.checkpoints):
-            cached = self._key({"losses": checkpoint_identity(path), "rows": tokens, "reduction": self.reduction})
-            model = self._load(path) if with_params or not cached.is_file() else None
-            if cached.is_file():
-                losses.append(np.load(cached))
+            cached = self._key({"token_nll": checkpoint_identity(path), "ids": ids})
+            flat = np.load(cached) if cached.is_file() else None
+            if flat is not None and flat.shape != (int(lengths.sum()),):
+                log.warning("%s: %d token losses for %d tokens; recomputing them", cached, flat.size, lengths.sum())
+                flat = None
+            model = self._load(path) if with_params or flat is None else None
+            if flat is not None:
+                nll = np.split(flat, np.cumsum(lengths)[:-1])
             else:
                 assert model is not None
-                value = row_losses(model, rows, pad, max_tokens=self.max_tokens, reduction=self.reduction).numpy()
+                nll = token_nll(model, rows, pad, max_tokens=self.max_tokens)
                 cached.parent.mkdir(parents=True, exist_ok=True)
-                save_npy(cached, value)
-                losses.append(value)
+                save_npy(cached, np.concatenate(nll) if nll else np.zeros(0, dtype=np.float32))
+            losses.append(masked_row_losses(nll, rows, self.reduction))
             if with_params and model is not None:
                 params.append(flat_params(model, self.scope))
             del model
