@@ -48,4 +48,5 @@ for s in ${SEEDS[@]}; do
         method=stride method.steps=30 method.max_subsets=100 method.max_tokens=2048 seed="$s" \
         data.attribute_mask_prompt=true logger=csv hydra.run.dir="$R/stride_answers"
 done
-step $PY -m rise_exp.report "$OUT" --no-wandb   # every run, members pooled over finetune x sketch seeds
+# mean ± std over finetune seeds (and method seeds); ensemble members pooled over finetune x sketch seeds
+step $PY -m rise_exp.report "$OUT" --pool finetune.seed --no-wandb

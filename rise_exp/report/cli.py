@@ -1,4 +1,5 @@
-"""The command line: ``python -m rise_exp.report <sweep dir> [--out DIR] [--metric M] [--no-wandb]``."""
+"""The command line: ``python -m rise_exp.report <sweep dir> [--out DIR] [--metric M] [--pool SETTING]
+[--no-wandb]``."""
 
 from __future__ import annotations
 
@@ -30,6 +31,14 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"headline metric: the first table column and the plots' y axis (default: "
         f"{DEFAULT_METRIC} if present, else the first of {', '.join(MAIN_KEYS)})".replace("%", "%%"),
     )
+    p.add_argument(
+        "--pool",
+        action="append",
+        default=[],
+        metavar="SETTING",
+        help="a varied setting to average over as well as the seed (repeatable), e.g. --pool finetune.seed: "
+        "mean ± std over finetune seeds",
+    )
     p.add_argument("--allow-mixed-tasks", action="store_true", help="report runs of several tasks together")
     p.add_argument("--no-wandb", action="store_true", help="do not log the report to an offline W&B run")
     return p
@@ -43,6 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.path,
             args.out,
             metric=args.metric,
+            pool=args.pool,
             allow_mixed_tasks=args.allow_mixed_tasks,
             use_wandb=not args.no_wandb,
         )

@@ -68,8 +68,17 @@ def failed_section(runs: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def render_markdown(runs: pd.DataFrame, table: pd.DataFrame, source: Path, tasks: Sequence[str]) -> str:
-    """The full report.md: header, the mean ± std table and the failed-runs section."""
+def render_markdown(
+    runs: pd.DataFrame,
+    table: pd.DataFrame,
+    source: Path,
+    tasks: Sequence[str],
+    *,
+    over: str = "seeds",
+    not_varied: Sequence[str] = (),
+) -> str:
+    """The full report.md: header, the mean ± std table (over ``over``: seeds and any pooled settings;
+    ``not_varied``: pooled names that do not vary here) and the failed-runs section."""
     stages = sorted(map(str, runs["stage"].dropna().unique()))
     title = f"# Results: task {', '.join(tasks) or '?'}, stage {', '.join(stages) or '?'}"
     counts = runs["status"].value_counts()
@@ -78,8 +87,10 @@ def render_markdown(runs: pd.DataFrame, table: pd.DataFrame, source: Path, tasks
     lines = [title, "", f"Source: `{source}`; {len(runs)} runs: {count_text}."]
     if sweep:
         lines.append(f"Sweep: `{' '.join(sweep)}`.")
+    if not_varied:
+        lines.append(f"Not varied here, so nothing pooled over: {', '.join(f'`{s}`' for s in not_varied)}.")
     lines += [
-        "Cells are mean ± sample std over seeds; `seeds` counts the finished runs of each row.",
+        f"Cells are mean ± sample std over {over}; `seeds` counts the finished runs of each row.",
         "",
         to_markdown(table),
         "",

@@ -46,6 +46,7 @@ def write_report(
     out: str | Path | None = None,
     *,
     metric: str | None = None,
+    pool: Sequence[str] = (),
     allow_mixed_tasks: bool = False,
     use_wandb: bool = True,
 ) -> Report:
@@ -53,7 +54,9 @@ def write_report(
     report.json (column roles, for the notebook), the plots, and (when runs scored their ensemble members)
     members.csv and members_summary.csv into ``out`` (default ``<path>/report``).
 
-    Runs with unparseable files are reported as failed; they do not stop the report.
+    Runs with unparseable files are reported as failed; they do not stop the report. ``pool`` names varied
+    settings averaged over with the seed (e.g. ``finetune.seed``); one that does not vary here pools nothing,
+    and the report says so.
 
     Raises:
         DataError: ``path`` is not a directory or holds no runs.
@@ -65,11 +68,13 @@ def write_report(
     tasks = check_tasks(runs, allow_mixed_tasks)
     settings, metrics = runs.attrs["settings"], runs.attrs["metrics"]
     primary = resolve_metric(metrics, metric)
-    summary = summarize(runs)
+    pooled = [s for s in dict.fromkeys(pool) if s in settings]
+    summary = summarize(runs, pool=pooled)
     shown = display_metrics(summary, metrics, primary)
-    table = display_table(summary, shown, settings)
+    table = display_table(summary, shown, summary.attrs["settings"])
     out.mkdir(parents=True, exist_ok=True)
-    markdown = render_markdown(runs, table, source, tasks)
+    over = " and ".join(["seeds", *pooled])
+    markdown = render_markdown(runs, table, source, tasks, over=over, not_varied=[s for s in pool if s not in settings])
     counterfactual, cf_plots = collect_sections(find_run_dirs(source), out)
     if counterfactual:
         markdown += "\n## Counterfactual evaluation (stage=lds, stage=removal)\n\n" + counterfactual
@@ -78,7 +83,7 @@ def write_report(
         markdown += "\n## Ensemble members (stage.members=true)\n\n" + members
     files = [out / n for n in ("report.md", "report.tex", "runs.csv", "summary.csv", "report.json")]
     files[0].write_text(markdown)
-    caption = f"task {', '.join(tasks)}; mean $\\pm$ sample std over seeds"
+    caption = f"task {', '.join(tasks)}; mean $\\pm$ sample std over {over}"
     files[1].write_text(to_latex(table, caption=caption))
     runs.to_csv(files[2], index=False)
     summary.to_csv(files[3], index=False)
@@ -89,6 +94,7 @@ def write_report(
         "source": str(source),
         "metric": primary,
         "settings": settings,
+        "pooled": pooled,
         "metrics": metrics,
         "shown_metrics": shown,
         "tasks": tasks,
