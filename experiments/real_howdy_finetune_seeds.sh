@@ -6,8 +6,9 @@
 #   rapidin  RapidIn on the adapter's gradients, answers only, over five RapidGrad seeds from one gradient
 #            pass (~18 min);
 #   zo_inf   ZO-Inf, all parameters, over the finetune's 9 checkpoints, every token and answers only (no
-#            method seed; the second rule reuses the first one's cached token losses: ~40 min for both);
-#   stride   STRIDE shortened (100 subsets, 30 steps) with method seed = finetune seed, answers only (~28 min).
+#            method seed; the second rule reuses the first one's cached token losses: ~20 min for both);
+#   stride   STRIDE shortened (100 subsets, 30 steps) with method seed = finetune seed, answers only (~26 min);
+#   stride_all  the same with every token scored (~26 min).
 #   bash experiments/real_howdy_finetune_seeds.sh <howdy data dir> [out dir] [finetune seeds...]
 #   STEPS="zo_inf stride" bash experiments/real_howdy_finetune_seeds.sh ...   # only those steps
 # Each finetune is about 20 min on one thread here; a killed one resumes after its last finished epoch, and a
@@ -18,7 +19,7 @@ export HOWDY_DATA="${1:?usage: real_howdy_finetune_seeds.sh <howdy data dir> [ou
 OUT="${2:-multirun/real_howdy_ft_seeds}"
 shift $(( $# >= 2 ? 2 : 1 ))
 SEEDS=("${@:-0 1 2 3 4}")
-STEPS="${STEPS:-probe rise rapidin zo_inf stride}"
+STEPS="${STEPS:-probe rise rapidin zo_inf stride stride_all}"
 PY="${PYTHON:-python}"
 export RISE_EXP_PROGRESS="${RISE_EXP_PROGRESS:-1}"
 step() { echo "== $*"; "$@" || echo "== FAILED (exit $?): $*"; }
@@ -47,6 +48,9 @@ for s in ${SEEDS[@]}; do
     wanted stride && once "$R/stride_answers" $PY -m rise_exp experiment=real_howdy finetune.seed="$s" \
         method=stride method.steps=30 method.max_subsets=100 method.max_tokens=2048 seed="$s" \
         data.attribute_mask_prompt=true logger=csv hydra.run.dir="$R/stride_answers"
+    wanted stride_all && once "$R/stride_all" $PY -m rise_exp experiment=real_howdy finetune.seed="$s" \
+        method=stride method.steps=30 method.max_subsets=100 method.max_tokens=2048 seed="$s" \
+        data.attribute_mask_prompt=false logger=csv hydra.run.dir="$R/stride_all"
 done
 # mean ± std over finetune seeds (and method seeds); ensemble members pooled over finetune x sketch seeds
 step $PY -m rise_exp.report "$OUT" --pool finetune.seed --no-wandb
