@@ -18,6 +18,10 @@ Conventions (explicit, and tested):
   ``p@K`` then uses the top ``min(K, N)`` rows.
 - ``average_precision`` of a set without positives is 0.0 (nothing relevant was ranked; scikit-learn
   warns and returns 0 too). A query contributes to ``auprc@K`` either way.
+- Chance is not the positive rate for ``auprc@K``: AP is computed on the 2K selected rows, and a random
+  ranking's AP there is well above the rate (Howdy, 26 positives in 300 rows: about 0.19 at K = 10 against
+  a rate of 0.087); :func:`chance_retrieval_metrics` gives the level for any labels. ``p@K``'s chance is
+  the rate.
 - ROC AUC is undefined when the 2K rows hold one class only. Such a query is skipped for
   ``auroc@K`` only, and ``auroc@K_skipped`` counts them; ``auroc@K`` is NaN if every query was skipped.
 """
@@ -181,6 +185,30 @@ def retrieval_metrics(scores: np.ndarray, labels: np.ndarray, ks: Sequence[int] 
         out[f"auroc@{k}"] = float(np.mean(aucs)) if aucs else math.nan
         out[f"p@{k}"] = float(np.mean(precs))
         out[f"auroc@{k}_skipped"] = s.shape[0] - len(aucs)
+    return out
+
+
+def chance_retrieval_metrics(
+    labels: np.ndarray, n_queries: int, ks: Sequence[int] = DEFAULT_KS, *, draws: int = 20, seed: int = 0
+) -> dict[str, float]:
+    """The chance level of :func:`retrieval_metrics` for these labels: its mean over ``draws`` sets of
+    ``n_queries`` random rankings (i.i.d. normal scores; ``labels`` ``[N]``, shared by the queries).
+
+    Returns ``{"auprc@K", "auroc@K", "p@K"}`` means and ``"<metric>_std"``, the std over draws of a draw's
+    query-averaged value (how far one run of ``n_queries`` random queries strays from chance).
+    """
+    y = _as_binary(labels, "labels")
+    if y.ndim != 1 or y.size == 0 or n_queries < 1 or draws < 2:
+        raise ConfigError("chance_retrieval_metrics needs [N] labels, n_queries >= 1 and draws >= 2")
+    rng = np.random.default_rng(seed)
+    runs = [retrieval_metrics(rng.standard_normal((n_queries, y.size)), y, ks) for _ in range(draws)]
+    out: dict[str, float] = {}
+    for k in _check_ks(ks):
+        for name in (f"auprc@{k}", f"auroc@{k}", f"p@{k}"):
+            values = np.array([r[name] for r in runs], dtype=np.float64)
+            values = values[~np.isnan(values)]  # auroc@K: NaN when every query saw one class only
+            out[name] = float(values.mean()) if values.size else math.nan
+            out[f"{name}_std"] = float(values.std(ddof=1)) if values.size > 1 else math.nan
     return out
 
 

@@ -11,6 +11,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from rise_exp.errors import ConfigError, DataError
 from rise_exp.metrics import (
     average_precision,
+    chance_retrieval_metrics,
     precision_at_fraction,
     retrieval_metrics,
     roc_auc,
@@ -161,3 +162,19 @@ def test_ranked_metrics_equal_dense_metrics_with_ties(per_query):
         assert ranked[key] == pytest.approx(value, nan_ok=True), key
     with pytest.raises(DataError, match="top and bottom 40 rows"):
         retrieval_metrics_ranked((top[0][:, :5], top[1][:, :5]), bottom, labels, n, ks)
+
+
+def test_chance_level_by_hand_and_above_the_positive_rate():
+    # N = 2, one positive, K = 1: both rows are evaluated; AP is 1 when the positive ranks first, else 1/2
+    chance = chance_retrieval_metrics(np.array([1, 0]), n_queries=50, ks=[1], draws=80, seed=1)
+    assert chance["auprc@1"] == pytest.approx(0.75, abs=0.02) and chance["p@1"] == pytest.approx(0.5, abs=0.03)
+    assert chance["auroc@1"] == pytest.approx(0.5, abs=0.03) and 0 < chance["p@1_std"] < 0.2
+    every = chance_retrieval_metrics(np.ones(6, dtype=int), n_queries=3, ks=[2], draws=2)
+    assert every["auprc@2"] == 1.0 and every["p@2"] == 1.0 and every["auprc@2_std"] == 0.0
+    assert math.isnan(every["auroc@2"])  # one class only: AUC undefined
+    labels = np.zeros(300, dtype=int)
+    labels[:26] = 1  # the real Howdy subset: auPRC@K's chance is far above the positive rate, P@K's is the rate
+    howdy = chance_retrieval_metrics(labels, n_queries=100, ks=[10], draws=5)
+    assert howdy["auprc@10"] > 0.15 and howdy["p@10"] == pytest.approx(26 / 300, abs=0.02)
+    with pytest.raises(ConfigError, match="draws >= 2"):
+        chance_retrieval_metrics(labels, n_queries=1, draws=1)
