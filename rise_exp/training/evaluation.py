@@ -39,14 +39,16 @@ def row_losses(
 
 
 @torch.no_grad()
-def token_nll(model: torch.nn.Module, rows: Sequence[EncodedRow], pad_id: int, *, max_tokens: int = 8192) -> list:
+def token_nll(
+    model: torch.nn.Module, rows: Sequence[EncodedRow], pad_id: int, *, max_tokens: int = 8192
+) -> list[np.ndarray]:
     """Next-token NLL of every token of every row, float32 ``[len(row)]`` per row, in row order.
 
     Entry ``t`` is the NLL of token ``t`` given tokens ``< t``; entry 0 (no prefix) is 0. Target masks are
     not used, so one pass serves every token rule: :func:`masked_row_losses` reduces it to row losses.
     """
     device = model_device(model)
-    out: list = [None] * len(rows)
+    out: list[np.ndarray] = [np.zeros(0, dtype=np.float32)] * len(rows)
     for idx, batch in _batches(rows, pad_id, max_tokens):
         ids, att = batch["input_ids"].to(device), batch["attention_mask"].to(device)
         logits = model(input_ids=ids, attention_mask=att).logits[:, :-1].float()
