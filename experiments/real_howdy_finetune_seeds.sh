@@ -6,7 +6,7 @@
 #   rapidin  RapidIn on the adapter's gradients, answers only, over five RapidGrad seeds from one gradient
 #            pass (~18 min);
 #   zo_inf   ZO-Inf, all parameters, over the finetune's 9 checkpoints, every token and answers only (no
-#            method seed; the second rule reuses the first one's cached token losses: ~20 min for both);
+#            method seed; the second rule reuses the first one's cached token losses: ~15 min for both);
 #   stride   STRIDE shortened (100 subsets, 30 steps) with method seed = finetune seed, answers only (~26 min);
 #   stride_all  the same with every token scored (~26 min).
 #   bash experiments/real_howdy_finetune_seeds.sh <howdy data dir> [out dir] [finetune seeds...]
