@@ -7,10 +7,10 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from rise_exp.data.encoding import EncodedRow, collate, token_budget_batches
-from rise_exp.training.losses import masked_token_nll
+from rise_exp.errors import allowed
+from rise_exp.training.losses import REDUCTIONS, masked_token_nll, next_token_nll
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
@@ -51,9 +51,7 @@ def token_nll(
     out: list[np.ndarray] = [np.zeros(0, dtype=np.float32)] * len(rows)
     for idx, batch in _batches(rows, pad_id, max_tokens):
         ids, att = batch["input_ids"].to(device), batch["attention_mask"].to(device)
-        logits = model(input_ids=ids, attention_mask=att).logits[:, :-1].float()
-        nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), reduction="none")
-        nll = nll.view(ids.shape[0], -1).cpu().numpy()
+        nll = next_token_nll(model(input_ids=ids, attention_mask=att).logits, ids).cpu().numpy()
         for b, i in enumerate(idx):
             out[i] = np.concatenate([[0.0], nll[b, : len(rows[i]) - 1]]).astype(np.float32)
     return out
@@ -62,6 +60,8 @@ def token_nll(
 def masked_row_losses(nll: Sequence[np.ndarray], rows: Sequence[EncodedRow], reduction: str = "mean") -> np.ndarray:
     """Row losses from :func:`token_nll`: the mean (or sum) of each row's target tokens' NLL, float64
     ``[len(rows)]`` (0 for a row without targets), equal to :func:`row_losses` up to summation order."""
+    if reduction not in REDUCTIONS:
+        raise allowed("loss reduction", reduction, REDUCTIONS)
     out = np.zeros(len(rows), dtype=np.float64)
     for i, (values, row) in enumerate(zip(nll, rows)):
         if len(values) != len(row):

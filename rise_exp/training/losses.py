@@ -15,6 +15,14 @@ from rise_exp.errors import allowed
 REDUCTIONS = ("mean", "sum")
 
 
+def next_token_nll(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+    """``[B, L - 1]`` float32 NLL of token ``t + 1`` under the logits at position ``t``, every position
+    (padding included: callers mask)."""
+    flat = logits[:, :-1].float()
+    nll = F.cross_entropy(flat.reshape(-1, flat.shape[-1]), input_ids[:, 1:].reshape(-1), reduction="none")
+    return nll.view(input_ids.shape[0], -1)
+
+
 def masked_token_nll(
     logits: torch.Tensor, input_ids: torch.Tensor, target_mask: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -25,11 +33,9 @@ def masked_token_nll(
         input_ids: ``[B, L]`` token ids.
         target_mask: ``[B, L]`` bool, True where token ``t`` is a target.
     """
-    flat = logits[:, :-1].float()
-    targets = input_ids[:, 1:]
-    mask = target_mask[:, 1:].to(flat.dtype)
-    nll = F.cross_entropy(flat.reshape(-1, flat.shape[-1]), targets.reshape(-1), reduction="none")
-    nll = nll.view_as(mask) * mask
+    nll = next_token_nll(logits, input_ids)
+    mask = target_mask[:, 1:].to(nll.dtype)
+    nll = nll * mask
     return nll.sum(1), mask.sum(1)
 
 

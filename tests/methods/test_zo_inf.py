@@ -200,6 +200,8 @@ def test_token_losses_reduce_to_the_row_losses_of_either_token_rule(word_tokeniz
     for reduction in ("mean", "sum"):
         expected = row_losses(models[0], rows, pad, max_tokens=40, reduction=reduction).numpy()
         np.testing.assert_allclose(masked_row_losses(nll, rows, reduction), expected, rtol=1e-5)
+    with pytest.raises(ConfigError, match="unknown loss reduction 'median'"):
+        masked_row_losses(nll, rows, "median")
 
 
 def test_the_other_token_rule_reuses_the_cached_token_losses(word_tokenizer, trajectory, tmp_path, monkeypatch):
