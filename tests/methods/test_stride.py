@@ -8,6 +8,7 @@ import torch
 
 from rise_exp.errors import ConfigError
 from rise_exp.methods.base import MethodContext
+from rise_exp.methods.common import encode_all
 from rise_exp.methods.stride.method import Stride, auto_layer
 from rise_exp.methods.stride.sparse_recovery import balanced_membership, lasso_alpha_max, lasso_recover
 from rise_exp.methods.stride.steering import SteeringBank, decoder_layers
@@ -114,6 +115,72 @@ def test_stride_rejects_bad_settings(word_tokenizer, tiny_gpt_neox, make_records
         Stride({"layer": 5}, ctx).build(make_records(20, seed=0))
     with pytest.raises(ConfigError, match="method.lasso_alpha_ratio must be > 0"):
         Stride({"lasso_alpha_ratio": 0}, ctx)
+
+
+def test_stride_stores_its_operators_and_reuses_them(
+    word_tokenizer, tiny_gpt_neox, make_records, tmp_path, caplog, monkeypatch
+):
+    """Operators are saved in the index cache and loaded (not retrained) by a run with the same model, tokens,
+    seed and training settings; anything that shapes training gets its own file; a damaged file is retrained."""
+    model = tiny_gpt_neox(len(word_tokenizer))
+
+    def stride(model_id: str = "m", seed: int = 3, **settings) -> Stride:
+        ctx = MethodContext(
+            model=model,
+            tokenizer=word_tokenizer,
+            work_dir=tmp_path,
+            max_length=32,
+            seed=seed,
+            index_root=tmp_path / "indexes",
+            model_id=model_id,
+        )
+        return Stride({"steps": 4, "operators_per_step": 8, "subsets_per_example": 4, **settings}, ctx)
+
+    train, queries = make_records(30, seed=0), make_records(3, seed=1)
+    rows = encode_all(train, stride().ctx)
+    first = stride()
+    path = first.operator_file(rows)
+    assert path is not None and not path.exists()
+    first.build(train)
+    assert path.is_file() and len(first.train_log) == 4
+    expected = first.score(queries)
+
+    trained: list[int] = []
+    original = Stride._train
+    monkeypatch.setattr(Stride, "_train", lambda self, *a: trained.append(1) or original(self, *a))
+    again = stride(lasso_alpha_ratio=0.02)  # a recovery setting: the same operators
+    assert again.operator_file(rows) == path
+    again.build(train)
+    assert not trained
+    np.testing.assert_array_equal(again.bank.write.detach(), first.bank.write.detach())
+    np.testing.assert_array_equal(again.membership, first.membership)
+    assert again.layer == first.layer and again.train_log == first.train_log
+    same = stride()
+    same.build(train)
+    np.testing.assert_array_equal(same.score(queries), expected)
+
+    # model, seed, tokens or a training setting changed: another file
+    others = {
+        stride("m2").operator_file(rows),
+        stride(seed=4).operator_file(rows),
+        stride(steps=5).operator_file(rows),
+    }
+    others.add(first.operator_file(rows[:-1]))
+    assert path not in others and len(others) == 4
+    assert (
+        Stride({}, MethodContext(model=model, tokenizer=word_tokenizer, work_dir=tmp_path)).operator_file(rows) is None
+    )
+
+    stride(reuse_operators=False).build(train)  # retrains and overwrites
+    assert len(trained) == 1
+
+    path.write_bytes(path.read_bytes()[:64])  # damaged
+    with caplog.at_level("WARNING"):
+        damaged = stride()
+        damaged.build(train)
+    assert "cannot read stored operators" in caplog.text and len(trained) == 2
+    np.testing.assert_allclose(damaged.score(queries), expected, rtol=1e-5, atol=1e-7)
+    assert stride().operator_file(rows).is_file()
 
 
 def _tiny(arch: str, vocab: int) -> torch.nn.Module:

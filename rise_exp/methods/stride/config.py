@@ -43,6 +43,11 @@ class StrideConfig(Settings):
         "pass runs only the blocks above (same scores up to float rounding); false: full passes (reference)",
     )
     seed: int | None = setting(None, "subsets and operator init; null = the global seed")
+    reuse_operators: bool = setting(
+        True,
+        "load operators trained earlier on the same model, tokens, seed and settings from the index cache "
+        "(<cache>/indexes/stride-operators); false: train them again and overwrite the stored ones",
+    )
 
     def validate(self) -> None:
         if self.n_subsets is not None and self.n_subsets < self.subsets_per_example:

@@ -15,25 +15,34 @@ Perturbations", arXiv 2606.05165, 2026).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from rise_exp import progress
-from rise_exp.data.encoding import EncodedRow, collate, token_budget_batches
+from rise_exp.data.encoding import EncodedRow, collate, rows_hash, token_budget_batches
 from rise_exp.data.records import Record
 from rise_exp.errors import ConfigError
+from rise_exp.hashing import config_hash
 from rise_exp.methods.base import AttributionMethod, MethodContext
 from rise_exp.methods.common import encode_all, forward_logits, pad_id
 from rise_exp.methods.stride.config import StrideConfig
+from rise_exp.methods.stride.operator_store import StoredOperators, load_operators, save_operators
 from rise_exp.methods.stride.prefix import PrefixReplay
 from rise_exp.methods.stride.sparse_recovery import balanced_membership, lasso_recover
 from rise_exp.methods.stride.steering import SteeringBank, decoder_layers
 from rise_exp.training.evaluation import model_device, row_losses
 from rise_exp.training.losses import row_loss
+
+log = logging.getLogger(__name__)
+
+#: Settings that only shape the recovery from measurements, not the trained operators.
+RECOVERY_SETTINGS = ("lasso_alpha_ratio", "lasso_max_iter", "reuse_operators")
 
 
 def auto_layer(num_layers: int) -> int:
@@ -188,6 +197,41 @@ class Stride(AttributionMethod):
             total += float(part.detach())
         return total
 
+    # ----------------------------------------------------------------- stored operators
+    def operator_file(self, rows: Sequence[EncodedRow]) -> Path | None:
+        """Where the operators trained on ``rows`` are stored (``<cache>/indexes/stride-operators``), keyed by
+        the model, its dtype, the exact tokens and target masks, the seed and every setting that shapes
+        training; None outside a pipeline (no index cache, no model identity)."""
+        if self.ctx.index_root is None or not self.ctx.model_id:
+            return None
+        settings = {k: v for k, v in self.cfg.to_dict().items() if k not in RECOVERY_SETTINGS}
+        key = {
+            "model": self.ctx.model_id,
+            "dtype": str(next(self.ctx.model.parameters()).dtype),
+            "data": rows_hash(rows),
+            "seed": self.seed,
+            "settings": settings,
+        }
+        return (
+            Path(self.ctx.index_root)
+            / "stride-operators"
+            / f"{self.ctx.data_name}-{config_hash(key, n=16)}.safetensors"
+        )
+
+    def _restore(self, path: Path | None, n_rows: int, n_ops: int, hidden: int) -> bool:
+        """Load stored operators into the built bank; False when there are none to use."""
+        if path is None or not self.cfg.reuse_operators or self.bank is None:
+            return False
+        state = load_operators(path, n_ops=n_ops, n_rows=n_rows, hidden=hidden, rank=self.bank.read.shape[0])
+        if state is None:
+            return False
+        with torch.no_grad():
+            self.bank.read.copy_(state.read)
+            self.bank.write.copy_(state.write)
+        self.membership, self.layer, self.train_log = state.membership, state.layer, state.train_log
+        log.info("stride: reusing the operators stored in %s (method.reuse_operators=false retrains)", path)
+        return True
+
     # ----------------------------------------------------------------- API
     def build(self, train: Sequence[Record]) -> None:
         rows = encode_all(train, self.ctx)
@@ -200,6 +244,21 @@ class Stride(AttributionMethod):
         hidden = int(model.config.hidden_size)
         gen = torch.Generator().manual_seed(self.seed)
         self.bank = SteeringBank(n_ops, hidden, min(self.rank, hidden), gen).to(model_device(model))
+        self.train_log = []
+        path = self.operator_file(rows)
+        if not self._restore(path, len(rows), n_ops, hidden):
+            self._train(rows, rng)
+            if path is not None:
+                save_operators(
+                    path,
+                    StoredOperators(self.bank.read, self.bank.write, self.membership, self.layer, self.train_log),
+                )
+        state = sum(p.numel() * p.element_size() for p in self.bank.parameters())
+        self.index_bytes = int(state + self.membership.nbytes)
+
+    def _train(self, rows: Sequence[EncodedRow], rng: np.random.Generator) -> None:
+        """Train the operators with the base model frozen (its flags and mode restored after)."""
+        model = self.ctx.model
         flags = [p.requires_grad for p in model.parameters()]
         was_training = model.training
         model.eval()
@@ -212,8 +271,6 @@ class Stride(AttributionMethod):
             for p, f in zip(model.parameters(), flags):
                 p.requires_grad_(f)
             model.train(was_training)
-        state = sum(p.numel() * p.element_size() for p in self.bank.parameters())
-        self.index_bytes = int(state + self.membership.nbytes)
 
     @torch.no_grad()
     def measure(self, queries: Sequence[Record]) -> np.ndarray:
