@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The embedded-model tables quoted in README.md and experiments/README.md, rerun from scratch (synthetic
-# tasks, no network; RISE over sketch seeds 0-4, the costly gradient baselines with seed 0).
+# tasks, no network; RISE over sketch seeds 0-4, the costly gradient baselines with seed 0, then everything
+# again over five finetune seeds: RISE x sketch seeds 0-4, the baselines as (finetune seed i, seed i) pairs).
 #   bash experiments/embedded_tables.sh [sweep root] [released Howdy dir, optional]
 # Each block is one Hydra sweep followed by its report (<sweep>/report/summary.csv).
 set -uo pipefail
@@ -91,6 +92,16 @@ report "$OUT/models_ft"
 step $PY -m rise_exp -m experiment=table_valuation method=rise finetune.seed=0,1,2,3,4 seed=0,1,2,3,4 logger=csv \
     trainer.threads=1 hydra.sweep.dir="$OUT/valuation_ft"
 report "$OUT/valuation_ft"
+# Valuation by the gradient baselines over five (finetune seed i, method seed i) pairs, both modes, pooled.
+for i in 0 1 2 3 4; do
+  step $PY -m rise_exp -m experiment=table_valuation method=rapidin,stride,zo_inf stage.mode=mean,rrf \
+      finetune.seed=$i seed=$i logger=csv trainer.threads=1 hydra.sweep.dir="$OUT/valuation_baselines_ft/ft$i"
+done
+step $PY -m rise_exp.report "$OUT/valuation_baselines_ft" --pool finetune.seed --no-wandb
+
+# Chance levels of the retrospective tables (random rankings): synthetic Howdy; Brain Rot and Finance-Medical.
+step $PY experiments/chance_level.py --rows 500 --positives 45 --queries 20
+step $PY experiments/chance_level.py --rows 500 --positives 250 --queries 20
 
 # The released Howdy pool on the embedded model (needs the release's files).
 if [ -n "$HOWDY" ]; then
@@ -108,4 +119,5 @@ if [ -n "$HOWDY" ]; then
       task.queries_path="$HOWDY/queries.jsonl" method=rise method.residual=naive method.norm_eps=0,1e-8 \
       seed=0,1,2,3,4 logger=csv trainer.threads=1 hydra.sweep.dir="$OUT/released_naive/rise"
   report "$OUT/released_naive"
+  step $PY experiments/chance_level.py --rows 4999 --positives 438 --queries 100
 fi
