@@ -12,6 +12,7 @@ query-mean LDS and removal change.
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from rise_exp.report.plots import MARKERS, new_figure, palette
-from rise_exp.report.runs import SEED_KEY, read_run
+from rise_exp.report.runs import SEED_KEY, lookup, read_run
 from rise_exp.report.summary import fmt_short
 
 if TYPE_CHECKING:
@@ -131,21 +132,24 @@ def plot_removal(path: Path, agg: pd.DataFrame, measures: Sequence[str], title: 
     return fig
 
 
-def seed_tables(run_dirs: Sequence[Path]) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+def seed_tables(run_dirs: Sequence[Path], pool: Sequence[str] = ()) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
     """Mean ± sample std over method seeds of the runs' LDS (per method and measure) and removal changes
     (per method, selection and k); None where fewer than two runs with distinct seeds hold that table.
 
-    Runs whose command-line overrides differ in more than the seed are not pooled: a ``setting`` column
-    (those overrides) then splits the rows.
+    ``pool`` names settings averaged over with the seed (e.g. ``finetune.seed``: runs of the pairs
+    (finetune seed i, seed i) pool into one spread; ``seeds`` then counts distinct combinations). Runs whose
+    command-line overrides differ in anything else are not pooled: a ``setting`` column (those overrides)
+    then splits the rows.
     """
+    skip = {SEED_KEY, *pool}
     tables: dict[str, list[pd.DataFrame]] = {"lds": [], "removal": []}
     for run_dir in map(Path, run_dirs):
         record = read_run(run_dir, run_dir.name)
-        seed = record.config.get(SEED_KEY)
-        setting = " ".join(sorted(o for o in record.overrides if o.split("=", 1)[0].lstrip("+~") != SEED_KEY))
+        draw = json.dumps([record.config.get(SEED_KEY), *(lookup(record.config, k)[1] for k in pool)])
+        setting = " ".join(sorted(o for o in record.overrides if o.split("=", 1)[0].lstrip("+~") not in skip))
         for kind, name in (("lds", LDS_CSV), ("removal", REMOVAL_SUMMARY_CSV)):
             if (run_dir / name).is_file():
-                tables[kind].append(pd.read_csv(run_dir / name).assign(method_seed=seed, setting=setting))
+                tables[kind].append(pd.read_csv(run_dir / name).assign(method_seed=draw, setting=setting))
     out: list[pd.DataFrame | None] = []
     for kind, keys in (("lds", ["method", "measure"]), ("removal", ["method", "selection", "k"])):
         df = pd.concat(tables[kind], ignore_index=True) if tables[kind] else None
@@ -169,15 +173,15 @@ def _method_cell(row: dict[str, Any]) -> str:
     return f"{row['method']} ({row['setting']})" if row.get("setting") else str(row["method"])
 
 
-def seed_markdown(lds: pd.DataFrame | None, removal: pd.DataFrame | None) -> str:
-    """The :func:`seed_tables` as Markdown (empty when neither exists)."""
+def seed_markdown(lds: pd.DataFrame | None, removal: pd.DataFrame | None, over: str = "method seeds") -> str:
+    """The :func:`seed_tables` as Markdown (empty when neither exists); ``over`` names what the spread is over."""
     parts = []
     if lds is not None:
-        lines = ["| method | measure | LDS, mean ± std over method seeds | seeds |", "|---|---|---|--:|"]
+        lines = [f"| method | measure | LDS, mean ± std over {over} | seeds |", "|---|---|---|--:|"]
         for r in lds.sort_values(["measure", "lds_mean"], ascending=[True, False]).to_dict("records"):
             cells = f"{fmt_short(r['lds_mean'])} ± {fmt_short(r['lds_std'])}"
             lines.append(f"| {_method_cell(r)} | {r['measure']} | {cells} | {r['seeds']} |")
-        parts.append("### LDS over method seeds\n\n" + "\n".join(lines) + "\n")
+        parts.append(f"### LDS over {over}\n\n" + "\n".join(lines) + "\n")
     if removal is not None:
         measures = [c.removesuffix("_mean") for c in removal.columns if c.endswith("_mean")]
         head = ["method", "removed", "k", *measures, "seeds"]
@@ -188,12 +192,12 @@ def seed_markdown(lds: pd.DataFrame | None, removal: pd.DataFrame | None) -> str
                 f"| {_method_cell(r)} | {r['selection']} | {r['k']} | " + " | ".join(cells) + f" | {r['seeds']} |"
             )
         parts.append(
-            "### Top-k removal over method seeds (each seed's mean change over queries)\n\n" + "\n".join(lines) + "\n"
+            f"### Top-k removal over {over} (each run's mean change over queries)\n\n" + "\n".join(lines) + "\n"
         )
     return "\n".join(parts)
 
 
-def collect_sections(run_dirs: Sequence[Path], out: Path) -> tuple[str, list[Path]]:
+def collect_sections(run_dirs: Sequence[Path], out: Path, pool: Sequence[str] = ()) -> tuple[str, list[Path]]:
     """The counterfactual results of ``run_dirs`` for report.md: the tables over method seeds when the
     runs have several (also written to ``out`` as ``lds_seeds.csv`` / ``removal_seeds.csv``), then each
     run's ``lds.md`` and ``removal.md`` (headings demoted one level), with ``removal.png`` copied into
@@ -214,10 +218,10 @@ def collect_sections(run_dirs: Sequence[Path], out: Path) -> tuple[str, list[Pat
                 shutil.copyfile(png, dest)
                 files.append(dest)
                 parts.append(f"![top-k removal]({dest.name})\n")
-    lds, removal = seed_tables(run_dirs)
+    lds, removal = seed_tables(run_dirs, pool)
     for table, name in ((lds, "lds_seeds.csv"), (removal, "removal_seeds.csv")):
         if table is not None:
             table.to_csv(out / name, index=False)
     if lds is not None or removal is not None:
-        parts.insert(0, seed_markdown(lds, removal))
+        parts.insert(0, seed_markdown(lds, removal, " and ".join(["method seeds", *pool])))
     return "\n".join(parts), files

@@ -75,7 +75,7 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     over = " and ".join(["seeds", *pooled])
     markdown = render_markdown(runs, table, source, tasks, over=over, not_varied=[s for s in pool if s not in settings])
-    counterfactual, cf_plots = collect_sections(find_run_dirs(source), out)
+    counterfactual, cf_plots = collect_sections(find_run_dirs(source), out, pooled)
     if counterfactual:
         markdown += "\n## Counterfactual evaluation (stage=lds, stage=removal)\n\n" + counterfactual
     members, member_files = members_section(runs, out)

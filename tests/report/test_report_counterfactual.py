@@ -73,3 +73,19 @@ def test_no_seed_table_without_two_seeds(tmp_path):
     assert seed_tables(one) == (None, None)
     same = [*one, _run(tmp_path, "b", 0, {"rise": 0.3}, 2.0)]  # another retraining setting, same method seed
     assert seed_tables(same) == (None, None)
+
+
+def test_pooled_setting_joins_the_seed(tmp_path):
+    """--pool finetune.seed: pairs (finetune seed i, seed i) pool into one spread instead of one row per finetune."""
+    runs = []
+    for i, value in enumerate((0.2, 0.4, 0.9)):
+        d = _run(tmp_path, f"ft{i}", i, {"rise": value}, None, f"finetune.seed={i}")
+        (d / "config.yaml").write_text(f"seed: {i}\nmethod:\n  name: rise\nfinetune:\n  seed: {i}\n")
+        runs.append(d)
+    split, _ = seed_tables(runs)  # unpooled: one row per finetune seed, each of one run
+    assert list(split["setting"]) == [f"finetune.seed={i}" for i in range(3)] and list(split["seeds"]) == [1, 1, 1]
+    lds, _ = seed_tables(runs, pool=["finetune.seed"])
+    assert "setting" not in lds and lds["seeds"].iloc[0] == 3
+    assert lds["lds_mean"].iloc[0] == pytest.approx(0.5) and lds["lds_std"].iloc[0] == pytest.approx(0.360555, rel=1e-5)
+    text, _ = collect_sections(runs, tmp_path, pool=["finetune.seed"])
+    assert "LDS, mean ± std over method seeds and finetune.seed" in text and "0.500 ± 0.361" in text
