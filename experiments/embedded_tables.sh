@@ -119,5 +119,11 @@ if [ -n "$HOWDY" ]; then
       task.queries_path="$HOWDY/queries.jsonl" method=rise method.residual=naive method.norm_eps=0,1e-8 \
       seed=0,1,2,3,4 logger=csv trainer.threads=1 hydra.sweep.dir="$OUT/released_naive/rise"
   report "$OUT/released_naive"
+  for i in 0 1 2 3 4; do   # over finetune seeds: five sketch seeds per finetune from one ensemble index
+    step $PY -m rise_exp -m task.source=local task.train_path="$HOWDY/train.jsonl" \
+        task.queries_path="$HOWDY/queries.jsonl" method=rise method.ensemble=5 stage.members=true seed=0 \
+        finetune.seed=$i logger=csv trainer.threads=1 hydra.sweep.dir="$OUT/released_ft/ft$i"
+  done
+  step $PY -m rise_exp.report "$OUT/released_ft" --pool finetune.seed --no-wandb
   step $PY experiments/chance_level.py --rows 4999 --positives 438 --queries 100
 fi
