@@ -182,6 +182,16 @@ def test_stride_stores_its_operators_and_reuses_them(
     np.testing.assert_allclose(damaged.score(queries), expected, rtol=1e-5, atol=1e-7)
     assert stride().operator_file(rows).is_file()
 
+    def unwritable(*_):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("rise_exp.methods.stride.method.save_operators", unwritable)
+    with caplog.at_level("WARNING"):
+        kept = stride(reuse_operators=False)
+        kept.build(train)  # the write fails; the run keeps its operators and goes on
+    assert "could not store the operators" in caplog.text and len(trained) == 3
+    np.testing.assert_allclose(kept.score(queries), expected, rtol=1e-5, atol=1e-7)
+
 
 def _tiny(arch: str, vocab: int) -> torch.nn.Module:
     """A seeded 4-block model of ``arch`` (d = 32)."""

@@ -232,6 +232,17 @@ class Stride(AttributionMethod):
         log.info("stride: reusing the operators stored in %s (method.reuse_operators=false retrains)", path)
         return True
 
+    def _store(self, path: Path) -> None:
+        """Save the trained operators; a failed write (disk full, a concurrent identical run) only warns, as
+        the operators in memory are still used by this run."""
+        assert self.bank is not None and self.membership is not None and self.layer is not None
+        try:
+            save_operators(
+                path, StoredOperators(self.bank.read, self.bank.write, self.membership, self.layer, self.train_log)
+            )
+        except OSError as exc:
+            log.warning("stride: could not store the operators in %s (%s); this run goes on without", path, exc)
+
     # ----------------------------------------------------------------- API
     def build(self, train: Sequence[Record]) -> None:
         rows = encode_all(train, self.ctx)
@@ -249,10 +260,7 @@ class Stride(AttributionMethod):
         if not self._restore(path, len(rows), n_ops, hidden):
             self._train(rows, rng)
             if path is not None:
-                save_operators(
-                    path,
-                    StoredOperators(self.bank.read, self.bank.write, self.membership, self.layer, self.train_log),
-                )
+                self._store(path)
         state = sum(p.numel() * p.element_size() for p in self.bank.parameters())
         self.index_bytes = int(state + self.membership.nbytes)
 
