@@ -145,15 +145,15 @@ def seed_tables(run_dirs: Sequence[Path], pool: Sequence[str] = ()) -> tuple[pd.
     tables: dict[str, list[pd.DataFrame]] = {"lds": [], "removal": []}
     for run_dir in map(Path, run_dirs):
         record = read_run(run_dir, run_dir.name)
-        draw = json.dumps([record.config.get(SEED_KEY), *(lookup(record.config, k)[1] for k in pool)])
+        seeds_key = json.dumps([record.config.get(SEED_KEY), *(lookup(record.config, k)[1] for k in pool)])
         setting = " ".join(sorted(o for o in record.overrides if o.split("=", 1)[0].lstrip("+~") not in skip))
         for kind, name in (("lds", LDS_CSV), ("removal", REMOVAL_SUMMARY_CSV)):
             if (run_dir / name).is_file():
-                tables[kind].append(pd.read_csv(run_dir / name).assign(method_seed=draw, setting=setting))
+                tables[kind].append(pd.read_csv(run_dir / name).assign(seeds_key=seeds_key, setting=setting))
     out: list[pd.DataFrame | None] = []
     for kind, keys in (("lds", ["method", "measure"]), ("removal", ["method", "selection", "k"])):
         df = pd.concat(tables[kind], ignore_index=True) if tables[kind] else None
-        if df is None or df["method_seed"].nunique() < 2:
+        if df is None or df["seeds_key"].nunique() < 2:
             out.append(None)
             continue
         if df["setting"].nunique() > 1:
@@ -163,7 +163,7 @@ def seed_tables(run_dirs: Sequence[Path], pool: Sequence[str] = ()) -> tuple[pd.
         values = ["lds_mean"] if kind == "lds" else [c for c in df.columns if c.endswith("_mean")]
         agg = df.groupby(keys, sort=False)[values].agg(["mean", "std"])
         agg.columns = [f"{c.removesuffix('_mean')}_{stat}" for c, stat in agg.columns]
-        agg["seeds"] = df.groupby(keys, sort=False)["method_seed"].nunique()
+        agg["seeds"] = df.groupby(keys, sort=False)["seeds_key"].nunique()
         out.append(agg.reset_index())
     return out[0], out[1]
 

@@ -41,8 +41,9 @@ from rise_exp.training.losses import row_loss
 
 log = logging.getLogger(__name__)
 
-#: Settings that only shape the recovery from measurements, not the trained operators.
-RECOVERY_SETTINGS = ("lasso_alpha_ratio", "lasso_max_iter", "reuse_operators")
+#: Settings that do not shape the trained operators (the Lasso's, and whether stored ones are reused): left out
+#: of the key of the stored operators.
+UNKEYED_SETTINGS = ("lasso_alpha_ratio", "lasso_max_iter", "reuse_operators")
 
 
 def auto_layer(num_layers: int) -> int:
@@ -204,7 +205,7 @@ class Stride(AttributionMethod):
         training; None outside a pipeline (no index cache, no model identity)."""
         if self.ctx.index_root is None or not self.ctx.model_id:
             return None
-        settings = {k: v for k, v in self.cfg.to_dict().items() if k not in RECOVERY_SETTINGS}
+        settings = {k: v for k, v in self.cfg.to_dict().items() if k not in UNKEYED_SETTINGS}
         key = {
             "model": self.ctx.model_id,
             "dtype": str(next(self.ctx.model.parameters()).dtype),
@@ -220,7 +221,8 @@ class Stride(AttributionMethod):
 
     def _restore(self, path: Path | None, n_rows: int, n_ops: int, hidden: int) -> bool:
         """Load stored operators into the built bank; False when there are none to use."""
-        if path is None or not self.cfg.reuse_operators or self.bank is None:
+        assert self.bank is not None
+        if path is None or not self.cfg.reuse_operators:
             return False
         state = load_operators(path, n_ops=n_ops, n_rows=n_rows, hidden=hidden, rank=self.bank.read.shape[0])
         if state is None:
