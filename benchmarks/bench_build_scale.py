@@ -68,14 +68,15 @@ def point(pool_path: str, mode: str, root: str, block_rows: int, trace: int = 0)
 
     from rise_exp.config.model import ModelConfig
     from rise_exp.config.trainer import TrainerConfig
+    from rise_exp.core.rss import PeakRss, anon_rss_mb
     from rise_exp.data.arrow_pool import ArrowPool
     from rise_exp.data.encoding import EncodedPool
     from rise_exp.data.loaders import load_jsonl
-    from rise_exp.memory import PeakRss, anon_rss_mb
     from rise_exp.methods.base import MethodContext
     from rise_exp.methods.rise.method import RiseMethod
-    from rise_exp.models import load_pretrained, prepare_embedded
-    from rise_exp.run_config import compose
+    from rise_exp.models.embedded import prepare_embedded
+    from rise_exp.models.loading import load_pretrained
+    from rise_exp.run.config import compose
 
     torch.set_num_threads(1)
     spec = ModelConfig.from_mapping(dict(compose(["model=tiny-pythia"]).model))

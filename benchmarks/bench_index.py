@@ -39,8 +39,8 @@ VOCAB = 50304
 def build_model(name: str, seed: int = 0, cache: str = ".cache") -> torch.nn.Module:
     """A randomly initialised Pythia-shaped GPT-NeoX, or a real model preset of ``conf/model/``, in eval mode."""
     if name not in SHAPES:
-        from rise_exp.models import load_base_model
-        from rise_exp.run_config import RunConfig, compose
+        from rise_exp.models.weights import load_base_model
+        from rise_exp.run.config import RunConfig, compose
 
         spec = RunConfig.from_cfg(compose([f"model={name}"])).model
         return load_base_model(spec, [], Path(cache))[0].eval()

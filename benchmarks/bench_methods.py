@@ -2,7 +2,7 @@
 
 One command runs every method under the attribute protocol on the embedded default (tiny-pythia,
 synthetic Howdy). The task and the shared finetuned model are prepared once here
-(``rise_exp.pipeline.prepare``, cached on disk); then each method runs in a fresh subprocess
+(``rise_exp.run.pipeline.prepare``, cached on disk); then each method runs in a fresh subprocess
 (``--single METHOD``) so its peak resident memory is its own. Per method it reports
 
 - ``build_s``: ``method.build(train)`` (index or preparation time; the shared finetune is not included),
@@ -11,7 +11,7 @@ synthetic Howdy). The task and the shared finetuned model are prepared once here
   after ``prepare`` (what the method itself added),
 - ``query_s_per_100``: ``method.score`` time for 100 queries (the synthetic generator has 56 distinct
   Howdy queries; the distinct ones are repeated cyclically up to ``--queries``),
-- ``auprc@10``: ``rise_exp.metrics.retrieval_metrics`` on the distinct queries only.
+- ``auprc@10``: ``rise_exp.retrieval.metrics.retrieval_metrics`` on the distinct queries only.
 
 It also prints the analytic storage per row of RISE and RapidIn at the paper's dims (their composed
 ``method=rise`` / ``method=rapidin`` settings, not measured).
@@ -44,10 +44,10 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a plain script from anywhere
     sys.path.insert(0, str(REPO))
 
+from rise_exp.core.errors import ConfigError, RiseError, allowed  # noqa: E402
+from rise_exp.core.rss import process_peak_rss_mb as peak_rss_mb  # noqa: E402
 from rise_exp.data.records import Record  # noqa: E402
-from rise_exp.errors import ConfigError, RiseError, allowed  # noqa: E402
-from rise_exp.memory import process_peak_rss_mb as peak_rss_mb  # noqa: E402
-from rise_exp.run_config import RunConfig, compose  # noqa: E402
+from rise_exp.run.config import RunConfig, compose  # noqa: E402
 
 METHOD_NAMES: tuple[str, ...] = ("rise", "bm25", "rapidin", "zo_inf", "stride")
 HOWDY_DISTINCT_QUERIES = 56  # rise_exp.data.synthetic.howdy: the distinct triggered queries it can draw
@@ -139,7 +139,7 @@ def timed_queries(queries: Sequence[Record], target: int) -> tuple[list[Record],
 
 def _quiet() -> None:
     """The CLI's library quieting, plus errors only from Lightning and bm25s."""
-    from rise_exp.quiet import quiet_libraries
+    from rise_exp.core.quiet import quiet_libraries
 
     quiet_libraries()
     for name in ("lightning", "lightning.pytorch", "lightning.pytorch.utilities.rank_zero", "bm25s"):
@@ -149,9 +149,9 @@ def _quiet() -> None:
 def measure_method(cfg: RunConfig, work_dir: Path, n_timed: int) -> dict[str, Any]:
     """Prepare, build and score one method (``cfg.method``) in this process; returns its record."""
     from rise_exp.methods.registry import method_class
-    from rise_exp.metrics import retrieval_metrics
-    from rise_exp.pipeline import prepare
-    from rise_exp.runner import attribution_scores, build_on
+    from rise_exp.retrieval.metrics import retrieval_metrics
+    from rise_exp.run.pipeline import prepare
+    from rise_exp.run.runner import attribution_scores, build_on
 
     prep = prepare(cfg, work_dir, need_model=method_class(cfg.method.name).needs_model)
     base_rss = peak_rss_mb()
@@ -234,7 +234,7 @@ def run_in_subprocess(method: str, args: argparse.Namespace, work_dir: Path) -> 
 def prepare_shared(args: argparse.Namespace, methods: Sequence[str], work_dir: Path) -> dict[str, Any]:
     """Build the task and finetune the shared model once (cached on disk), before any method runs."""
     from rise_exp.methods.registry import method_class
-    from rise_exp.pipeline import prepare
+    from rise_exp.run.pipeline import prepare
 
     common, per_method = split_overrides(args.overrides)
     need_model = any(method_class(m).needs_model for m in methods)

@@ -58,10 +58,10 @@ def queries(width: int, seed: int, n: int = 100) -> np.ndarray:
 
 def point(path: str, backend: str, width: int, seed: int, exact_rows: str) -> dict:
     """One measurement, in this (fresh) process."""
-    from rise_exp.ann import open_searcher
     from rise_exp.config.run_settings import SearchConfig
+    from rise_exp.core.rss import PeakRss, anon_rss_mb
     from rise_exp.index import SignatureIndex
-    from rise_exp.memory import PeakRss, anon_rss_mb
+    from rise_exp.retrieval.ann import open_searcher
 
     index = SignatureIndex.open(path, verify="lazy")
     q = queries(width, seed)

@@ -13,7 +13,7 @@ import argparse
 
 import numpy as np
 
-from rise_exp.metrics import DEFAULT_KS, chance_retrieval_metrics
+from rise_exp.retrieval.metrics import DEFAULT_KS, chance_retrieval_metrics
 
 
 def main() -> None:

@@ -16,12 +16,12 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from rise_exp.errors import RiseError
-from rise_exp.hardware import check_hardware
-from rise_exp.memory import PeakRss
-from rise_exp.paths import CONF_DIR
-from rise_exp.results import retire_results, write_json
-from rise_exp.run_config import RunConfig, register_schemas
+from rise_exp.core.errors import RiseError
+from rise_exp.core.paths import CONF_DIR
+from rise_exp.core.results import retire_results, write_json
+from rise_exp.core.rss import PeakRss
+from rise_exp.run.config import RunConfig, register_schemas
+from rise_exp.run.hardware import check_hardware
 from rise_exp.stages import stage_entry
 
 log = logging.getLogger("rise_exp")
@@ -48,7 +48,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
         torch.set_num_threads(typed.trainer.threads)
     entry = stage_entry(typed.stage.name)
-    from rise_exp.quiet import quiet_libraries
+    from rise_exp.core.quiet import quiet_libraries
 
     quiet_libraries()
     with PeakRss():

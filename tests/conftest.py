@@ -30,7 +30,7 @@ def sentences() -> list[str]:
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer(sentences):
-    from rise_exp.models import train_tokenizer
+    from rise_exp.models.embedded import train_tokenizer
 
     return train_tokenizer(sentences, vocab_size=300)
 
@@ -39,7 +39,7 @@ def tiny_tokenizer(sentences):
 def tiny_neox(tiny_tokenizer):
     """A factory of fresh one-layer GPT-NeoX models (d = 32) on ``tiny_tokenizer``'s vocabulary, in eval mode."""
     from rise_exp.config.model import ModelConfig
-    from rise_exp.models import build_tiny_model
+    from rise_exp.models.embedded import build_tiny_model
 
     spec = ModelConfig(
         name="t",

@@ -1,4 +1,4 @@
-"""Compressed and approximate search (rise_exp.ann) against the exact streamed search."""
+"""Compressed and approximate search (rise_exp.retrieval.ann) against the exact streamed search."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import sys
 import numpy as np
 import pytest
 
-from rise_exp.ann import SEARCH_DIR, open_searcher
 from rise_exp.config.run_settings import SearchConfig
-from rise_exp.errors import ConfigError
+from rise_exp.core.errors import ConfigError
 from rise_exp.index import IndexWriter, SignatureIndex
 from rise_exp.index.files import foreign_entries
-from rise_exp.search import topk
+from rise_exp.retrieval.ann import SEARCH_DIR, open_searcher
+from rise_exp.retrieval.search import topk
 
 HAS_FAISS = importlib.util.find_spec("faiss") is not None
 
@@ -81,7 +81,7 @@ def test_simhash_recall_rises_with_bits_and_bottom_k_works():
 
 def test_simhash_scores_a_block_in_slices_exactly(monkeypatch):
     """Unpacking a block a few rows at a time (bounded memory) gives the scores of one whole unpack."""
-    import rise_exp.ann as ann
+    import rise_exp.retrieval.ann as ann
 
     x, q = planted(n=500, dim=32)
     s = open_searcher(x, SearchConfig(backend="simhash", bits=256, seed=2))

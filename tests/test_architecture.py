@@ -1,12 +1,20 @@
-"""The package's layers point one way: nothing under rise_exp/ imports the CLI or the stages but the CLI,
-module imports form no cycle, and no module grows past ~400 lines."""
+"""The package's layers point one way, as docs/design.md's layer table states them.
+
+The table in docs/design.md ("Layers") is the rule: every room (a top-level package of rise_exp) sits on
+a floor, and a room may import only rooms on lower floors (and itself). Nothing else imports the CLI or
+the stages, stage modules do not import each other, module imports form no cycle, and no module grows past
+~400 lines.
+"""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent.parent / "rise_exp"
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "rise_exp"
+DESIGN = ROOT / "docs" / "design.md"
 MAX_LINES = 420
 
 
@@ -43,6 +51,55 @@ def all_modules() -> dict[str, set[str]]:
     return {name: {i for i in imports_of(path) if i in mods} for name, path in mods.items()}
 
 
+def room(module: str) -> str:
+    """The room of a module: its top-level package (``rise_exp.run.runner`` -> ``run``), or its own name
+    for a top-level module (``rise_exp.cli`` -> ``cli``)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "rise_exp"
+
+
+def design_floors() -> dict[str, int]:
+    """``{room: floor}`` read from the layer table of docs/design.md (rows ``| N | `room/`, ... | ...``)."""
+    text = DESIGN.read_text()
+    section = text.split("## Layers", 1)[1].split("\n## ", 1)[0]
+    floors: dict[str, int] = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 2 or not cells[0].isdigit():
+            continue
+        for name in re.findall(r"`([a-z_]+)(?:/|\.py)`", cells[1]):
+            assert name not in floors, f"{name} stands on two floors of design.md's layer table"
+            floors[name] = int(cells[0])
+    return floors
+
+
+def test_design_md_places_every_room_on_a_floor():
+    floors = design_floors()
+    rooms = {room(m) for m in all_modules()} - {"rise_exp"}
+    assert rooms - set(floors) == set(), "rooms missing from design.md's layer table"
+    assert set(floors) - rooms == set(), "design.md's layer table names rooms that do not exist"
+
+
+def test_imports_point_down_the_floors_of_design_md():
+    floors = design_floors()
+    offenders = []
+    for name, deps in all_modules().items():
+        here = room(name)
+        for dep in deps:
+            there = room(dep)
+            if there not in (here, "rise_exp") and floors[there] >= floors[here]:
+                offenders.append(f"{name} (floor {floors[here]}) imports {dep} (floor {floors[there]})")
+    assert not offenders, "\n".join(sorted(offenders))
+
+
+def test_ground_floor_imports_nothing_of_rise_exp_but_itself():
+    floors = design_floors()
+    ground = {r for r, f in floors.items() if f == min(floors.values())}
+    for name, deps in all_modules().items():
+        if room(name) in ground:
+            assert {room(d) for d in deps} <= {room(name)}, f"{name} imports {sorted(deps)}"
+
+
 def test_only_the_cli_imports_cli_or_stages():
     offenders = []
     for name, deps in all_modules().items():
@@ -60,9 +117,13 @@ def test_stage_modules_do_not_import_each_other():
             assert not [d for d in deps if d.startswith("rise_exp.stages")], f"{name} imports another stage"
 
 
+def test_the_top_level_holds_only_the_entry_modules():
+    loose = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert loose == ["__init__.py", "__main__.py", "cli.py"], loose
+
+
 def test_module_imports_form_no_cycle():
     graph = all_modules()
-    # a package __init__ that only re-exports its own submodules is part of them, not above them
     state: dict[str, int] = {}
     stack: list[str] = []
 

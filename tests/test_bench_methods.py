@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rise_exp.core.errors import ConfigError
 from rise_exp.data.records import Record
-from rise_exp.errors import ConfigError
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_methods.py"
 
@@ -115,9 +115,9 @@ def test_bad_arguments_exit_with_one_line(capsys):
 
 def test_end_to_end_bm25_record_matches_a_direct_run(tmp_path, monkeypatch):
     """Subprocess, query repetition and JSON: the record equals BM25 run directly through the pipeline."""
-    from rise_exp.metrics import retrieval_metrics
-    from rise_exp.pipeline import prepare
-    from rise_exp.runner import build_on
+    from rise_exp.retrieval.metrics import retrieval_metrics
+    from rise_exp.run.pipeline import prepare
+    from rise_exp.run.runner import build_on
 
     monkeypatch.setenv("RISE_EXP_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "out.json"

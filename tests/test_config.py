@@ -10,8 +10,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from rise_exp.config.settings import Settings
-from rise_exp.errors import ConfigError
-from rise_exp.run_config import RunConfig, compose, schema_classes
+from rise_exp.core.errors import ConfigError
+from rise_exp.run.config import RunConfig, compose, schema_classes
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 GROUPS = ("model", "task", "method", "finetune", "trainer", "logger", "stage")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from rise_exp.errors import ConfigError, IndexError_
+from rise_exp.core.errors import ConfigError, IndexError_
 from rise_exp.index import BatchPlan, IndexWriter, SignatureIndex
 
 N, DIM = 23, 8
@@ -359,7 +359,7 @@ def test_prediction_writer_ranks_never_collide(tmp_path):
 def test_prediction_writer_rejects_bad_outputs(tmp_path):
     from types import SimpleNamespace
 
-    from rise_exp.errors import DataError
+    from rise_exp.core.errors import DataError
     from rise_exp.lightning.index_writer import IndexPredictionWriter
 
     IndexWriter(tmp_path, **_writer_args())

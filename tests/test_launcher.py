@@ -6,8 +6,8 @@ import importlib.util
 
 import pytest
 
-from rise_exp.paths import CONF_DIR
-from rise_exp.run_config import register_schemas
+from rise_exp.core.paths import CONF_DIR
+from rise_exp.run.config import register_schemas
 
 
 @pytest.mark.skipif(

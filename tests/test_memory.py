@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from rise_exp.memory import PeakRss, anon_rss_mb, release_free_memory
+from rise_exp.core.rss import PeakRss, anon_rss_mb, release_free_memory
 
 
 def test_anon_rss_follows_an_allocation_and_the_sampler_keeps_the_peak():

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from rise_exp.errors import ConfigError, DataError
-from rise_exp.metrics import (
+from rise_exp.core.errors import ConfigError, DataError
+from rise_exp.retrieval.metrics import (
     average_precision,
     chance_retrieval_metrics,
     precision_at_fraction,
@@ -141,8 +141,8 @@ def test_valuation_metrics_hand_computed_and_vs_sklearn():
 
 @pytest.mark.parametrize("per_query", [False, True])
 def test_ranked_metrics_equal_dense_metrics_with_ties(per_query):
-    from rise_exp.metrics import retrieval_metrics_ranked
-    from rise_exp.search import topk
+    from rise_exp.retrieval.metrics import retrieval_metrics_ranked
+    from rise_exp.retrieval.search import topk
 
     rng = np.random.default_rng(7)
     n, q = 40, 6

@@ -9,9 +9,12 @@ import torch
 from omegaconf import OmegaConf
 
 from rise_exp.config.model import ModelConfig
-from rise_exp.errors import ConfigError
-from rise_exp.models import approx_parameters, load_base_model, load_pretrained, prepare_embedded
-from rise_exp.run_config import compose
+from rise_exp.core.errors import ConfigError
+from rise_exp.models.catalogue import parameter_count
+from rise_exp.models.embedded import prepare_embedded
+from rise_exp.models.loading import load_pretrained
+from rise_exp.models.weights import load_base_model
+from rise_exp.run.config import compose
 
 
 def model_config(name: str, **over) -> ModelConfig:
@@ -44,8 +47,8 @@ def test_every_model_config_states_its_architecture():
         assert spec.layers > 0 and spec.hidden_size > 0 and spec.vocab_size > 0
         if spec.source == "hub":
             assert spec.hub_id.startswith(("EleutherAI/pythia-", "allenai/OLMo-2-")) and spec.revision
-    sizes = {f.stem: approx_parameters(model_config(f.stem)) for f in CONF.glob("pythia-*.yaml")}
-    # the estimate orders the suite correctly and lands near the published sizes
+    sizes = {f.stem: parameter_count(model_config(f.stem)) for f in CONF.glob("pythia-*.yaml")}
+    # the count orders the suite correctly and lands near the published sizes
     assert sorted(sizes, key=sizes.get) == [
         "pythia-14m",
         "pythia-31m",

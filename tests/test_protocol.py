@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from rise_exp.cli import run
-from rise_exp.errors import ConfigError
-from rise_exp.run_config import compose
+from rise_exp.core.errors import ConfigError
+from rise_exp.run.config import compose
 
 TINY = [
     "model.layers=1",

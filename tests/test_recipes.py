@@ -15,13 +15,13 @@ from rise_exp import stages
 from rise_exp.config.settings import Settings, setting
 from rise_exp.config.stages import STAGE_CONFIGS, StageConfig
 from rise_exp.config.task import TASK_CONFIGS, TaskConfig
-from rise_exp.data import tasks as task_builders
+from rise_exp.core.paths import CONF_DIR
+from rise_exp.data import task_builders
 from rise_exp.data.records import Record
-from rise_exp.data.tasks import Task, record_labels
+from rise_exp.data.task_builders import Task, record_labels
 from rise_exp.methods import registry
 from rise_exp.methods.base import AttributionMethod
-from rise_exp.paths import CONF_DIR
-from rise_exp.run_config import RunConfig, compose
+from rise_exp.run.config import RunConfig, compose
 
 # ------------------------------------------------------------------ a method: random scores
 
@@ -85,8 +85,8 @@ class CountStageConfig(StageConfig):
 
 def run_count(run: RunConfig, run_dir: Path) -> dict:
     """Stage step 2: the entry point."""
-    from rise_exp.pipeline import prepare_logged
-    from rise_exp.runner import publish
+    from rise_exp.run.pipeline import prepare_logged
+    from rise_exp.run.runner import publish
 
     prep = prepare_logged(run, run_dir, need_model=False)
     metrics = {"rows": run.stage.scale * len(prep.task.train)}

@@ -8,9 +8,9 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from rise_exp.errors import ConfigError, DataError
+from rise_exp.core.errors import ConfigError, DataError
 from rise_exp.index import IndexWriter
-from rise_exp.search import all_scores, iter_blocks, topk
+from rise_exp.retrieval.search import all_scores, iter_blocks, topk
 
 
 def _reference(scores: np.ndarray, k: int, largest: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -44,7 +44,7 @@ def test_topk_matches_full_argsort_with_ties(k, block_rows, largest):
 @pytest.mark.parametrize("largest", [True, False])
 @pytest.mark.parametrize("k", [1, 10])
 def test_topk_without_ties_takes_the_partition_path_and_matches_argsort(k, largest, monkeypatch):
-    import rise_exp.search as search
+    import rise_exp.retrieval.search as search
 
     rng = np.random.default_rng(1)
     pool, queries = rng.standard_normal((300, 16)).astype(np.float32), rng.standard_normal((4, 16)).astype(np.float32)

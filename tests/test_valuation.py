@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rise_exp.errors import ConfigError, DataError
+from rise_exp.core.errors import ConfigError, DataError
 from rise_exp.index import IndexWriter
-from rise_exp.valuation import fuse_scores, mean_vector, ranks, value_against_index
+from rise_exp.retrieval.valuation import fuse_scores, mean_vector, ranks, value_against_index
 
 SCORES = np.array([[3.0, 1.0, 2.0], [0.0, 5.0, 1.0]])
 

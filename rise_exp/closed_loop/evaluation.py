@@ -15,10 +15,10 @@ from typing import Any
 import torch
 
 from rise_exp.config.stages import LmEvalConfig
+from rise_exp.core.errors import DataError
 from rise_exp.data.encoding import encode_records
 from rise_exp.data.records import Record
-from rise_exp.errors import DataError
-from rise_exp.training.evaluation import mean_token_loss
+from rise_exp.training.model_losses import mean_token_loss
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from rise_exp.core.errors import ConfigError, DataError
 from rise_exp.data.encoding import EncodedRow
 from rise_exp.data.records import Record
-from rise_exp.errors import ConfigError, DataError
 
 
 def text_tokens(records: Sequence[Record], tokenizer: Any) -> list[np.ndarray]:

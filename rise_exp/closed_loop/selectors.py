@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from rise_exp.config.stages import BUILTIN_SELECTORS
+from rise_exp.core.errors import DataError
 from rise_exp.data.records import Record
-from rise_exp.data.tasks import record_labels
-from rise_exp.errors import DataError
+from rise_exp.data.task_builders import record_labels
 
 _SEED_SALT = {"random": 1, "oracle": 2, "anti_oracle": 3}
 

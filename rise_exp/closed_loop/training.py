@@ -13,12 +13,12 @@ import torch
 
 from rise_exp.config.stages import ContinuedTrainingConfig
 from rise_exp.config.trainer import TrainerConfig
+from rise_exp.core.errors import ConfigError
 from rise_exp.data.encoding import EncodedRow
-from rise_exp.errors import ConfigError
+from rise_exp.lightning.callbacks import TrainingProgress
 from rise_exp.lightning.data import make_loader
-from rise_exp.lightning.trainer import make_trainer
-from rise_exp.training.module import CausalLMModule
-from rise_exp.training.progress import TrainingProgress
+from rise_exp.lightning.trainer_factory import make_trainer
+from rise_exp.training.lm_module import CausalLMModule
 
 
 class TokenCounter(L.Callback):

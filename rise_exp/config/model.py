@@ -17,7 +17,7 @@ class ModelConfig(Settings):
     """A model: an embedded tiny model built from these facts, or any Hugging Face causal LM.
 
     Hub ids (with a revision), local directories, GGUF files (in a hub repo, a directory or an installed
-    Python package) and LoRA adapters all load through one path (:func:`rise_exp.models.load_base_model`);
+    Python package) and LoRA adapters all load through one path (:func:`rise_exp.models.weights.load_base_model`);
     the architecture itself always comes from the checkpoint's own config.
     """
 

@@ -5,7 +5,7 @@ defaults (the YAML files under ``conf/`` hold presets on top of them). A field i
 :func:`setting`, e.g. ``kr: int = setting(128, "CountSketch width of r", gt=0)``; constructing the
 dataclass coerces and checks every field against its type hint and its metadata (``choices``,
 ``ge``/``gt``/``le``/``lt``) and then calls :meth:`Settings.validate` for rules across fields. Errors are
-:class:`~rise_exp.errors.ConfigError` naming the setting as the user writes it (``method.kr``).
+:class:`~rise_exp.core.errors.ConfigError` naming the setting as the user writes it (``method.kr``).
 
 A field called ``name`` (``model.name``, ``task.name``, ``method.name``, ``stage.name``) names directories
 (run dirs, cache entries), so it must be a safe name (:data:`NAME_PATTERN`): ``model.name=../../x`` is
@@ -26,7 +26,7 @@ import typing
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
-from rise_exp.errors import ConfigError
+from rise_exp.core.errors import ConfigError
 
 S = TypeVar("S", bound="Settings")
 _NUMBER_RULES = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}

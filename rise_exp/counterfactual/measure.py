@@ -8,13 +8,13 @@ from typing import Any
 import numpy as np
 
 from rise_exp.config.stages import RetrainConfig
+from rise_exp.core.errors import ConfigError
+from rise_exp.core.hashing import config_hash
 from rise_exp.data.encoding import encode_records
 from rise_exp.data.records import Record
-from rise_exp.errors import ConfigError
-from rise_exp.hashing import config_hash
 from rise_exp.probes.generation import generate, prompt_text
 from rise_exp.probes.scifi import is_scifi
-from rise_exp.training.evaluation import row_losses
+from rise_exp.training.model_losses import row_losses
 
 
 def query_losses(

@@ -3,7 +3,7 @@
 A removal is (method, selection, k, query, draw): ``top`` / ``bottom`` remove the ``k`` rows a method
 scores highest / lowest, ``random`` removes ``k`` random rows (method ``random``, one per draw). With
 scope ``set`` one ranking serves the whole query set (the per-query scores fused by
-:func:`rise_exp.valuation.fuse_scores`) and every query is measured; with scope ``query`` each query has
+:func:`rise_exp.retrieval.valuation.fuse_scores`) and every query is measured; with scope ``query`` each query has
 its own ranking and only that query is measured. The change of a measure is ``value(without) -
 value(full pool)``, the full pool retrained with the same seed.
 """
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rise_exp.counterfactual.subsets import keep_without, ranked_rows
-from rise_exp.valuation import fuse_scores
+from rise_exp.retrieval.valuation import fuse_scores
 
 RANDOM = "random"
 

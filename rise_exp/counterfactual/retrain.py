@@ -24,23 +24,18 @@ import numpy as np
 from rise_exp.config.finetune import FinetuneConfig
 from rise_exp.config.stages import RetrainConfig
 from rise_exp.config.trainer import TrainerConfig
+from rise_exp.core.hashing import config_hash
+from rise_exp.core.locks import cache_lock
 from rise_exp.counterfactual.measure import measure, measure_settings, style_answers
 from rise_exp.data.encoding import encode_records
-from rise_exp.data.records import Record
-from rise_exp.hashing import config_hash
-from rise_exp.locks import cache_lock
-from rise_exp.training.finetune import fit_rows
-from rise_exp.training.progress import TrainingProgress
+from rise_exp.data.records import Record, records_hash
+from rise_exp.lightning.callbacks import TrainingProgress
+from rise_exp.training.recipe import fit_rows
 
 log = logging.getLogger(__name__)
 
 #: ``() -> (model, tokenizer)``: a fresh copy of the starting model (before any finetune).
 StartModel = Callable[[], tuple[Any, Any]]
-
-
-def rows_hash(records: Sequence[Record]) -> str:
-    """Hash of rows as training sees them (prompt and response, in order)."""
-    return config_hash([[r.prompt, r.response, r.full_text] for r in records], n=16)
 
 
 @dataclass
@@ -49,7 +44,7 @@ class Retrainer:
 
     Attributes:
         start: Loads a fresh copy of the starting model and its tokenizer.
-        identity: The starting weights' identity (:func:`rise_exp.identity.identify_model`).
+        identity: The starting weights' identity (:func:`rise_exp.models.identity.identify_model`).
         pool: The training pool (a keep mask indexes it).
         queries: What is measured.
         finetune: The run's finetune settings (``seed`` replaced by each retraining seed).
@@ -82,7 +77,7 @@ class Retrainer:
         return config_hash(
             {
                 "model": self.identity,
-                "rows": rows_hash([self.pool[i] for i in np.flatnonzero(keep)]),
+                "rows": records_hash([self.pool[i] for i in np.flatnonzero(keep)]),
                 "finetune": self.finetune.replace(seed=seed).to_dict(),
                 "queries": config_hash([[q.prompt, q.response] for q in self.queries], n=16),
                 "measure": measure_settings(self.retrain, self.style_answers),

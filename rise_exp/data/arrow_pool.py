@@ -22,9 +22,9 @@ from typing import Any, overload
 
 import numpy as np
 
+from rise_exp.core.errors import ConfigError, DataError
 from rise_exp.data.loaders import DEFAULT_ID_PREFIX, EmptyFieldError, check_fields, load_records, row_to_record
 from rise_exp.data.records import Record
-from rise_exp.errors import ConfigError, DataError
 
 _BATCH = 1024
 _log = logging.getLogger(__name__)

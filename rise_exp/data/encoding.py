@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from rise_exp.core.errors import DataError
 from rise_exp.data.records import Record
-from rise_exp.errors import DataError
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from rise_exp.core.errors import ConfigError, DataError
 from rise_exp.data.records import Record
-from rise_exp.errors import ConfigError, DataError
 
 RECORD_FIELDS: tuple[str, ...] = ("id", "text", "instruction", "input", "output", "label", "domain")
 _STRING_FIELDS: tuple[str, ...] = ("text", "instruction", "input", "output", "domain")

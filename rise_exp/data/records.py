@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from rise_exp.core.hashing import config_hash
 
 # The RISE code's default sample format ("auto"): fields joined by newlines, no template. A fixed
 # template would put the same tokens, in the same context, at the start of every row: identical
@@ -77,3 +80,8 @@ class Record:
                 d[k] = v
         d.update(self.meta)
         return d
+
+
+def records_hash(records: Sequence[Record]) -> str:
+    """Hash of rows as training sees them (prompt and response, in order)."""
+    return config_hash([[r.prompt, r.response, r.full_text] for r in records], n=16)

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rise_exp.core.errors import DataError
 from rise_exp.data.arrow_pool import ArrowPool, records_json_hash, update_records_json
 from rise_exp.data.records import Record
-from rise_exp.errors import DataError
 
 
 @dataclass

@@ -11,7 +11,7 @@ import importlib
 from collections.abc import Callable
 
 from rise_exp.config.diagnostics import DIAGNOSTICS
-from rise_exp.errors import allowed
+from rise_exp.core.errors import allowed
 
 #: diagnostic name -> ``module:function``
 ENTRIES: dict[str, str] = {name: f"rise_exp.diagnostics.{name}:run" for name in DIAGNOSTICS}

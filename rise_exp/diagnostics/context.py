@@ -12,10 +12,10 @@ import numpy as np
 
 from rise_exp.data.encoding import EncodedRow
 from rise_exp.data.records import Record
-from rise_exp.data.tasks import Task
+from rise_exp.data.task_builders import Task
 from rise_exp.methods.base import MethodContext
 from rise_exp.methods.rise.config import RiseMethodConfig
-from rise_exp.run_config import RunConfig
+from rise_exp.run.config import RunConfig
 
 
 def rise_settings(run: RunConfig) -> RiseMethodConfig:

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from rise_exp.data.encoding import EncodedRow, collate
-from rise_exp.training.evaluation import model_device
+from rise_exp.models.placement import model_device
 from rise_exp.training.losses import batch_loss
 
 HEAD = "LM head"

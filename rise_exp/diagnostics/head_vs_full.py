@@ -22,7 +22,7 @@ from rise_exp.diagnostics.kernels import sketch_scores
 from rise_exp.diagnostics.plotting import new_figure, palette
 from rise_exp.diagnostics.ranking import positives_in_top, spearman_rows, top_overlap_rows
 from rise_exp.diagnostics.result import DiagnosticResult, Section, cell
-from rise_exp.metrics import retrieval_metrics
+from rise_exp.retrieval.metrics import retrieval_metrics
 
 
 def gradient_kernels(inp: DiagnosticInputs, queries: list, pool: list) -> dict[str, np.ndarray]:

@@ -24,7 +24,7 @@ from rise_exp.diagnostics.result import DiagnosticResult, Section, cell, mean_st
 from rise_exp.methods.rise.chunking import chunk_batches
 from rise_exp.methods.rise.config import RiseConfig
 from rise_exp.methods.rise.trunk import base_model
-from rise_exp.metrics import retrieval_metrics
+from rise_exp.retrieval.metrics import retrieval_metrics
 
 
 @torch.inference_mode()

@@ -18,8 +18,8 @@ from rise_exp.diagnostics.context import DiagnosticInputs, subset
 from rise_exp.diagnostics.gradients import example_gradients, group_sizes, parameter_groups
 from rise_exp.diagnostics.plotting import new_figure, palette
 from rise_exp.diagnostics.result import DiagnosticResult, Section, cell, mean_std
-from rise_exp.models import load_base_model
-from rise_exp.pipeline import tokenizer_texts
+from rise_exp.models.weights import load_base_model
+from rise_exp.run.pipeline import tokenizer_texts
 
 
 def squared_norms(model: Any, rows: list, pad_id: int) -> tuple[list[str], np.ndarray]:

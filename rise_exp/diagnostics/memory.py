@@ -18,13 +18,14 @@ from typing import Any
 
 import pandas as pd
 
+from rise_exp.core.errors import RiseError
 from rise_exp.diagnostics import memory_model
 from rise_exp.diagnostics.context import DiagnosticInputs
-from rise_exp.diagnostics.memory_model import GPU_METHODS, bytes_per_row, estimate, parameter_count
+from rise_exp.diagnostics.memory_model import GPU_METHODS, bytes_per_row, estimate
 from rise_exp.diagnostics.plotting import new_figure, palette
 from rise_exp.diagnostics.result import DiagnosticResult, Section
-from rise_exp.errors import RiseError
-from rise_exp.run_config import RunConfig, compose
+from rise_exp.models.catalogue import parameter_count
+from rise_exp.run.config import RunConfig, compose
 
 
 def method_config(run: RunConfig, method: str) -> dict[str, Any]:

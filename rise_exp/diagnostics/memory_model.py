@@ -36,26 +36,11 @@ from rise_exp.methods.rapidin.config import RapidInConfig
 from rise_exp.methods.rise.config import RiseMethodConfig
 from rise_exp.methods.stride.config import StrideConfig
 from rise_exp.methods.zo_inf.config import ZOInfConfig
+from rise_exp.models.catalogue import parameter_count
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
 ACT_PER_TOKEN_LAYER = 17  # x b x d bytes kept for backward per token and block (Korthikanti et al. 2022)
 GPU_METHODS = ("RISE", "ZO-Inf", "STRIDE", "RapidIn (c=1)", "RapidIn (c=16)", "full-gradient TracIn")
-
-
-def parameter_count(m: ModelConfig) -> int:
-    """Exact parameter count of a GPT-NeoX (Pythia) or OLMo 2 model from its architecture facts.
-
-    GPT-NeoX block: fused QKV and output projection with biases, two LayerNorms, a biased 2-layer MLP;
-    OLMo 2 block: Q, K, V, O without bias (K and V of width ``kv_heads x head_dim``), Q and K RMSNorms,
-    a SwiGLU MLP (three matrices), two RMSNorms. Both: untied input and output embeddings, a final norm.
-    """
-    d, f, v, n = m.hidden_size, m.intermediate_size or 4 * m.hidden_size, m.vocab_size, m.layers
-    if m.arch == "olmo2":
-        kv = (m.kv_heads or m.heads) * (d // m.heads)
-        block = 2 * d * d + 2 * d * kv + 3 * d * f + d + kv + 2 * d
-        return n * block + 2 * v * d + d
-    block = 4 * d * d + 4 * d + 2 * d * f + f + d + 4 * d
-    return n * block + 2 * v * d + 2 * d
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rise_exp.memory import PeakRss, current_rss_mb, process_peak_rss_mb
+from rise_exp.core.rss import PeakRss, current_rss_mb, process_peak_rss_mb
 from rise_exp.methods.registry import method_class
-from rise_exp.pipeline import prepare
-from rise_exp.run_config import RunConfig
-from rise_exp.runner import attribution_scores, build_on
+from rise_exp.run.config import RunConfig
+from rise_exp.run.pipeline import prepare
+from rise_exp.run.runner import attribution_scores, build_on
 
 
 def measure(run: RunConfig, work_dir: Path, pool: int, queries: int) -> dict[str, Any]:
@@ -52,7 +52,7 @@ def measure(run: RunConfig, work_dir: Path, pool: int, queries: int) -> dict[str
 def main(argv: list[str] | None = None) -> None:
     spec_path, out_path = (argv or sys.argv[1:])[:2]
     spec = json.loads(Path(spec_path).read_text())
-    from rise_exp.quiet import quiet_libraries
+    from rise_exp.core.quiet import quiet_libraries
 
     quiet_libraries()
     run = RunConfig.from_cfg(spec["config"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 
-from rise_exp.metrics import rank_rows
+from rise_exp.retrieval.metrics import rank_rows
 
 
 def spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:

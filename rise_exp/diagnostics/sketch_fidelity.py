@@ -24,7 +24,7 @@ from rise_exp.diagnostics.ranking import spearman_rows, top_overlap_rows
 from rise_exp.diagnostics.result import DiagnosticResult, Section, cell, mean_std
 from rise_exp.methods.rise.config import RiseConfig
 from rise_exp.methods.rise.sketch import SEED_STRIDE
-from rise_exp.metrics import retrieval_metrics
+from rise_exp.retrieval.metrics import retrieval_metrics
 
 REFERENCES = {"unsk": "unsketched RISE", "raw": "exact kernel (raw)", "cos": "exact kernel (cosine)"}
 DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}

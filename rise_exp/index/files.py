@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from rise_exp.errors import IndexError_
-from rise_exp.hashing import file_sha256 as sha256
+from rise_exp.core.errors import IndexError_
+from rise_exp.core.hashing import file_sha256 as sha256
 
 FORMAT_VERSION = 2  # 2: blocks follow a stored batch plan (plan.json)
 MANIFEST = "manifest.json"
@@ -31,39 +31,6 @@ RESERVED_KEYS = IDENTITY_KEYS + ("status", "block_rows", "created", "finalized",
 INFO_KEYS = ("serving",)
 BLOCK_FILE = re.compile(r"^(vectors|rows|tokens|offsets|masks|meta)-(\d+)\.(npy|jsonl)(\.tmp)?$")
 MARKER_FILE = re.compile(r"^block-(\d+)\.done(\.tmp)?$")
-
-
-class HashingFile:
-    """A write-only file wrapper that hashes every byte written through it."""
-
-    def __init__(self, fh: Any) -> None:
-        self.fh = fh
-        self.sha = hashlib.sha256()
-
-    def write(self, data: bytes) -> int:
-        self.sha.update(data)
-        return self.fh.write(data)
-
-
-def write_atomic(path: Path, writer: Any) -> str:
-    """Write ``path`` via a temporary file and ``os.replace``; return the sha256 of its bytes."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        hashed = HashingFile(fh)
-        writer(hashed)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    return hashed.sha.hexdigest()
-
-
-def save_npy(path: Path, array: np.ndarray) -> str:
-    return write_atomic(path, lambda fh: np.save(fh, np.ascontiguousarray(array), allow_pickle=False))
-
-
-def save_json(path: Path, obj: Any) -> str:
-    text = json.dumps(obj, indent=2, sort_keys=True).encode()
-    return write_atomic(path, lambda fh: fh.write(text))
 
 
 def jsonable(obj: Any) -> Any:
@@ -167,7 +134,7 @@ def scan(root: Path) -> tuple[set[int], set[int]]:
 
 def foreign_entries(root: Path) -> list[str]:
     """Names in ``root`` that no index writes (an index directory may be deleted only without them)."""
-    known = {MANIFEST, TABLES, "plan.json", "search"}  # search/: compressed copies (rise_exp.ann)
+    known = {MANIFEST, TABLES, "plan.json", "search"}  # search/: compressed copies (rise_exp.retrieval.ann)
     return sorted(
         e
         for e in os.listdir(root)

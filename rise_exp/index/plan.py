@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from rise_exp.errors import IndexError_
+from rise_exp.core.errors import IndexError_
 
 PLAN = "plan.json"
 PLAN_FORMAT = 1

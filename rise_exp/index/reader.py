@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rise_exp.errors import IndexError_, allowed
+from rise_exp.core.errors import IndexError_, allowed
 from rise_exp.index.files import (
     DTYPES,
     FORMAT_VERSION,

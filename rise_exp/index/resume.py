@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from rise_exp.errors import IndexError_
+from rise_exp.core.errors import IndexError_
+from rise_exp.core.files import save_json, write_atomic
 from rise_exp.index.files import (
     INFO_KEYS,
     MANIFEST,
@@ -29,11 +30,9 @@ from rise_exp.index.files import (
     manifest_diff,
     marker_name,
     read_marker,
-    save_json,
     scan,
     sha256,
     tables_sha256,
-    write_atomic,
 )
 from rise_exp.index.plan import PLAN, BatchPlan
 

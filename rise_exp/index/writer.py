@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from rise_exp.errors import ConfigError, IndexError_, allowed
+from rise_exp.core.errors import ConfigError, IndexError_, allowed
+from rise_exp.core.files import save_json, save_npy, write_atomic
 from rise_exp.index.files import (
     DTYPES,
     FORMAT_VERSION,
@@ -25,11 +26,8 @@ from rise_exp.index.files import (
     jsonable,
     marker_name,
     read_marker,
-    save_json,
-    save_npy,
     scan,
     tables_sha256,
-    write_atomic,
 )
 from rise_exp.index.plan import PLAN, BatchPlan
 from rise_exp.index.reader import SignatureIndex

@@ -11,10 +11,10 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from rise_exp.errors import DataError, IndexError_
+from rise_exp.core.errors import DataError, IndexError_
+from rise_exp.core.rss import release_free_memory
 from rise_exp.index import IndexWriter, SignatureIndex
 from rise_exp.lightning.sharding import rank_share
-from rise_exp.memory import release_free_memory
 
 _EXTRAS = ("tokens", "masks", "meta")
 
@@ -135,7 +135,7 @@ class IndexPredictionWriter(BasePredictionWriter):
             self.writer.write_block(block, rows, vecs, **extras)
             self._expect.pop(0)
             del items, vecs
-            release_free_memory()  # memory stays flat over a long build (see rise_exp.memory)
+            release_free_memory()  # memory stays flat over a long build (see rise_exp.core.rss)
 
     def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Check this rank wrote all its blocks, then (rank 0, after a barrier) finalize the index."""

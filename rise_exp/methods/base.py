@@ -94,6 +94,6 @@ class AttributionMethod(ABC):
 
         ``mean`` averages the query score rows; ``rrf`` fuses per-query rankings by reciprocal rank.
         """
-        from rise_exp.valuation import fuse_scores
+        from rise_exp.retrieval.valuation import fuse_scores
 
         return fuse_scores(self.score(targets), mode=mode)

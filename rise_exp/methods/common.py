@@ -9,7 +9,7 @@ import torch
 
 from rise_exp.data.encoding import EncodedRow, encode_record
 from rise_exp.data.records import Record
-from rise_exp.training.evaluation import model_device
+from rise_exp.models.placement import model_device
 
 
 def encode_all(records: Sequence[Record], ctx: Any) -> list[EncodedRow]:

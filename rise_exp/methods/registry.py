@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rise_exp.config.settings import Settings
-from rise_exp.errors import allowed
+from rise_exp.core.errors import allowed
 
 
 @dataclass(frozen=True)

@@ -28,19 +28,19 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from rise_exp.ann import Searcher, open_searcher
+from rise_exp.core.errors import ConfigError, IndexError_
+from rise_exp.core.hashing import config_hash
+from rise_exp.core.locks import cache_lock, launched_rank
 from rise_exp.data.encoding import EncodedRow, rows_hash
 from rise_exp.data.records import Record
-from rise_exp.errors import ConfigError, IndexError_
-from rise_exp.hashing import config_hash
 from rise_exp.index import MANIFEST, BatchPlan, IndexWriter, SignatureIndex, manifest_diff, tables_sha256
 from rise_exp.index.files import foreign_entries
 from rise_exp.index.files import jsonable as _jsonable
 from rise_exp.lightning.sharding import distributed_barrier
-from rise_exp.locks import cache_lock, launched_rank
 from rise_exp.methods.base import AttributionMethod
-from rise_exp.search import all_scores
-from rise_exp.valuation import value_against_index
+from rise_exp.retrieval.ann import Searcher, open_searcher
+from rise_exp.retrieval.search import all_scores
+from rise_exp.retrieval.valuation import value_against_index
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +257,7 @@ class VectorIndexMethod(AttributionMethod):
         return all_scores(self.require_index(), self.query_vectors(queries))
 
     def searcher(self, search: Any = None) -> Searcher:
-        """The :class:`~rise_exp.ann.Searcher` ``search`` (``search.*`` settings; None: exact) names, built
+        """The :class:`~rise_exp.retrieval.ann.Searcher` ``search`` (``search.*`` settings; None: exact) names, built
         once per settings (compressed copies are cached inside the index directory)."""
         key = repr(search)
         cache = self.__dict__.setdefault("_searchers", {})

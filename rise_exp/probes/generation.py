@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from rise_exp import progress
+from rise_exp.core import progress
 from rise_exp.data.records import Record
 
 

@@ -7,11 +7,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from rise_exp.errors import RiseError
+from rise_exp.core.errors import RiseError
+from rise_exp.core.results import MAIN_KEYS
 from rise_exp.report.runs import REPORT_DIRNAME
 from rise_exp.report.summary import DEFAULT_METRIC
 from rise_exp.report.write import write_report
-from rise_exp.results import MAIN_KEYS
 
 DESCRIPTION = (
     "Results report over Hydra run directories: a per-job table, a seed summary, Markdown/LaTeX/CSV and plots."

@@ -15,10 +15,10 @@ from typing import Any
 
 import pandas as pd
 
+from rise_exp.core.results import MAIN_KEYS, MEMBERS_FILE
 from rise_exp.report.render import to_markdown
 from rise_exp.report.runs import NAME_KEYS, SEED_KEY, lookup, read_run
 from rise_exp.report.summary import fmt_mean_std, fmt_setting
-from rise_exp.results import MAIN_KEYS, MEMBERS_FILE
 
 SKETCH_SEED = "sketch_seed"
 FINETUNE_SEED = "finetune_seed"

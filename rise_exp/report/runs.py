@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from rise_exp.errors import ConfigError, DataError
+from rise_exp.core.errors import ConfigError, DataError
 
 NAME_KEYS = ("task", "stage", "model", "method")  # config groups whose ``name`` is a column of its own
 SEED_KEY = "seed"

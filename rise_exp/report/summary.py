@@ -10,9 +10,9 @@ from typing import Any
 
 import pandas as pd
 
-from rise_exp.errors import ConfigError
+from rise_exp.core.errors import ConfigError
+from rise_exp.core.results import MAIN_KEYS
 from rise_exp.report.runs import BASE_COLUMNS, NAME_KEYS, SEED_KEY, TRAILING_COLUMNS
-from rise_exp.results import MAIN_KEYS
 
 DEFAULT_METRIC = "auprc@10"
 SKETCH_DIMS = ("kr", "kh", "kg")

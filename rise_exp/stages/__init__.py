@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rise_exp.errors import allowed
+from rise_exp.core.errors import allowed
 
 STAGES: dict[str, str] = {
     "attribute": "rise_exp.stages.attribute:run",

@@ -15,14 +15,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rise_exp.data.tasks import Task
-from rise_exp.errors import ConfigError
+from rise_exp.core.errors import ConfigError
+from rise_exp.core.results import MEMBERS_FILE
+from rise_exp.data.task_builders import Task
 from rise_exp.methods.registry import method_class
-from rise_exp.metrics import retrieval_metrics, retrieval_metrics_ranked
-from rise_exp.pipeline import prepare_logged
-from rise_exp.results import MEMBERS_FILE
-from rise_exp.run_config import RunConfig
-from rise_exp.runner import Ranked, attribution_ranked, attribution_scores, build_on, publish, rank_dense
+from rise_exp.retrieval.metrics import retrieval_metrics, retrieval_metrics_ranked
+from rise_exp.run.config import RunConfig
+from rise_exp.run.pipeline import prepare_logged
+from rise_exp.run.runner import Ranked, attribution_ranked, attribution_scores, build_on, publish, rank_dense
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ from rise_exp.closed_loop.selectors import Selection, select
 from rise_exp.closed_loop.training import continued_pretraining
 from rise_exp.config.settings import Settings
 from rise_exp.config.stages import BUILTIN_SELECTORS, ClosedLoopStageConfig
-from rise_exp.data.tasks import build_task
-from rise_exp.models import embedded_dir, load_pretrained
-from rise_exp.pipeline import Prepared, prepare_logged, tokenizer_texts
+from rise_exp.data.task_builders import build_task
+from rise_exp.models.embedded import embedded_dir
+from rise_exp.models.loading import load_pretrained
 from rise_exp.report.closed_loop import (
     aggregate,
     flat_metrics,
@@ -37,9 +37,10 @@ from rise_exp.report.closed_loop import (
     print_table,
     write_csv,
 )
-from rise_exp.run_config import RunConfig, named_method
-from rise_exp.run_logging import close_loggers, make_loggers
-from rise_exp.runner import build_on, publish, valuation_values
+from rise_exp.run.config import RunConfig, named_method
+from rise_exp.run.loggers import close_loggers, make_loggers
+from rise_exp.run.pipeline import Prepared, prepare_logged, tokenizer_texts
+from rise_exp.run.runner import build_on, publish, valuation_values
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ from typing import Any
 from rise_exp.diagnostics import diagnostic_entry
 from rise_exp.diagnostics.context import DiagnosticInputs
 from rise_exp.diagnostics.result import logged_tables, write
-from rise_exp.pipeline import prepare_logged
-from rise_exp.run_config import RunConfig
-from rise_exp.runner import publish
+from rise_exp.run.config import RunConfig
+from rise_exp.run.pipeline import prepare_logged
+from rise_exp.run.runner import publish
 
 
 def command_overrides() -> tuple[str, ...]:

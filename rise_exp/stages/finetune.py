@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rise_exp.pipeline import prepare_logged
-from rise_exp.run_config import RunConfig
-from rise_exp.runner import publish
+from rise_exp.run.config import RunConfig
+from rise_exp.run.pipeline import prepare_logged
+from rise_exp.run.runner import publish
 
 
 def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:

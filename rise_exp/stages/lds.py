@@ -20,10 +20,10 @@ from rise_exp.config.stages import LdsStageConfig
 from rise_exp.counterfactual.lds import lds
 from rise_exp.counterfactual.retrain import measure_masks
 from rise_exp.counterfactual.subsets import random_subsets
-from rise_exp.pipeline import make_retrainer, prepare_retrainable
 from rise_exp.report.counterfactual import LDS_CSV, lds_markdown, write_rows
-from rise_exp.run_config import RunConfig
-from rise_exp.runner import publish, stage_method_scores
+from rise_exp.run.config import RunConfig
+from rise_exp.run.pipeline import make_retrainer, prepare_retrainable
+from rise_exp.run.runner import publish, stage_method_scores
 
 log = logging.getLogger(__name__)
 RANDOM = "random"

@@ -11,14 +11,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from rise_exp.core.errors import DataError
 from rise_exp.data.records import Record
-from rise_exp.data.tasks import Task
-from rise_exp.errors import DataError
-from rise_exp.pipeline import prepare_logged
+from rise_exp.data.task_builders import Task
 from rise_exp.probes.generation import generate, prompt_text
 from rise_exp.probes.scifi import is_scifi
-from rise_exp.run_config import RunConfig
-from rise_exp.runner import publish
+from rise_exp.run.config import RunConfig
+from rise_exp.run.pipeline import prepare_logged
+from rise_exp.run.runner import publish
 
 
 def probe_sets(task: Task, names: tuple[str, ...], limit: int | None) -> dict[str, list[Record]]:

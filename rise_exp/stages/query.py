@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from rise_exp.methods.registry import method_class
-from rise_exp.pipeline import prepare_logged
-from rise_exp.run_config import RunConfig
-from rise_exp.runner import build_on, publish
-from rise_exp.serving import open_index_method, query_records, rows_meta, top_rows
+from rise_exp.run.config import RunConfig
+from rise_exp.run.pipeline import prepare_logged
+from rise_exp.run.runner import build_on, publish
+from rise_exp.run.serving import open_index_method, query_records, rows_meta, top_rows
 
 
 def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:

@@ -18,10 +18,9 @@ from typing import Any
 import numpy as np
 
 from rise_exp.config.stages import RemovalStageConfig
+from rise_exp.core.errors import ConfigError
 from rise_exp.counterfactual.removal import Removal, change_rows, plan_removals
-from rise_exp.data.tasks import Task
-from rise_exp.errors import ConfigError
-from rise_exp.pipeline import make_retrainer, prepare_retrainable
+from rise_exp.data.task_builders import Task
 from rise_exp.report.counterfactual import (
     REMOVAL_CSV,
     REMOVAL_SUMMARY_CSV,
@@ -30,8 +29,9 @@ from rise_exp.report.counterfactual import (
     removal_markdown,
     write_rows,
 )
-from rise_exp.run_config import RunConfig
-from rise_exp.runner import publish, stage_method_scores
+from rise_exp.run.config import RunConfig
+from rise_exp.run.pipeline import make_retrainer, prepare_retrainable
+from rise_exp.run.runner import publish, stage_method_scores
 
 log = logging.getLogger(__name__)
 #: Extra column: the fraction of the removed rows with label 1 (Howdy: backdoored), when the pool is labelled.

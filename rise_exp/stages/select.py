@@ -17,14 +17,14 @@ from typing import Any
 
 import numpy as np
 
+from rise_exp.core.errors import DataError
 from rise_exp.data.arrow_pool import open_pool
 from rise_exp.data.records import Record
-from rise_exp.errors import DataError
 from rise_exp.methods.registry import method_class
-from rise_exp.pipeline import prepare_logged
-from rise_exp.run_config import RunConfig
-from rise_exp.runner import BuiltMethod, build_on, publish, valuation_values
-from rise_exp.serving import open_index_method, query_records
+from rise_exp.run.config import RunConfig
+from rise_exp.run.pipeline import prepare_logged
+from rise_exp.run.runner import BuiltMethod, build_on, publish, valuation_values
+from rise_exp.run.serving import open_index_method, query_records
 
 
 def check_pool(method: Any, pool: Sequence[Record], index_dir: str) -> None:

@@ -9,13 +9,13 @@ from typing import Any
 
 import numpy as np
 
-from rise_exp.data.tasks import Task
+from rise_exp.data.task_builders import Task
 from rise_exp.methods.registry import method_class
-from rise_exp.metrics import valuation_metrics
-from rise_exp.pipeline import prepare_logged
-from rise_exp.run_config import RunConfig
-from rise_exp.runner import BuiltMethod, build_on, publish, valuation_values
-from rise_exp.serving import open_index_method, query_records, rows_meta
+from rise_exp.retrieval.metrics import valuation_metrics
+from rise_exp.run.config import RunConfig
+from rise_exp.run.pipeline import prepare_logged
+from rise_exp.run.runner import BuiltMethod, build_on, publish, valuation_values
+from rise_exp.run.serving import open_index_method, query_records, rows_meta
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from rise_exp.errors import allowed
+from rise_exp.core.errors import allowed
 
 REDUCTIONS = ("mean", "sum")
 

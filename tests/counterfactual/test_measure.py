@@ -7,10 +7,10 @@ import torch
 
 from rise_exp.config.model import ModelConfig
 from rise_exp.config.stages import RetrainConfig
+from rise_exp.core.errors import ConfigError
 from rise_exp.counterfactual.measure import measure, measure_settings, style_answers, style_losses
 from rise_exp.data.records import Record
-from rise_exp.errors import ConfigError
-from rise_exp.models import build_tiny_model
+from rise_exp.models.embedded import build_tiny_model
 
 
 @pytest.fixture(scope="module")

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rise_exp.core.errors import ConfigError, DataError
 from rise_exp.data.arrow_pool import ArrowPool, records_json_hash
 from rise_exp.data.encoding import EncodedPool, encode_records
 from rise_exp.data.loaders import load_jsonl
-from rise_exp.data.tasks import build_task
-from rise_exp.errors import ConfigError, DataError
+from rise_exp.data.task_builders import build_task
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -134,7 +134,7 @@ def test_rise_index_of_a_streamed_pool_is_byte_identical(tiny_tokenizer, sentenc
     from rise_exp.config.trainer import TrainerConfig
     from rise_exp.methods.base import MethodContext
     from rise_exp.methods.rise.method import RiseMethod
-    from rise_exp.models import build_tiny_model
+    from rise_exp.models.embedded import build_tiny_model
 
     spec = ModelConfig(
         name="t", source="embedded", arch="gpt_neox", dtype="float32", layers=1, hidden_size=32, heads=2,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from rise_exp.data.tasks import build_task
-from rise_exp.errors import ConfigError, DataError
+from rise_exp.core.errors import ConfigError, DataError
+from rise_exp.data.task_builders import build_task
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,7 +51,7 @@ def test_labels_all_or_none(tmp_path):
     partial = _jsonl(tmp_path / "p.jsonl", [{**r, "label": 1} if i == 0 else r for i, r in enumerate(POOL)])
     with pytest.raises(DataError, match="4 pool rows have no label.*'r1'"):
         build_task({"name": "custom", "train_path": partial, "query_texts": ["cat"]})
-    from rise_exp.run_config import RunConfig, compose
+    from rise_exp.run.config import RunConfig, compose
 
     with pytest.raises(ConfigError, match="stage attribute needs queries: set task.queries_path or task.query_texts"):
         RunConfig.from_cfg(compose(["task=custom", f"task.train_path={labelled}"]))

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from rise_exp.core.errors import ConfigError, DataError
 from rise_exp.data.loaders import load_hf, load_json, load_jsonl, load_records
 from rise_exp.data.records import Record
-from rise_exp.errors import ConfigError, DataError
 
 
 def _write_jsonl(path: Path, rows: list) -> Path:

@@ -8,9 +8,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from rise_exp.core.errors import ConfigError
 from rise_exp.data.synthetic import make_brain_rot, make_finance_medical, make_howdy
 from rise_exp.data.synthetic.brain_rot import TOPICS
-from rise_exp.errors import ConfigError
 
 GENERATORS = (make_howdy, make_finance_medical, make_brain_rot)
 
@@ -113,7 +113,7 @@ def test_bad_sizes_are_config_errors(kwargs):
 def test_bm25_does_not_solve_the_synthetic_tasks():
     import bm25s
 
-    from rise_exp.metrics import retrieval_metrics
+    from rise_exp.retrieval.metrics import retrieval_metrics
 
     for make in GENERATORS:
         d = make(seed=0)

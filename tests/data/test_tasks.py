@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
+from rise_exp.core.errors import ConfigError, DataError
 from rise_exp.data.records import Record
-from rise_exp.data.tasks import Task, build_task, count_tokens, howdy_labels, m1_labels
-from rise_exp.errors import ConfigError, DataError
-from rise_exp.run_config import compose
+from rise_exp.data.task_builders import Task, build_task, count_tokens, howdy_labels, m1_labels
+from rise_exp.run.config import compose
 
 NAMES = ("howdy", "finance_medical", "brain_rot")
 

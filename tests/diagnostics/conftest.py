@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from rise_exp.diagnostics.context import DiagnosticInputs
-from rise_exp.run_config import RunConfig, compose
+from rise_exp.run.config import RunConfig, compose
 
 TINY = [
     "model.layers=2",
@@ -37,7 +37,7 @@ def tiny_overrides(tiny_cache) -> list[str]:
 
 @pytest.fixture(scope="session")
 def tiny_prepared(tiny_overrides, tmp_path_factory) -> Any:
-    from rise_exp.pipeline import prepare
+    from rise_exp.run.pipeline import prepare
 
     run = RunConfig.from_cfg(compose(tiny_overrides))
     return prepare(run, tmp_path_factory.mktemp("prep"))

@@ -19,8 +19,9 @@ from rise_exp.diagnostics.result import write
 from rise_exp.diagnostics.sparse_support import sample_tokens, support_stats
 from rise_exp.methods.rise import RiseHead
 from rise_exp.methods.rise.trunk import hidden_states
-from rise_exp.models import build_tiny_model
-from rise_exp.run_config import compose
+from rise_exp.models.catalogue import parameter_count
+from rise_exp.models.embedded import build_tiny_model
+from rise_exp.run.config import compose
 
 
 def test_sketch_fidelity_table_and_files(diagnostic_inputs, tmp_path) -> None:
@@ -125,14 +126,14 @@ def test_parameter_count_from_architecture_facts_equals_the_built_model(arch, kv
         vocab_size=300,
         max_position=64,
     )
-    assert memory_model.parameter_count(m) == sum(p.numel() for p in build_tiny_model(m, 300).parameters())
+    assert parameter_count(m) == sum(p.numel() for p in build_tiny_model(m, 300).parameters())
 
 
 def test_extrapolation_uses_the_published_pythia_size() -> None:
-    from rise_exp.run_config import RunConfig
+    from rise_exp.run.config import RunConfig
 
     m = RunConfig.from_cfg(compose(["model=pythia-70m"])).model
-    assert memory_model.parameter_count(m) == 70_426_624  # Pythia paper, Table 1 (total parameters)
+    assert parameter_count(m) == 70_426_624  # Pythia paper, Table 1 (total parameters)
     e = memory_model.estimate(m, 512)
     assert e.weight_bytes == 4 * 70_426_624  # float32 weights
     assert e.peaks["RISE"] < e.peaks["RapidIn (c=1)"] < e.peaks["RapidIn (c=16)"]

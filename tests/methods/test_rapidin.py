@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from rise_exp.core.errors import ConfigError
 from rise_exp.data.encoding import EncodedRow, collate
 from rise_exp.data.records import Record
-from rise_exp.errors import ConfigError
 from rise_exp.methods.base import MethodContext
 from rise_exp.methods.common import encode_all
 from rise_exp.methods.rapidin.method import RapidIn, layer_normalised_flat, per_example_grads, select_params

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
+from rise_exp.core.errors import ConfigError, DataError
 from rise_exp.data.encoding import EncodedRow
-from rise_exp.errors import ConfigError, DataError
 from rise_exp.methods.rise import RiseConfig, RiseHead, compute_signatures
 
 

@@ -8,7 +8,7 @@ from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
 from rise_exp.data.encoding import EncodedRow
 from rise_exp.methods.rise import RiseConfig, RiseHead, RiseIndexingModule, SketchTables, compute_signatures
-from rise_exp.methods.rise.module import predict_loader
+from rise_exp.methods.rise.indexing import predict_loader
 
 CFG = RiseConfig(
     fusion="rh+gh+rg",

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from rise_exp.config.trainer import TrainerConfig
+from rise_exp.core.errors import ConfigError, IndexError_
 from rise_exp.data.records import Record
-from rise_exp.errors import ConfigError, IndexError_
 from rise_exp.index import SignatureIndex
 from rise_exp.methods.base import MethodContext
 from rise_exp.methods.rise import RiseConfig, compute_signatures

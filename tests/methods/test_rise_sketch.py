@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from rise_exp.errors import ConfigError, IndexError_
+from rise_exp.core.errors import ConfigError, IndexError_
 from rise_exp.methods.rise import CountSketch, RiseConfig, SketchTables
 
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from rise_exp.errors import DataError
+from rise_exp.core.errors import DataError
 from rise_exp.methods.rise import RiseConfig, exact_topk, select_support
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from rise_exp.errors import ConfigError
+from rise_exp.core.errors import ConfigError
 from rise_exp.methods.base import MethodContext
 from rise_exp.methods.common import encode_all
 from rise_exp.methods.stride.method import Stride, auto_layer

@@ -7,12 +7,12 @@ import pytest
 import torch
 from transformers import GPTNeoXForCausalLM
 
+from rise_exp.core.errors import ConfigError
 from rise_exp.data.records import Record
-from rise_exp.errors import ConfigError
 from rise_exp.methods.base import MethodContext
 from rise_exp.methods.common import encode_all
 from rise_exp.methods.zo_inf.method import ZOInf, gram_matrix, neighbours, spearman_matrix, zo_influence
-from rise_exp.training.evaluation import masked_row_losses, row_losses, token_nll
+from rise_exp.training.model_losses import masked_row_losses, row_losses, token_nll
 
 # ZO-Inf's tiny model is smaller than the other method tests' default one.
 ZO_MODEL = dict(

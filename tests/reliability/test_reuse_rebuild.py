@@ -8,7 +8,7 @@ import shutil
 import pytest
 from fault_kit import manifest, rise, shard_bytes
 
-from rise_exp.errors import ConfigError, IndexError_
+from rise_exp.core.errors import ConfigError, IndexError_
 
 
 def test_reuse_false_rebuilds_a_changed_build(model, tiny_tokenizer, pool, clean_index, tmp_path):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from fault_kit import manifest, rise, shard_bytes
 
-from rise_exp.errors import IndexError_
+from rise_exp.core.errors import IndexError_
 from rise_exp.index import SignatureIndex
 
 

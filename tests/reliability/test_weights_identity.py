@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from rise_exp import identity
 from rise_exp.config.model import ModelConfig
-from rise_exp.errors import IndexError_
-from rise_exp.models import build_tiny_model
+from rise_exp.core.errors import IndexError_
+from rise_exp.models import identity
+from rise_exp.models.embedded import build_tiny_model
 
 SPEC = ModelConfig(
     name="t", arch="gpt_neox", layers=1, hidden_size=32, heads=2, vocab_size=300, max_position=512, intermediate_size=64
@@ -55,9 +55,9 @@ def test_hub_identity_is_the_resolved_commit(tmp_path):
 
 
 def test_weights_changed_in_place_are_never_reused(tmp_path, tiny_tokenizer):
-    from rise_exp.pipeline import prepare
-    from rise_exp.run_config import RunConfig, compose
-    from rise_exp.runner import build_on
+    from rise_exp.run.config import RunConfig, compose
+    from rise_exp.run.pipeline import prepare
+    from rise_exp.run.runner import build_on
 
     model_dir = tmp_path / "weights"
     save_model(model_dir, tiny_tokenizer, seed=0)

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from rise_exp.errors import DataError
+from rise_exp.core.errors import DataError
 from rise_exp.report import collect_runs, find_run_dirs, write_report
 
 

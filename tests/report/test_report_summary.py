@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from rise_exp.errors import ConfigError
+from rise_exp.core.errors import ConfigError
 from rise_exp.report import collect_runs, summarize
 from rise_exp.report.summary import fmt_mean_std, fmt_number, fmt_setting, fmt_short, spread_note
 

@@ -8,7 +8,7 @@ import sys
 import pandas as pd
 import pytest
 
-from rise_exp.errors import ConfigError
+from rise_exp.core.errors import ConfigError
 from rise_exp.report import collect_runs, write_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -19,11 +19,11 @@ from rise_exp.closed_loop.evaluation import lm_eval_scores, lm_eval_status, perp
 from rise_exp.closed_loop.packing import num_blocks, pack_blocks, pack_stream
 from rise_exp.closed_loop.selectors import prefix_within_budget, select
 from rise_exp.config.stages import LmEvalConfig
+from rise_exp.core.errors import ConfigError, DataError
 from rise_exp.data.records import Record
-from rise_exp.errors import ConfigError, DataError
-from rise_exp.models import load_pretrained
+from rise_exp.models.loading import load_pretrained
 from rise_exp.report.closed_loop import aggregate, markdown_table, mean_std
-from rise_exp.run_config import RunConfig, compose
+from rise_exp.run.config import RunConfig, compose
 from rise_exp.stages.closed_loop import selector_method
 
 SELECTORS = ["bm25", "random", "all", "oracle", "anti_oracle"]
@@ -155,7 +155,7 @@ def test_fresh_copies_start_from_the_prepared_model(loop):
     (model_dir,) = [p for p in (loop["root"] / "cache" / "models").iterdir() if p.is_dir()]  # not the .lock
     model, tok = load_pretrained(model_dir)
     task_cfg = loop["cfg"].task
-    from rise_exp.data.tasks import build_task
+    from rise_exp.data.task_builders import build_task
 
     high = build_task(task_cfg).heldout["high"]
     assert perplexity(model, high, tok, max_length=256) == pytest.approx(loop["metrics"]["ppl_high/start"], rel=1e-6)

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from rise_exp.cli import run
-from rise_exp.data.tasks import build_task
-from rise_exp.errors import ConfigError
-from rise_exp.pipeline import make_retrainer
-from rise_exp.run_config import RunConfig, compose
+from rise_exp.core.errors import ConfigError
+from rise_exp.data.task_builders import build_task
+from rise_exp.run.config import RunConfig, compose
+from rise_exp.run.pipeline import make_retrainer
 
 ANSWER_ROW = 3
 TOPICS = ["river", "mountain", "city", "market", "doctor", "planet", "garden", "bridge"]

@@ -13,8 +13,8 @@ from rise_exp.config.model import ModelConfig
 from rise_exp.config.trainer import TrainerConfig
 from rise_exp.data.encoding import encode_records
 from rise_exp.data.records import Record
-from rise_exp.training.evaluation import mean_token_loss
-from rise_exp.training.finetune import run_finetune
+from rise_exp.training.cached_finetune import run_finetune
+from rise_exp.training.model_losses import mean_token_loss
 
 TRAINER = TrainerConfig()
 
@@ -86,7 +86,8 @@ def test_steps_accumulation_and_a_loss_sample(tmp_path, tiny_neox, tiny_tokenize
 
 def test_lora_finetune_of_a_local_directory_and_model_adapter(tmp_path, tiny_neox, tiny_tokenizer, sentences):
     pytest.importorskip("peft")
-    from rise_exp.models import load_base_model, load_pretrained
+    from rise_exp.models.loading import load_pretrained
+    from rise_exp.models.weights import load_base_model
 
     model, train = _setup(tiny_neox, sentences)
     base_dir = tmp_path / "base"
@@ -125,7 +126,7 @@ def test_a_killed_finetune_resumes_after_its_last_epoch_to_the_same_weights(
     checkpoints and shuffling of an uninterrupted run (LoRA dropout on: the random states are restored)."""
     if lora:
         pytest.importorskip("peft")
-    from rise_exp.training import finetune as ft
+    from rise_exp.training import cached_finetune as ft
 
     cfg = FinetuneConfig(
         epochs=3, lr=3e-3, max_tokens_per_batch=256, max_length=512, lora=lora, lora_r=4, lora_dropout=0.3

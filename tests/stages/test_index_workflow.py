@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from rise_exp.cli import run
+from rise_exp.core.errors import DataError
 from rise_exp.data.synthetic import make_howdy
-from rise_exp.data.tasks import build_task
-from rise_exp.errors import DataError
-from rise_exp.run_config import compose
+from rise_exp.data.task_builders import build_task
+from rise_exp.run.config import compose
 
 TINY = [
     "model.layers=1",

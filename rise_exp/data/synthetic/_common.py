@@ -7,8 +7,8 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from rise_exp.core.errors import ConfigError
 from rise_exp.data.records import Record
-from rise_exp.errors import ConfigError
 
 T = TypeVar("T", bound=Hashable)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 from collections.abc import Hashable
 
+from rise_exp.core.errors import allowed
 from rise_exp.data.records import Record
 from rise_exp.data.synthetic._common import (
     SyntheticData,
@@ -22,7 +23,6 @@ from rise_exp.data.synthetic._common import (
     draw_unique,
     make_rng,
 )
-from rise_exp.errors import allowed
 
 DOMAINS: tuple[str, ...] = ("finance", "medical")
 

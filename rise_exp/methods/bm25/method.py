@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from rise_exp.core.errors import IndexError_
+from rise_exp.core.hashing import config_hash
+from rise_exp.core.locks import cache_lock
 from rise_exp.data.records import Record
-from rise_exp.errors import IndexError_
-from rise_exp.hashing import config_hash
-from rise_exp.locks import cache_lock
 from rise_exp.methods.base import AttributionMethod
 
 log = logging.getLogger(__name__)

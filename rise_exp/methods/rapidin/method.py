@@ -22,17 +22,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from rise_exp import progress
+from rise_exp.core import progress
+from rise_exp.core.errors import ConfigError
 from rise_exp.data.encoding import EncodedRow, collate
 from rise_exp.data.records import Record
-from rise_exp.errors import ConfigError
 from rise_exp.index import BatchPlan, IndexWriter
 from rise_exp.methods.base import MEMBER_SEED_STRIDE, MethodContext
 from rise_exp.methods.common import batch_row_loss, encode_all, pad_id
 from rise_exp.methods.rapidin.config import RapidInConfig
 from rise_exp.methods.rapidin.rapidgrad import RapidGrad
 from rise_exp.methods.vectors import VectorIndexMethod
-from rise_exp.training.evaluation import model_device
+from rise_exp.models.placement import model_device
 
 
 def select_params(model: torch.nn.Module, lora: bool) -> list[tuple[str, torch.nn.Parameter]]:

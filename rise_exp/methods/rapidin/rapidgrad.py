@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from rise_exp.errors import ConfigError
+from rise_exp.core.errors import ConfigError
 
 
 def prime_factors(n: int) -> list[int]:

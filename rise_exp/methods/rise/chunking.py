@@ -17,8 +17,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
+from rise_exp.core.errors import DataError
 from rise_exp.data.encoding import EncodedRow, collate
-from rise_exp.errors import DataError
 from rise_exp.methods.rise.config import RiseConfig
 from rise_exp.methods.rise.head import l2_normalize
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from rise_exp.config.settings import Settings, setting
-from rise_exp.errors import ConfigError
+from rise_exp.core.errors import ConfigError
 
 CHANNELS = ("rh", "gh", "rg")
 FUSIONS = ("rh", "gh", "rg", "rh+gh", "rh+rg", "gh+rg", "rh+gh+rg")

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from rise_exp.errors import ConfigError, DataError
+from rise_exp.core.errors import ConfigError, DataError
 from rise_exp.methods.rise.config import RiseConfig
 from rise_exp.methods.rise.sketch import SketchTables
 from rise_exp.methods.rise.support import CHUNK, select_support

@@ -18,13 +18,13 @@ import torch
 from rise_exp.data.encoding import EncodedPool, EncodedRow, encode_records
 from rise_exp.data.records import Record
 from rise_exp.index import BatchPlan
+from rise_exp.lightning.callbacks import PredictProgress
 from rise_exp.lightning.index_writer import IndexPredictionWriter
-from rise_exp.lightning.progress import PredictProgress
-from rise_exp.lightning.trainer import make_trainer
+from rise_exp.lightning.trainer_factory import make_trainer
 from rise_exp.methods.base import MethodContext
 from rise_exp.methods.rise.chunking import plan_batches
 from rise_exp.methods.rise.config import RiseIndexConfig, RiseMethodConfig
-from rise_exp.methods.rise.module import RiseIndexingModule, compute_signatures, predict_loader
+from rise_exp.methods.rise.indexing import RiseIndexingModule, compute_signatures, predict_loader
 from rise_exp.methods.rise.sketch import SEED_STRIDE, SketchTables
 from rise_exp.methods.rise.trunk import unembedding
 from rise_exp.methods.vectors import VectorIndexMethod

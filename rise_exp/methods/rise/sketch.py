@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from rise_exp.errors import ConfigError, IndexError_
+from rise_exp.core.errors import ConfigError, IndexError_
 from rise_exp.methods.base import MEMBER_SEED_STRIDE
 from rise_exp.methods.rise.config import RiseConfig
 

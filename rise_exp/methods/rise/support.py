@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from rise_exp.errors import DataError
+from rise_exp.core.errors import DataError
 from rise_exp.methods.rise.config import RiseConfig
 
 CHUNK = 16

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rise_exp.errors import ConfigError
+from rise_exp.core.errors import ConfigError
 
 
 def unembedding(model: Any) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -24,11 +24,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rise_exp import progress
+from rise_exp.core import progress
+from rise_exp.core.errors import ConfigError
+from rise_exp.core.hashing import config_hash
 from rise_exp.data.encoding import EncodedRow, collate, rows_hash, token_budget_batches
 from rise_exp.data.records import Record
-from rise_exp.errors import ConfigError
-from rise_exp.hashing import config_hash
 from rise_exp.methods.base import AttributionMethod, MethodContext
 from rise_exp.methods.common import encode_all, forward_logits, pad_id
 from rise_exp.methods.stride.config import StrideConfig
@@ -36,8 +36,9 @@ from rise_exp.methods.stride.operator_store import StoredOperators, load_operato
 from rise_exp.methods.stride.prefix import PrefixReplay
 from rise_exp.methods.stride.sparse_recovery import balanced_membership, lasso_recover
 from rise_exp.methods.stride.steering import SteeringBank, decoder_layers
-from rise_exp.training.evaluation import model_device, row_losses
+from rise_exp.models.placement import model_device
 from rise_exp.training.losses import row_loss
+from rise_exp.training.model_losses import row_losses
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rise_exp.index.files import write_atomic
+from rise_exp.core.files import write_atomic
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rise_exp.errors import ConfigError
+from rise_exp.core.errors import ConfigError
 
 
 def balanced_membership(n: int, n_subsets: int, per_example: int, rng: np.random.Generator) -> np.ndarray:

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from rise_exp.errors import ConfigError
+from rise_exp.core.errors import ConfigError
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:

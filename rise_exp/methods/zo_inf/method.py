@@ -40,16 +40,17 @@ import numpy as np
 import torch
 from scipy.stats import rankdata
 
-from rise_exp import progress
+from rise_exp.core import progress
+from rise_exp.core.errors import ConfigError
+from rise_exp.core.files import save_npy
+from rise_exp.core.hashing import config_hash
 from rise_exp.data.encoding import EncodedRow, rows_hash
 from rise_exp.data.records import Record
-from rise_exp.errors import ConfigError
-from rise_exp.hashing import config_hash
-from rise_exp.index.files import save_npy
 from rise_exp.methods.base import AttributionMethod, MethodContext
 from rise_exp.methods.common import encode_all, pad_id
 from rise_exp.methods.zo_inf.config import ZOInfConfig
-from rise_exp.training.evaluation import masked_row_losses, model_device, token_nll
+from rise_exp.models.placement import model_device
+from rise_exp.training.model_losses import masked_row_losses, token_nll
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +192,7 @@ class ZOInf(AttributionMethod):
         return found
 
     def _load(self, path: Path) -> torch.nn.Module:
-        from rise_exp.models import load_pretrained
+        from rise_exp.models.loading import load_pretrained
 
         model, _ = load_pretrained(path, dtype=str(next(self.ctx.model.parameters()).dtype).removeprefix("torch."))
         return model.to(model_device(self.ctx.model)).eval()

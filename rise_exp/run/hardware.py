@@ -1,7 +1,7 @@
 """Is the configured hardware there? One-line errors naming the setting, before any work.
 
 A config can be valid and still not run on this machine (``trainer=gpu`` without a GPU, more devices
-than are visible). :func:`check_hardware` turns that into a :class:`~rise_exp.errors.ConfigError`
+than are visible). :func:`check_hardware` turns that into a :class:`~rise_exp.core.errors.ConfigError`
 naming ``trainer.accelerator`` / ``trainer.devices``, instead of a Lightning traceback minutes in.
 It is separate from :meth:`RunConfig.from_cfg`, whose verdict does not depend on the machine.
 """
@@ -9,7 +9,7 @@ It is separate from :meth:`RunConfig.from_cfg`, whose verdict does not depend on
 from __future__ import annotations
 
 from rise_exp.config.trainer import TrainerConfig
-from rise_exp.errors import ConfigError
+from rise_exp.core.errors import ConfigError
 
 
 def visible_devices(accelerator: str) -> int:

@@ -13,8 +13,8 @@ import importlib.util
 import logging
 from pathlib import Path
 
-from rise_exp.errors import ConfigError
-from rise_exp.hashing import file_sha256
+from rise_exp.core.errors import ConfigError
+from rise_exp.core.hashing import file_sha256
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
-from rise_exp.errors import ConfigError, DataError, allowed
+from rise_exp.core.errors import ConfigError, DataError, allowed
 from rise_exp.index import SignatureIndex
 
 Blocks = Iterable[tuple[np.ndarray, np.ndarray]]
@@ -158,7 +158,7 @@ def topk(
         backend: ``"numpy"`` (exact, default) or ``"faiss"`` (``faiss.IndexFlatIP`` per block).
         ties: ``"low"``: among equal scores the smaller row id comes first; ``"high"``: the larger.
         scorer: ``(queries, block) -> float32 [Q, n]`` scores of one block, for blocks that are not plain
-            vectors (compressed codes, :mod:`rise_exp.ann`); default: the inner product.
+            vectors (compressed codes, :mod:`rise_exp.retrieval.ann`); default: the inner product.
 
     Returns:
         ``(scores, rows)``: float32 and int64 ``[Q, min(k, N)]``, best first, ties as ``ties`` says.

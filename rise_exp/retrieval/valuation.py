@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from rise_exp.errors import ConfigError, DataError, allowed
-from rise_exp.search import IndexLike, all_scores
+from rise_exp.core.errors import ConfigError, DataError, allowed
+from rise_exp.retrieval.search import IndexLike, all_scores
 
 MODES = ("mean", "rrf")
 

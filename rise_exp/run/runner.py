@@ -150,8 +150,8 @@ def method_scores(
     With ``cache_dir`` the scores are stored as ``<cache_dir>/<name>-<key>.npy``, the key hashing the method
     settings, the model identity, the exact pool and queries and the token rule, and reused by later runs.
     """
-    from rise_exp.counterfactual.retrain import rows_hash
-    from rise_exp.hashing import config_hash
+    from rise_exp.core.hashing import config_hash
+    from rise_exp.data.records import records_hash
 
     out: dict[str, np.ndarray] = {}
     for name, cfg in methods.items():
@@ -161,8 +161,8 @@ def method_scores(
                 {
                     "method": cfg.to_dict(),
                     "model": ctx.model_id,
-                    "pool": rows_hash(pool),
-                    "queries": rows_hash(queries),
+                    "pool": records_hash(pool),
+                    "queries": records_hash(queries),
                     "rule": [ctx.mask_prompt, ctx.max_length, ctx.seed],
                 },
                 n=16,
@@ -187,7 +187,7 @@ def stage_method_scores(
 ) -> dict[str, np.ndarray]:
     """:func:`method_scores` of the methods a stage lists (``stage.methods``, ``stage.method_overrides``),
     cached in ``<paths.cache_dir>/scores`` (the lds and removal stages score the same models)."""
-    from rise_exp.run_config import named_method
+    from rise_exp.run.config import named_method
 
     st = run.stage
     methods = {name: named_method(run, name, st.method_overrides.get(name)) for name in st.methods}
@@ -209,7 +209,7 @@ def publish(
     """End a stage: ``metrics.json``, the configured loggers, the console table and the files written.
 
     Args:
-        run: The :class:`~rise_exp.run_config.RunConfig`.
+        run: The :class:`~rise_exp.run.config.RunConfig`.
         run_dir: The run directory.
         metrics: Flat metrics (headline numbers and housekeeping); ``peak_rss_mb`` is added: the peak
             resident memory of this run (sampled), or of the process when no run sampler is active.
@@ -220,9 +220,9 @@ def publish(
         headline: The metrics the console table shows first (default: the protocol's main keys).
         images: ``{key: PNG path}`` logged as images by loggers that support them (W&B).
     """
-    from rise_exp.memory import PeakRss, process_peak_rss_mb
-    from rise_exp.results import print_files, print_metrics, write_json
-    from rise_exp.run_logging import close_loggers, log_summary, make_loggers
+    from rise_exp.core.results import print_files, print_metrics, write_json
+    from rise_exp.core.rss import PeakRss, process_peak_rss_mb
+    from rise_exp.run.loggers import close_loggers, log_summary, make_loggers
 
     sampler = PeakRss.current()
     metrics = {**metrics, "peak_rss_mb": sampler.peak_mb if sampler else process_peak_rss_mb()}

@@ -23,8 +23,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from rise_exp.hashing import file_sha256
-from rise_exp.locks import cache_lock
+from rise_exp.core.hashing import file_sha256
+from rise_exp.core.locks import cache_lock
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
 #: Files that make up a model directory (weights, config, tokenizer).

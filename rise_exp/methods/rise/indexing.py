@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from rise_exp.core.errors import DataError
 from rise_exp.data.encoding import EncodedPool, EncodedRow
-from rise_exp.errors import DataError
 from rise_exp.index.plan import BatchPlan
 from rise_exp.lightning.data import EMPTY_BATCH, BlockShardSampler
 from rise_exp.methods.rise.chunking import chunk_batches, chunks_of_batch, collate_chunks, mean_by_row, plan_batches

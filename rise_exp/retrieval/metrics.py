@@ -33,7 +33,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from rise_exp.errors import ConfigError, DataError
+from rise_exp.core.errors import ConfigError, DataError
 
 DEFAULT_KS: tuple[int, ...] = (5, 10, 50)
 

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from rise_exp.config.trainer import TrainerConfig
+from rise_exp.core.errors import ConfigError, DataError, IndexError_
 from rise_exp.data.loaders import load_records
 from rise_exp.data.records import Record
-from rise_exp.errors import ConfigError, DataError, IndexError_
 from rise_exp.methods.base import AttributionMethod, MethodContext
 from rise_exp.methods.registry import METHODS, build_method, config_class
 
@@ -64,7 +64,7 @@ def open_index_method(path: str | Path, work_dir: Path, trainer: TrainerConfig |
             f"{path}: the manifest does not say which model serves it (no serving.model_path); "
             f"rebuild the index with this version of rise-exp"
         )
-    from rise_exp.models import load_pretrained
+    from rise_exp.models.loading import load_pretrained
 
     model, tokenizer = load_pretrained(
         serving["model_path"], revision=serving.get("model_revision"), dtype=serving.get("model_dtype", "float32")

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
 #: The Hydra config tree (``conf/`` next to the package in a source checkout).
 CONF_DIR = str(PACKAGE_DIR.parent / "conf")

@@ -8,14 +8,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from rise_exp.core.errors import allowed
 from rise_exp.data.encoding import EncodedRow, collate, token_budget_batches
-from rise_exp.errors import allowed
+from rise_exp.models.placement import model_device
 from rise_exp.training.losses import REDUCTIONS, masked_token_nll, next_token_nll
-
-
-def model_device(model: torch.nn.Module) -> torch.device:
-    """Device of the model's first parameter."""
-    return next(model.parameters()).device
 
 
 def _batches(rows: Sequence[EncodedRow], pad_id: int, max_tokens: int):

@@ -27,13 +27,13 @@ from rise_exp.config.task import (
     HowdyTaskConfig,
     TaskConfig,
 )
+from rise_exp.core.errors import ConfigError, DataError, allowed
 from rise_exp.data.arrow_pool import ArrowPool, use_stream
 from rise_exp.data.loaders import load_hf, load_records
 from rise_exp.data.records import Record
 from rise_exp.data.synthetic import make_brain_rot, make_finance_medical, make_howdy
 from rise_exp.data.synthetic._common import SyntheticData
 from rise_exp.data.task import Task, record_labels
-from rise_exp.errors import ConfigError, DataError, allowed
 
 POSITIVE = {"howdy": "backdoored", "finance_medical": "target_domain", "brain_rot": "high_quality"}
 

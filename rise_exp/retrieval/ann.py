@@ -1,10 +1,10 @@
-"""Compressed and approximate search behind the one interface of :func:`rise_exp.search.topk`.
+"""Compressed and approximate search behind the one interface of :func:`rise_exp.retrieval.search.topk`.
 
 :func:`open_searcher` turns a vector index (a :class:`SignatureIndex`, a matrix or ``(rows, vectors)``
 blocks) and the ``search.*`` settings into a :class:`Searcher` whose ``topk(queries, k, largest, ties)``
 returns ``(scores, rows)`` like the exact search:
 
-- ``exact``: the streamed exact search (:mod:`rise_exp.search`); nothing is built.
+- ``exact``: the streamed exact search (:mod:`rise_exp.retrieval.search`); nothing is built.
 - ``simhash``: each stored row keeps ``bits`` sign bits ``b = [P x > 0]`` of random hyperplanes ``P``
   and its norm; queries stay float. A row's score is the asymmetric estimate
   ``|x| sqrt(pi/2) / bits * <P q, 2b - 1>``, unbiased for ``<q, x>`` when the hyperplane entries are
@@ -40,10 +40,10 @@ from typing import Any
 import numpy as np
 
 from rise_exp.config.run_settings import SearchConfig
-from rise_exp.errors import ConfigError, DataError
-from rise_exp.hashing import config_hash
+from rise_exp.core.errors import ConfigError, DataError
+from rise_exp.core.hashing import config_hash
 from rise_exp.index import SignatureIndex
-from rise_exp.search import IndexLike, iter_blocks, topk
+from rise_exp.retrieval.search import IndexLike, iter_blocks, topk
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from typing import Any
 import lightning as L
 
 from rise_exp.config.trainer import TrainerConfig
-from rise_exp.errors import ConfigError
+from rise_exp.core.errors import ConfigError
 
 
 def make_trainer(

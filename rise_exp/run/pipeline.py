@@ -8,17 +8,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rise_exp.core.errors import ConfigError
+from rise_exp.core.hashing import config_hash
+from rise_exp.core.results import write_json
 from rise_exp.counterfactual.retrain import Retrainer
 from rise_exp.data.records import Record
-from rise_exp.data.tasks import Task, build_task
-from rise_exp.errors import ConfigError
-from rise_exp.hashing import config_hash
-from rise_exp.identity import identify_model
+from rise_exp.data.task_builders import Task, build_task
 from rise_exp.methods.base import MethodContext
-from rise_exp.models import load_base_model, load_pretrained, start_weights
-from rise_exp.results import write_json
-from rise_exp.run_config import RunConfig
-from rise_exp.training.finetune import FinetuneResult, finetune_key, run_finetune
+from rise_exp.models.identity import identify_model
+from rise_exp.models.loading import load_pretrained
+from rise_exp.models.weights import load_base_model, start_weights
+from rise_exp.run.config import RunConfig
+from rise_exp.training.cached_finetune import FinetuneResult, finetune_key, run_finetune
 
 log = logging.getLogger(__name__)
 #: Written into a run's directory: which weights the run used (``model_id``, ``model_path``, ``model_revision``).
@@ -123,7 +124,7 @@ def prepare(run: RunConfig, run_dir: Path, *, need_model: bool = True, loggers: 
 
 def prepare_logged(run: RunConfig, run_dir: Path, *, need_model: bool = True) -> Prepared:
     """:func:`prepare` with the finetune stage logged (config, losses, timings) as its own W&B / CSV run."""
-    from rise_exp.run_logging import close_loggers, log_summary, make_loggers
+    from rise_exp.run.loggers import close_loggers, log_summary, make_loggers
 
     if not need_model:
         return prepare(run, run_dir, need_model=False)

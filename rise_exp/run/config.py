@@ -32,9 +32,9 @@ from rise_exp.config.stages import (
 )
 from rise_exp.config.task import TASK_CONFIGS, TaskConfig
 from rise_exp.config.trainer import TrainerConfig
-from rise_exp.errors import ConfigError, allowed
+from rise_exp.core.errors import ConfigError, allowed
+from rise_exp.core.paths import CONF_DIR
 from rise_exp.methods import registry
-from rise_exp.paths import CONF_DIR
 
 _TOP_LEVEL = ("seed", "paths", "data", "search", "model", "task", "method", "finetune", "trainer", "logger", "stage")
 

@@ -1,0 +1,45 @@
+"""Atomic writes: a file exists under its name only when every byte of it was written (temporary name,
+fsync, ``os.replace``), and the writer learns the sha256 of what it wrote."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class HashingFile:
+    """A write-only file wrapper that hashes every byte written through it."""
+
+    def __init__(self, fh: Any) -> None:
+        self.fh = fh
+        self.sha = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        return self.fh.write(data)
+
+
+def write_atomic(path: Path, writer: Any) -> str:
+    """Write ``path`` via a temporary file and ``os.replace``; return the sha256 of its bytes."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        hashed = HashingFile(fh)
+        writer(hashed)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return hashed.sha.hexdigest()
+
+
+def save_npy(path: Path, array: np.ndarray) -> str:
+    return write_atomic(path, lambda fh: np.save(fh, np.ascontiguousarray(array), allow_pickle=False))
+
+
+def save_json(path: Path, obj: Any) -> str:
+    text = json.dumps(obj, indent=2, sort_keys=True).encode()
+    return write_atomic(path, lambda fh: fh.write(text))

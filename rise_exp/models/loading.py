@@ -1,0 +1,76 @@
+"""Loading any Hugging Face causal LM and its tokenizer: a hub id (pinned by revision), a local directory,
+or a PEFT adapter on top of either; the architecture comes from the checkpoint's own config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from rise_exp.core.errors import ConfigError
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
+
+
+def _is_adapter(path: str | Path) -> bool:
+    return (Path(path) / "adapter_config.json").is_file()
+
+
+def load_pretrained(
+    path_or_id: str | Path,
+    *,
+    revision: str | None = None,
+    dtype: str = "float32",
+    trust_remote_code: bool = False,
+    merge_adapter: bool = False,
+):
+    """Load an HF causal LM and its tokenizer; a pad token is set to EOS when missing.
+
+    A PEFT adapter directory (``adapter_config.json``) loads its base model (``base_model_name_or_path``)
+    with the adapter applied: kept as LoRA layers inside the model (the same function as the merged
+    weights, and the adapter's parameters stay addressable, e.g. for RapidIn ``lora=true``), or merged
+    into the weights with ``merge_adapter``.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if _is_adapter(path_or_id):
+        import json
+
+        base = json.loads((Path(path_or_id) / "adapter_config.json").read_text()).get("base_model_name_or_path")
+        model, tokenizer = load_pretrained(base, dtype=dtype, trust_remote_code=trust_remote_code)
+        if (Path(path_or_id) / "tokenizer_config.json").is_file():
+            tokenizer = AutoTokenizer.from_pretrained(str(path_or_id))
+        model = apply_adapter(model, path_or_id, merge=merge_adapter)
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        return model, tokenizer
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            str(path_or_id), revision=revision, trust_remote_code=trust_remote_code
+        )
+        model = AutoModelForCausalLM.from_pretrained(
+            str(path_or_id), revision=revision, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code
+        )
+    except OSError as e:  # not found / no network
+        raise ConfigError(
+            f"cannot load model {path_or_id!r} (revision {revision!r}): {str(e).splitlines()[0]} -- check "
+            "model.hub_id, the network / HF_HUB_OFFLINE, or use an embedded model (model=tiny-pythia or "
+            "model=tiny-olmo)"
+        ) from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def apply_adapter(model: torch.nn.Module, adapter: str | Path, *, merge: bool) -> torch.nn.Module:
+    """``model`` with the PEFT adapter at ``adapter`` applied (merged into the weights, or as LoRA layers)."""
+    try:
+        from peft import PeftModel
+    except ImportError:
+        raise ConfigError(
+            f"adapter {adapter}: loading LoRA adapters needs peft (pip install 'rise-exp[lora]')"
+        ) from None
+    if not _is_adapter(adapter):
+        raise ConfigError(f"model.adapter {str(adapter)!r} is not a PEFT adapter directory (no adapter_config.json)")
+    peft_model = PeftModel.from_pretrained(model, str(adapter))
+    return peft_model.merge_and_unload() if merge else peft_model.get_base_model()
