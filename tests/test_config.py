@@ -99,6 +99,26 @@ def test_defaults_of_code_and_composed_config_agree():
     assert run.task.skip_empty is True  # the release's train.jsonl has one empty output (line 1395)
 
 
+def test_every_method_seed_is_null_and_follows_the_global_seed():
+    """One rule for every method: ``method.seed`` is null by default (no YAML sets it), so it is the global
+    seed; a value set on the command line wins."""
+    for name, cls in schema_classes()["method"].items():
+        if "seed" not in cls.field_names():
+            continue
+        assert cls().seed is None and OmegaConf.select(compose([f"method={name}"]), "method.seed") is None
+        assert RunConfig.from_cfg(compose([f"method={name}", "seed=7"])).method.seed == 7
+        assert RunConfig.from_cfg(compose([f"method={name}", "seed=7", "method.seed=3"])).method.seed == 3
+
+
+def test_method_context_defaults_are_the_run_defaults():
+    """MethodContext restates no default: its token rule and seed are the composed run's."""
+    from rise_exp.methods.base import MethodContext
+
+    ctx, run = MethodContext(model=None, tokenizer=None, work_dir=CONF), RunConfig.from_cfg(compose([]))
+    assert (ctx.max_length, ctx.mask_prompt, ctx.seed) == (run.data.max_length, run.data.attribute_mask_prompt, 42)
+    assert run.seed == 42
+
+
 BAD = {
     "model": ("model.hidden_size=0", "model.hidden_size must be > 0"),
     "task": ("task.poison_rate=1.5", "task.poison_rate must be <= 1"),

@@ -1,10 +1,14 @@
-"""Top-level settings of a run that are not config groups: ``data.*`` and ``paths.*``."""
+"""Top-level settings of a run that are not config groups: ``seed``, ``data.*``, ``paths.*`` and ``search.*``."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from rise_exp.config.settings import Settings, setting
+
+#: The global seed's default (top-level ``seed``): method randomness (sketch tables, RapidGrad, STRIDE subsets);
+#: a method's ``seed: null`` follows the global seed. Data and model seeds are ``task.seed`` and ``finetune.seed``.
+DEFAULT_SEED = 42
 
 
 @dataclass(frozen=True)

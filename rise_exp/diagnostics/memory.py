@@ -34,7 +34,7 @@ def method_config(run: RunConfig, method: str) -> dict[str, Any]:
 
     node = run.raw["method"] if run.method.name == method else None
     if node is None:
-        node = OmegaConf.to_container(compose([f"method={method}", f"seed={run.seed}"])["method"], resolve=True)
+        node = OmegaConf.to_container(compose([f"method={method}"])["method"], resolve=True)
     return {**run.raw, "method": node, "stage": {"name": "attribute"}, "logger": {"kind": "none"}}
 
 

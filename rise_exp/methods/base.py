@@ -6,16 +6,25 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
+from rise_exp.config.run_settings import DEFAULT_SEED, DataConfig
 from rise_exp.config.settings import Settings
 from rise_exp.config.trainer import TrainerConfig
 from rise_exp.data.records import Record
 
 #: Ensemble member ``e`` of a method draws its random tables from ``seed + e * MEMBER_SEED_STRIDE``.
 MEMBER_SEED_STRIDE = 1000
+S = TypeVar("S", bound=Settings)
+
+
+def seeded(cfg: S, seed: int) -> S:
+    """Every method's seed rule: a ``seed`` setting left null (the default) is the global ``seed``."""
+    if getattr(cfg, "seed", 0) is None:
+        return cfg.replace(seed=seed)
+    return cfg
 
 
 @dataclass
@@ -29,10 +38,10 @@ class MethodContext:
         checkpoints: Saved HF checkpoint directories of the finetuning trajectory, oldest first.
         model_id: A string identifying the model (hub id + revision, or embedded config hash).
         trainer: Settings for Lightning ``Trainer`` construction.
-        max_length: Maximum tokens per row (the gradient baselines truncate; RISE chunks).
+        max_length: Maximum tokens per row (``data.max_length``; the gradient baselines truncate; RISE chunks).
         mask_prompt: Whether prompt tokens of instruction rows are excluded from what methods score
             (``data.attribute_mask_prompt``; the same for every method).
-        seed: Global seed (a method's own ``seed: null`` falls back to it).
+        seed: Global seed (a method's own ``seed: null`` falls back to it: :func:`seeded`).
         index_root: Where indexes live by default (``<cache>/indexes``; None: the work dir).
         data_name: What the pool is called (part of a default index directory's name).
         model_path: Where the weights the method sees were loaded from (recorded in index manifests, so a
@@ -46,9 +55,9 @@ class MethodContext:
     checkpoints: list[Path] = field(default_factory=list)
     model_id: str = ""
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    max_length: int = 512
-    mask_prompt: bool = False
-    seed: int = 42
+    max_length: int = DataConfig.max_length
+    mask_prompt: bool = DataConfig.attribute_mask_prompt
+    seed: int = DEFAULT_SEED
     index_root: Path | None = None
     data_name: str = "data"
     model_path: str | None = None
@@ -77,7 +86,7 @@ class AttributionMethod(ABC):
             from rise_exp.methods.registry import config_class
 
             cfg = config_class(self.name).from_mapping({"name": self.name, **dict(cfg)})
-        self.cfg: Any = cfg
+        self.cfg: Any = seeded(cfg, ctx.seed)
         self.ctx = ctx
         self.index_bytes: int = 0
 

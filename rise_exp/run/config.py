@@ -20,7 +20,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from rise_exp.config.finetune import FinetuneConfig
 from rise_exp.config.logger import LoggerConfig
 from rise_exp.config.model import ModelConfig
-from rise_exp.config.run_settings import DataConfig, PathsConfig, SearchConfig
+from rise_exp.config.run_settings import DEFAULT_SEED, DataConfig, PathsConfig, SearchConfig
 from rise_exp.config.settings import Settings, check_name, plain
 from rise_exp.config.stages import (
     BUILTIN_SELECTORS,
@@ -35,6 +35,7 @@ from rise_exp.config.trainer import TrainerConfig
 from rise_exp.core.errors import ConfigError, allowed
 from rise_exp.core.paths import CONF_DIR
 from rise_exp.methods import registry
+from rise_exp.methods.base import seeded
 
 _TOP_LEVEL = ("seed", "paths", "data", "search", "model", "task", "method", "finetune", "trainer", "logger", "stage")
 
@@ -81,7 +82,8 @@ def _safe_name(key: str, *, _root_: Any) -> str:
 
 
 def register_schemas() -> None:
-    """Store every settings class in Hydra's ConfigStore as ``schema/<group>/<option>`` (idempotent).
+    """Store every settings class in Hydra's ConfigStore as ``schema/<group>/<option>`` (idempotent), and the
+    top-level ``seed`` as ``schema/run/seed``.
 
     Also registers the resolvers the run directory is built with: ``${safe:model.name}`` (the value,
     checked to be a safe path component, so a name that would escape its directory fails before Hydra
@@ -92,6 +94,7 @@ def register_schemas() -> None:
     OmegaConf.register_new_resolver("safe", _safe_name, replace=True)
     OmegaConf.register_new_resolver("data_name", data_name, replace=True)
     cs = ConfigStore.instance()
+    cs.store(group="schema/run", name="seed", node={"seed": DEFAULT_SEED})  # conf/config.yaml: /schema/run/seed@_here_
     groups = {**schema_classes(), "run": {"data": DataConfig, "paths": PathsConfig, "search": SearchConfig}}
     for group, options in groups.items():
         for name, cls in options.items():
@@ -137,27 +140,24 @@ def _typed(group: str, options: Mapping[str, type[Settings]], node: Any, key: st
     return options[name].from_mapping(data)
 
 
-def method_settings(node: Any) -> Settings:
-    """Typed settings of the method a ``method`` node names."""
-    return _typed("method", {n: registry.config_class(n) for n in registry.METHODS}, node)
+def method_settings(node: Any, seed: int) -> Settings:
+    """Typed settings of the method a ``method`` node names, a null ``seed`` setting filled in with ``seed``."""
+    return seeded(_typed("method", {n: registry.config_class(n) for n in registry.METHODS}, node), seed)
 
 
 def named_method(run: RunConfig, name: str, overrides: Mapping[str, Any] | None = None) -> Settings:
     """The settings of method ``name`` for a stage that runs several methods, composed through Hydra.
 
     The run's own ``method`` node is used when it names the same method (so ``method.kr=64`` applies);
-    otherwise ``conf/method/<name>.yaml`` is composed with the run's seed. ``overrides`` go on top.
+    otherwise ``conf/method/<name>.yaml`` is composed. ``overrides`` go on top; a null seed is the run's.
     """
-    if run.method.name == name:
-        base = run.method.to_dict()
-    else:
-        base = method_settings(compose([f"method={name}", f"seed={run.seed}"]).method).to_dict()
-    return method_settings({**base, **dict(overrides or {}), "name": name})
+    base = run.method.to_dict() if run.method.name == name else plain(compose([f"method={name}"]).method)
+    return method_settings({**base, **dict(overrides or {}), "name": name}, run.seed)
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """One run, fully typed: every group checked, defaults filled in.
+    """One run, fully typed: every group checked, defaults filled in (a method's null ``seed``: the global seed).
 
     Attributes:
         seed: Global seed (method randomness: sketch tables, RapidGrad, STRIDE subsets).
@@ -184,7 +184,7 @@ class RunConfig:
         unknown = sorted(set(data) - set(_TOP_LEVEL) - {"hydra"})
         if unknown:
             raise ConfigError(f"unknown top-level setting(s) {', '.join(unknown)}; allowed: {', '.join(_TOP_LEVEL)}")
-        seed = data.get("seed", 42)
+        seed = data.get("seed", DEFAULT_SEED)
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ConfigError(f"seed must be an integer, got {seed!r}")
         schemas = schema_classes()
@@ -194,7 +194,7 @@ class RunConfig:
             data=DataConfig.from_mapping(data.get("data") or {}),
             model=_typed("model", schemas["model"], data.get("model") or {}),
             task=_typed("task", schemas["task"], data.get("task") or {}),
-            method=_typed("method", schemas["method"], data.get("method") or {}),
+            method=seeded(_typed("method", schemas["method"], data.get("method") or {}), seed),
             finetune=_typed("finetune", schemas["finetune"], data.get("finetune") or {}),
             trainer=_typed("trainer", schemas["trainer"], data.get("trainer") or {}),
             logger=_typed("logger", schemas["logger"], data.get("logger") or {}),

@@ -71,7 +71,10 @@ def open_index_method(path: str | Path, work_dir: Path, trainer: TrainerConfig |
     )
     ctx.model, ctx.tokenizer, ctx.model_id = model.eval(), tokenizer, manifest.get("model", "")
     ctx.model_path, ctx.model_dtype = serving["model_path"], serving.get("model_dtype", "float32")
-    ctx.max_length, ctx.mask_prompt = int(serving.get("max_length", 512)), bool(serving.get("query_mask_prompt"))
+    ctx.max_length, ctx.mask_prompt = (
+        int(serving.get("max_length", ctx.max_length)),
+        bool(serving.get("query_mask_prompt")),
+    )
     extra = {"mask_query_prompt": ctx.mask_prompt} if name == "rise" else {}
     method = build_method(_settings(name, manifest["method"], extra), ctx)
     method.attach(path)

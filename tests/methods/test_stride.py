@@ -167,6 +167,8 @@ def test_stride_stores_its_operators_and_reuses_them(
     }
     others.add(first.operator_file(rows[:-1]))
     assert path not in others and len(others) == 4
+    explicit = Stride({"steps": 4, "operators_per_step": 8, "subsets_per_example": 4, "seed": 3}, first.ctx)
+    assert explicit.operator_file(rows) == path  # method.seed set to the global seed: the same operators
     assert (
         Stride({}, MethodContext(model=model, tokenizer=word_tokenizer, work_dir=tmp_path)).operator_file(rows) is None
     )

@@ -91,9 +91,8 @@ class RapidIn(VectorIndexMethod):
 
     def __init__(self, cfg: RapidInConfig, ctx: MethodContext) -> None:
         super().__init__(cfg, ctx)
-        cfg = self.cfg
-        self.seed = int(ctx.seed if cfg.seed is None else cfg.seed)
-        self.dtype = cfg.dtype
+        self.seed: int = self.cfg.seed
+        self.dtype = self.cfg.dtype
         self._params: list[torch.nn.Parameter] | None = None
         self._compressors: list[RapidGrad] = []
 

@@ -37,12 +37,12 @@ class RapidGrad:
     Args:
         dim: Length ``P`` of the input vectors.
         k: Number of output buckets ``K``.
-        shuffle_lambda: Number of structured permutations applied in turn.
-        seed: Seed of the permutations and signs.
+        shuffle_lambda: Number of structured permutations applied in turn (``method.shuffle_lambda``).
+        seed: Seed of the permutations and signs (``method.seed``).
         device: Where the permutation indices and signs live.
     """
 
-    def __init__(self, dim: int, k: int, shuffle_lambda: int = 20, seed: int = 42, device: torch.device | str = "cpu"):
+    def __init__(self, dim: int, k: int, shuffle_lambda: int, seed: int, device: torch.device | str = "cpu"):
         if dim < 1 or k < 1:
             raise ConfigError(f"RapidGrad needs dim >= 1 and k >= 1, got dim={dim}, k={k}")
         if shuffle_lambda < 0:

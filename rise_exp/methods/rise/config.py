@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from rise_exp.config.run_settings import DEFAULT_SEED
 from rise_exp.config.settings import Settings, setting
 from rise_exp.core.errors import ConfigError
 
@@ -30,7 +31,7 @@ class RiseConfig(Settings):
     kh: int = setting(128, "CountSketch width of the hidden state h", gt=0)
     kg: int = setting(64, "CountSketch width of the projected error W^T r", gt=0)
     sketch: str = setting("countsketch", "countsketch, or identity (no sketch: kr = V, kh = kg = D)", choices=SKETCHES)
-    seed: int = setting(42, "seed of the CountSketch tables (h: seed, g: seed + 1, r: seed + 2)")
+    seed: int = setting(DEFAULT_SEED, "seed of the CountSketch tables (h: seed, g: seed + 1, r: seed + 2)")
     ensemble: int = setting(
         1,
         "independent sketch tables (member e: seed + 1000 e); the signature concatenates the E members' "
@@ -131,6 +132,9 @@ class RiseMethodConfig(RiseConfig):
     """``method=rise``: the signature settings plus indexing, valuation and which tokens count."""
 
     name: str = setting("rise", "method name")
+    seed: int | None = setting(  # type: ignore[assignment]
+        None, "seed of the CountSketch tables (h: seed, g: seed + 1, r: seed + 2); null = the global seed"
+    )
     index: RiseIndexConfig = setting(factory=RiseIndexConfig, doc="indexing settings")
     valuation: str = setting("mean", "mean (mean query signature) or rrf (reciprocal-rank fusion)", choices=VALUATIONS)
     mask_train_prompt: bool | None = setting(

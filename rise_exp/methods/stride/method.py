@@ -76,7 +76,7 @@ class Stride(AttributionMethod):
         self.lasso_iter = cfg.lasso_max_iter
         self.max_tokens = cfg.max_tokens
         self.replay_prefix = cfg.replay_prefix
-        self.seed = int(ctx.seed if cfg.seed is None else cfg.seed)
+        self.seed: int = cfg.seed
         self.membership: np.ndarray | None = None
         self.bank: SteeringBank | None = None
         self.layer: int | None = None
@@ -207,6 +207,7 @@ class Stride(AttributionMethod):
         if self.ctx.index_root is None or not self.ctx.model_id:
             return None
         settings = {k: v for k, v in self.cfg.to_dict().items() if k not in UNKEYED_SETTINGS}
+        settings["seed"] = None  # keyed once, as "seed" (resolved); the slot keeps the keys of null-seed runs
         key = {
             "model": self.ctx.model_id,
             "dtype": str(next(self.ctx.model.parameters()).dtype),
