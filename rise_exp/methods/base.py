@@ -10,6 +10,7 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
+from rise_exp.config.model import ModelConfig
 from rise_exp.config.run_settings import DEFAULT_SEED, DataConfig
 from rise_exp.config.settings import Settings
 from rise_exp.config.trainer import TrainerConfig
@@ -40,7 +41,8 @@ class MethodContext:
         trainer: Settings for Lightning ``Trainer`` construction.
         max_length: Maximum tokens per row (``data.max_length``; the gradient baselines truncate; RISE chunks).
         mask_prompt: Whether prompt tokens of instruction rows are excluded from what methods score
-            (``data.attribute_mask_prompt``; the same for every method).
+            (``data.attribute_mask_prompt``; the same for every method unless it overrides it per role:
+            :meth:`AttributionMethod.masks_prompt`).
         seed: Global seed (a method's own ``seed: null`` falls back to it: :func:`seeded`).
         index_root: Where indexes live by default (``<cache>/indexes``; None: the work dir).
         data_name: What the pool is called (part of a default index directory's name).
@@ -62,7 +64,7 @@ class MethodContext:
     data_name: str = "data"
     model_path: str | None = None
     model_revision: str | None = None
-    model_dtype: str = "float32"
+    model_dtype: str = ModelConfig.dtype
 
 
 class AttributionMethod(ABC):
@@ -89,6 +91,13 @@ class AttributionMethod(ABC):
         self.cfg: Any = seeded(cfg, ctx.seed)
         self.ctx = ctx
         self.index_bytes: int = 0
+
+    def masks_prompt(self, role: str) -> bool:
+        """Whether prompt tokens of ``role`` rows (``"train"`` or ``"query"``) are left out of what the method
+        scores: the run's ``data.attribute_mask_prompt`` (``ctx.mask_prompt``), unless the method's settings
+        override it for that role (``method.mask_train_prompt`` / ``method.mask_query_prompt``)."""
+        own = getattr(self.cfg, f"mask_{role}_prompt", None)
+        return bool(self.ctx.mask_prompt if own is None else own)
 
     @abstractmethod
     def build(self, train: Sequence[Record]) -> None:

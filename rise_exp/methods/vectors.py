@@ -121,10 +121,6 @@ class VectorIndexMethod(AttributionMethod):
     def index_settings(self) -> IndexSettings:
         """The settings object holding ``dir``, ``block_rows`` and ``reuse`` (its ``key`` names them)."""
 
-    def query_mask_prompt(self) -> bool:
-        """Whether prompt tokens of queries are masked (recorded so a later run encodes queries alike)."""
-        return bool(self.ctx.mask_prompt)
-
     def member_seeds(self) -> list[int]:
         """The seed of each ensemble member stored side by side in every vector (equal slices, member 0
         first); empty for a method without members. The ensemble's score is the mean of the members'."""
@@ -174,7 +170,7 @@ class VectorIndexMethod(AttributionMethod):
             "model_path": self.ctx.model_path,
             "model_revision": self.ctx.model_revision,
             "model_dtype": self.ctx.model_dtype,
-            "query_mask_prompt": self.query_mask_prompt(),
+            "query_mask_prompt": self.masks_prompt("query"),  # so a later run encodes queries alike
             "max_length": self.ctx.max_length,
         }
 

@@ -38,7 +38,7 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     return manifest
 
 
-def _settings(name: str, stored: Mapping[str, Any], extra: Mapping[str, Any]) -> Any:
+def _settings(name: str, stored: Mapping[str, Any], **extra: Any) -> Any:
     cls = config_class(name)
     fields = set(cls.field_names())
     return cls.from_mapping({**{k: v for k, v in stored.items() if k in fields}, **extra, "name": name})
@@ -55,7 +55,7 @@ def open_index_method(path: str | Path, work_dir: Path, trainer: TrainerConfig |
     name = manifest["method"]["name"]
     ctx = MethodContext(model=None, tokenizer=None, work_dir=Path(work_dir), trainer=trainer or TrainerConfig())
     if name == "bm25":
-        method = build_method(_settings(name, manifest["method"], {"dir": str(path)}), ctx)
+        method = build_method(_settings(name, manifest["method"], dir=str(path)), ctx)
         method.attach(path)
         return method
     serving = manifest.get("serving")
@@ -66,17 +66,13 @@ def open_index_method(path: str | Path, work_dir: Path, trainer: TrainerConfig |
         )
     from rise_exp.models.loading import load_pretrained
 
-    model, tokenizer = load_pretrained(
-        serving["model_path"], revision=serving.get("model_revision"), dtype=serving.get("model_dtype", "float32")
-    )
+    # a serving field the manifest lacks (an older index) falls back to MethodContext's default
+    ctx.model_path, ctx.model_dtype = serving["model_path"], serving.get("model_dtype", ctx.model_dtype)
+    model, tokenizer = load_pretrained(ctx.model_path, revision=serving.get("model_revision"), dtype=ctx.model_dtype)
     ctx.model, ctx.tokenizer, ctx.model_id = model.eval(), tokenizer, manifest.get("model", "")
-    ctx.model_path, ctx.model_dtype = serving["model_path"], serving.get("model_dtype", "float32")
-    ctx.max_length, ctx.mask_prompt = (
-        int(serving.get("max_length", ctx.max_length)),
-        bool(serving.get("query_mask_prompt")),
-    )
-    extra = {"mask_query_prompt": ctx.mask_prompt} if name == "rise" else {}
-    method = build_method(_settings(name, manifest["method"], extra), ctx)
+    ctx.max_length = int(serving.get("max_length", ctx.max_length))
+    ctx.mask_prompt = bool(serving.get("query_mask_prompt"))  # the query token rule the index was built with
+    method = build_method(_settings(name, manifest["method"]), ctx)
     method.attach(path)
     return method
 

@@ -114,3 +114,15 @@ def test_ensemble_needs_countsketch():
     with pytest.raises(ConfigError, match="method.ensemble"):
         RiseConfig(ensemble=2, sketch="identity")
     assert RiseConfig(ensemble=2).signature_dim == 2 * (128 * 128 + 64 * 128)
+
+
+def test_the_token_rule_is_the_runs_unless_rise_overrides_it_per_role(model, tiny_tokenizer, pool, tmp_path):
+    """``data.attribute_mask_prompt`` (ctx.mask_prompt) for both roles, ``method.mask_{train,query}_prompt``
+    override it; the index records the query rule, so a served index encodes queries alike."""
+    ctx = MethodContext(model=model, tokenizer=tiny_tokenizer, work_dir=tmp_path, mask_prompt=True)
+    assert [RiseMethod(CFG, ctx).masks_prompt(role) for role in ("train", "query")] == [True, True]
+    m = RiseMethod({**CFG, "mask_query_prompt": False}, ctx)
+    assert [m.masks_prompt(role) for role in ("train", "query")] == [True, False]
+    assert m.serving()["query_mask_prompt"] is False
+    rows = m.encode(pool[:1], "train"), m.encode(pool[:1], "query")
+    assert not rows[0][0].target_mask[1] and rows[1][0].target_mask[1]  # a prompt token: out, then in

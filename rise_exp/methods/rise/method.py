@@ -67,9 +67,6 @@ class RiseMethod(VectorIndexMethod):
         cfg = self.cfg
         self.rise = cfg.signature_config()
         self.dtype = cfg.dtype
-        # Which tokens count: the run's protocol setting (ctx.mask_prompt) unless overridden here.
-        self.mask_train_prompt = ctx.mask_prompt if cfg.mask_train_prompt is None else cfg.mask_train_prompt
-        self.mask_query_prompt = ctx.mask_prompt if cfg.mask_query_prompt is None else cfg.mask_query_prompt
         weight, _ = unembedding(ctx.model)
         self.sketch_tables = SketchTables.members(self.rise, vocab_size=weight.shape[0], hidden_size=weight.shape[1])
         self._dim = self.rise.ensemble * sum(self.rise.block_dims(weight.shape[0], weight.shape[1]).values())
@@ -80,9 +77,10 @@ class RiseMethod(VectorIndexMethod):
 
     def encode(self, records: Sequence[Record], role: str) -> Sequence[EncodedRow]:
         # no truncation: long rows are chunked by the head; the pool is encoded lazily, batch by batch
+        mask = self.masks_prompt(role)
         if role == "train":
-            return EncodedPool(records, self.ctx.tokenizer, mask_prompt=self.mask_train_prompt, max_length=None)
-        return encode_records(records, self.ctx.tokenizer, mask_prompt=self.mask_query_prompt, max_length=None)
+            return EncodedPool(records, self.ctx.tokenizer, mask_prompt=mask, max_length=None)
+        return encode_records(records, self.ctx.tokenizer, mask_prompt=mask, max_length=None)
 
     def identity(self) -> dict[str, Any]:
         return self.rise.to_dict()
@@ -93,9 +91,6 @@ class RiseMethod(VectorIndexMethod):
         for e, t in enumerate(self.sketch_tables):
             out.update({(k if e == 0 else f"m{e}_{k}"): v for k, v in t.state_dict().items()})
         return out
-
-    def query_mask_prompt(self) -> bool:
-        return self.mask_query_prompt
 
     def member_seeds(self) -> list[int]:
         """The sketch seed of each ensemble member (member ``e``: ``seed + e * SEED_STRIDE``); member ``e``'s
