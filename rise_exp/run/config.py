@@ -258,8 +258,12 @@ class RunConfig:
             if not isinstance(overrides, Mapping):
                 raise ConfigError(f"stage.method_overrides.{name} must be a mapping of method settings")
             registry.config_class(name).from_mapping({**overrides, "name": name})
+        self.check_retrainable()
+
+    def check_retrainable(self) -> None:
+        """Raise a ConfigError unless the finetune trains (a counterfactual stage repeats that training)."""
         if self.finetune.epochs == 0:
             raise ConfigError(
-                f"finetune.epochs is 0, but stage={stage.name} retrains the starting model with the finetune "
+                f"finetune.epochs is 0, but stage={self.stage.name} retrains the starting model with the finetune "
                 "settings; pick a finetune that trains (finetune=tiny, full or lora)"
             )

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rise_exp.core.errors import ConfigError
 from rise_exp.core.hashing import config_hash
 from rise_exp.core.results import write_json
 from rise_exp.counterfactual.retrain import Retrainer
@@ -136,19 +135,10 @@ def prepare_logged(run: RunConfig, run_dir: Path, *, need_model: bool = True) ->
     return prep
 
 
-def check_retrainable(run: RunConfig) -> None:
-    """Raise a ConfigError unless the run's finetune trains (a counterfactual stage repeats that training)."""
-    if run.finetune.epochs == 0:
-        raise ConfigError(
-            f"finetune.epochs is 0, but stage={run.stage.name} retrains the starting model with the finetune "
-            "settings; pick a finetune that trains (finetune=tiny, full or lora)"
-        )
-
-
 def prepare_retrainable(run: RunConfig, run_dir: Path) -> Prepared:
-    """The preparation of a counterfactual stage: refuse a finetune that does not train (see
-    :func:`check_retrainable`), create ``run_dir``, then :func:`prepare_logged`."""
-    check_retrainable(run)
+    """The preparation of a counterfactual stage: refuse a finetune that does not train
+    (:meth:`RunConfig.check_retrainable`), create ``run_dir``, then :func:`prepare_logged`."""
+    run.check_retrainable()
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     return prepare_logged(run, Path(run_dir))
 
@@ -158,9 +148,9 @@ def make_retrainer(run: RunConfig, task: Task, run_dir: Path) -> Retrainer:
     finetune), trained with the run's finetune settings, measured on the task's queries.
 
     Raises:
-        ConfigError: ``finetune.epochs`` is 0 (see :func:`check_retrainable`).
+        ConfigError: ``finetune.epochs`` is 0 (:meth:`RunConfig.check_retrainable`).
     """
-    check_retrainable(run)
+    run.check_retrainable()
     cache = Path(run.paths.cache_dir).resolve()
     texts = tokenizer_texts(task)
     source, _ = start_weights(run.model, texts, cache)

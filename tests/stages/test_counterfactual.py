@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -144,6 +145,14 @@ def test_lds_stage_writes_the_table_and_reuses_its_retrainings(root):
 def test_bad_settings_fail_before_any_work(root, extra, message):
     with pytest.raises(ConfigError, match=message):
         RunConfig.from_cfg(compose(_overrides(root, *extra)))
+
+
+def test_the_stages_ask_the_run_config_whether_the_finetune_trains(root):
+    """One check of finetune.epochs: the retrainer asks the run config, so a changed run is refused too."""
+    cfg = RunConfig.from_cfg(compose(_overrides(root, "stage=lds")))
+    bad = dataclasses.replace(cfg, finetune=cfg.finetune.replace(epochs=0))
+    with pytest.raises(ConfigError, match="finetune.epochs is 0, but stage=lds retrains"):
+        make_retrainer(bad, build_task(bad.task), root / "never")
 
 
 def test_report_renders_the_lds_table_and_the_removal_plot(root):
