@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from rise_exp.core.rss import PeakRss, current_rss_mb, process_peak_rss_mb
-from rise_exp.methods.registry import method_class
 from rise_exp.run.config import RunConfig
-from rise_exp.run.pipeline import prepare
+from rise_exp.run.pipeline import method_needs_model, prepare
 from rise_exp.run.runner import attribution_scores, build_on
 
 
@@ -28,7 +27,7 @@ def measure(run: RunConfig, work_dir: Path, pool: int, queries: int) -> dict[str
         ``build_s``, ``query_s``, ``bytes_per_row``, ``base_rss_mb`` (after preparation),
         ``peak_rss_mb`` (sampled during build and scoring), ``rss_over_base_mb`` and ``process_peak_mb``.
     """
-    prep = prepare(run, work_dir, need_model=method_class(run.method.name).needs_model)
+    prep = prepare(run, work_dir, need_model=method_needs_model(run))
     train, qs = prep.task.train[:pool], prep.task.queries[:queries]
     gc.collect()
     base = current_rss_mb()

@@ -14,6 +14,7 @@ from rise_exp.counterfactual.retrain import Retrainer
 from rise_exp.data.records import Record
 from rise_exp.data.task_builders import Task, build_task
 from rise_exp.methods.base import MethodContext
+from rise_exp.methods.registry import method_class
 from rise_exp.models.identity import identify_model
 from rise_exp.models.loading import load_pretrained
 from rise_exp.models.weights import load_base_model, start_weights
@@ -133,6 +134,16 @@ def prepare_logged(run: RunConfig, run_dir: Path, *, need_model: bool = True) ->
         log_summary(loggers, {**prep.finetune.metrics, "finetune/cached": float(prep.finetune.cached)})
     close_loggers(loggers)
     return prep
+
+
+def method_needs_model(run: RunConfig) -> bool:
+    """Whether the run's own method needs a model (a model-free one, BM25, gets no model and no finetune)."""
+    return method_class(run.method.name).needs_model
+
+
+def prepare_for_method(run: RunConfig, run_dir: Path) -> Prepared:
+    """:func:`prepare_logged` for a stage that runs the run's own method: a model only if it needs one."""
+    return prepare_logged(run, run_dir, need_model=method_needs_model(run))
 
 
 def prepare_retrainable(run: RunConfig, run_dir: Path) -> Prepared:

@@ -18,10 +18,9 @@ import pandas as pd
 from rise_exp.core.errors import ConfigError
 from rise_exp.core.results import MEMBERS_FILE
 from rise_exp.data.task_builders import Task
-from rise_exp.methods.registry import method_class
 from rise_exp.retrieval.metrics import retrieval_metrics, retrieval_metrics_ranked
 from rise_exp.run.config import RunConfig
-from rise_exp.run.pipeline import prepare_logged
+from rise_exp.run.pipeline import prepare_for_method
 from rise_exp.run.runner import Ranked, attribution_ranked, attribution_scores, build_on, publish, rank_dense
 
 log = logging.getLogger(__name__)
@@ -106,7 +105,7 @@ def member_metrics(method: Any, task: Task, ks: tuple[int, ...], run_dir: Path) 
 def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     """Run the attribution protocol for ``run.method``; write metrics.json, topk.jsonl and scores.npy."""
     check_members(run)
-    prep = prepare_logged(run, run_dir, need_model=method_class(run.method.name).needs_model)
+    prep = prepare_for_method(run, run_dir)
     task = prep.task
     built = build_on(run.method, prep.ctx, task.train)
     st = run.stage

@@ -12,9 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rise_exp.methods.registry import method_class
 from rise_exp.run.config import RunConfig
-from rise_exp.run.pipeline import prepare_logged
+from rise_exp.run.pipeline import prepare_for_method
 from rise_exp.run.runner import build_on, publish
 from rise_exp.run.serving import open_index_method, query_records, rows_meta, top_rows
 
@@ -28,7 +27,7 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
         queries = query_records(st.queries_path, st.query_texts, st.query_fields)
         where = str(Path(st.index))
     else:
-        prep = prepare_logged(run, run_dir, need_model=method_class(run.method.name).needs_model)
+        prep = prepare_for_method(run, run_dir)
         method = build_on(run.method, prep.ctx, prep.task.train).method
         custom = st.queries_path or st.query_texts
         queries = query_records(st.queries_path, st.query_texts, st.query_fields) if custom else prep.task.queries

@@ -20,9 +20,8 @@ import numpy as np
 from rise_exp.core.errors import DataError
 from rise_exp.data.arrow_pool import open_pool
 from rise_exp.data.records import Record
-from rise_exp.methods.registry import method_class
 from rise_exp.run.config import RunConfig
-from rise_exp.run.pipeline import prepare_logged
+from rise_exp.run.pipeline import prepare_for_method
 from rise_exp.run.runner import BuiltMethod, build_on, publish, valuation_values
 from rise_exp.run.serving import open_index_method, query_records
 
@@ -63,7 +62,7 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
         targets = query_records(st.queries_path, st.query_texts, st.query_fields)
         built = BuiltMethod(method, len(pool), 0.0)
     else:
-        prep = prepare_logged(run, run_dir, need_model=method_class(run.method.name).needs_model)
+        prep = prepare_for_method(run, run_dir)
         pool = prep.task.candidates
         custom = st.queries_path or st.query_texts
         targets = query_records(st.queries_path, st.query_texts, st.query_fields) if custom else prep.task.queries

@@ -10,10 +10,9 @@ from typing import Any
 import numpy as np
 
 from rise_exp.data.task_builders import Task
-from rise_exp.methods.registry import method_class
 from rise_exp.retrieval.metrics import valuation_metrics
 from rise_exp.run.config import RunConfig
-from rise_exp.run.pipeline import prepare_logged
+from rise_exp.run.pipeline import prepare_for_method
 from rise_exp.run.runner import BuiltMethod, build_on, publish, valuation_values
 from rise_exp.run.serving import open_index_method, query_records, rows_meta
 
@@ -74,7 +73,7 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     if run.stage.index:
         return run_on_index(run, run_dir)
     st = run.stage
-    prep = prepare_logged(run, run_dir, need_model=method_class(run.method.name).needs_model)
+    prep = prepare_for_method(run, run_dir)
     task = prep.task
     labels = task.candidate_labels()
     built = build_on(run.method, prep.ctx, task.candidates)
