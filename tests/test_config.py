@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from rise_exp.config.run_settings import DEFAULT_SEED, DataConfig, PathsConfig, SearchConfig
 from rise_exp.config.settings import Settings
 from rise_exp.core.errors import ConfigError
 from rise_exp.run.config import RunConfig, compose, schema_classes
@@ -73,7 +74,7 @@ DEFINING = {"finetune": {"epochs"}, "trainer": {"accelerator"}, "logger": {"kind
 
 def test_yaml_files_restate_no_default():
     """The dataclasses are the single source of defaults: a YAML value equal to its default is drift."""
-    for group in ("task", "method", "finetune", "trainer", "logger", "stage"):
+    for group in GROUPS:
         for opt in options(group):
             raw = OmegaConf.to_container(OmegaConf.load(CONF / group / f"{opt}.yaml"), resolve=False)
             typed = getattr(RunConfig.from_cfg(compose([f"{group}={opt}", *NEEDS.get(opt, [])])), group)
@@ -88,6 +89,17 @@ def test_yaml_files_restate_no_default():
                 if isinstance(value, str) and "${" in value:
                     continue
                 assert default[key] != getattr(typed, key), f"conf/{group}/{opt}.yaml restates {key}"
+
+
+def test_the_top_level_config_restates_no_default():
+    """conf/config.yaml composes the seed and the data / paths / search settings from their schemas."""
+    raw = OmegaConf.to_container(OmegaConf.load(CONF / "config.yaml"), resolve=False)
+    assert "seed" not in raw  # config/run_settings.py::DEFAULT_SEED, through schema/run/seed
+    for key, cls in (("data", DataConfig), ("paths", PathsConfig), ("search", SearchConfig)):
+        for name, value in (raw.get(key) or {}).items():
+            if not (isinstance(value, str) and "${" in value):
+                assert getattr(cls(), name) != value, f"conf/config.yaml restates {key}.{name}"
+    assert RunConfig.from_cfg(compose([])).seed == DEFAULT_SEED
 
 
 def test_defaults_of_code_and_composed_config_agree():
