@@ -283,9 +283,25 @@ def use_stream(path: str | Path, stream: bool | None) -> bool:
 
 
 def open_pool(
-    path: str | Path, *, fields: Mapping[str, str] | None = None, stream: bool | None = None, skip_empty: bool = False
+    spec: str | Path,
+    *,
+    fields: Mapping[str, str] | None = None,
+    stream: bool | None = None,
+    skip_empty: bool = False,
+    list_id_prefix: str | None = None,
+    **hub: Any,
 ) -> Sequence[Record]:
-    """A pool file as records: an :class:`ArrowPool` when streamed (:func:`use_stream`), else a list."""
-    if use_stream(path, stream):
-        return ArrowPool.load(path, fields=fields, skip_empty=skip_empty)
-    return load_records(path, fields=dict(fields or {}), skip_empty=skip_empty)
+    """A pool as records: an :class:`ArrowPool` when streamed (:func:`use_stream`; a hub pool only when asked),
+    else a list. The one place where a pool is streamed or loaded.
+
+    Args:
+        spec: A file (or ``save_to_disk`` directory when streamed), or ``hf:<dataset id>``.
+        fields: Record field -> column name.
+        stream: True / False, or None: by the file's size.
+        skip_empty: Drop rows with an empty text / output instead of raising.
+        list_id_prefix: Prefix of the generated ids of a loaded list (default ``row-``, a streamed pool's).
+        hub: ``split``, ``name`` and ``revision`` of an ``hf:`` spec.
+    """
+    if use_stream(spec, stream):
+        return ArrowPool.load(spec, fields=fields, skip_empty=skip_empty, **hub)
+    return load_records(spec, fields=dict(fields or {}), skip_empty=skip_empty, id_prefix=list_id_prefix, **hub)

@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
+
 from rise_exp.config.task import (
     DOMAINS,
     TASK_CONFIGS,
@@ -28,7 +30,7 @@ from rise_exp.config.task import (
     TaskConfig,
 )
 from rise_exp.core.errors import ConfigError, DataError, allowed
-from rise_exp.data.arrow_pool import ArrowPool, use_stream
+from rise_exp.data.arrow_pool import ArrowPool, open_pool
 from rise_exp.data.loaders import load_hf, load_records
 from rise_exp.data.records import Record
 from rise_exp.data.synthetic import make_brain_rot, make_finance_medical, make_howdy
@@ -276,18 +278,31 @@ def _build_brain_rot(s: BrainRotTaskConfig) -> Task:
     )
 
 
+def _custom_pool(s: CustomTaskConfig) -> Sequence[Record]:
+    """The custom task's pool, streamed or loaded (:func:`open_pool`); loaded hub rows are numbered
+    ``<split>-<n>`` like every task's hub rows."""
+    kw: dict[str, Any] = dict(fields=s.fields, stream=s.stream, skip_empty=s.skip_empty)
+    if s.source == "local":
+        return open_pool(s.train_path, **kw)
+    split = s.hf_train_split
+    hub = dict(split=split, name=s.hf_name, revision=s.hf_revision)
+    return open_pool(f"hf:{s.hf_id}", **kw, list_id_prefix=f"{split}-", **hub)
+
+
 def _build_custom(s: CustomTaskConfig) -> Task:
     """The user's pool and queries; labels when every pool row has one, rankings only when none has."""
-    stream = use_stream(s.train_path, s.stream) if s.source == "local" else bool(s.stream)  # hub: only if asked
-    if stream:
-        return _build_custom_streamed(s)
-    if s.source == "local":
-        train = load_records(s.train_path, fields=s.fields, skip_empty=s.skip_empty)
-    else:
-        train = _hf(s, "", s.hf_train_split, s.fields)
+    train = _custom_pool(s)
     rng = random.Random(s.seed)
-    train = _sample(train, s.max_train, rng)
+    if s.max_train is not None and s.max_train < len(train):  # as _sample draws
+        keep = sorted(rng.sample(range(len(train)), s.max_train))
+        train = train.subset(keep) if isinstance(train, ArrowPool) else [train[i] for i in keep]
     queries = _sample(_custom_queries(s), s.max_queries, rng)
+    labels = train.labels() if isinstance(train, ArrowPool) else _list_labels(train)
+    return Task(name="custom", train=train, queries=queries, labels=labels, title=s.data_name)
+
+
+def _list_labels(train: Sequence[Record]) -> np.ndarray | None:
+    """0/1 labels of a loaded custom pool when every row has one, None when none has."""
     labelled = [r.label is not None for r in train]
     if any(labelled) and not all(labelled):
         first = train[labelled.index(False)].id
@@ -295,8 +310,7 @@ def _build_custom(s: CustomTaskConfig) -> Task:
             f"task custom: {labelled.count(False)} pool rows have no label (first: {first!r}) while "
             f"others do; label every row (0/1) or none"
         )
-    labels = record_labels(train, "task custom") if all(labelled) else None
-    return Task(name="custom", train=train, queries=queries, labels=labels, title=s.data_name)
+    return record_labels(train, "task custom") if all(labelled) else None
 
 
 def _custom_queries(s: CustomTaskConfig) -> list[Record]:
@@ -305,22 +319,6 @@ def _custom_queries(s: CustomTaskConfig) -> list[Record]:
     else:
         queries = _hf(s, "", s.hf_queries_split, s.fields) if s.hf_queries_split else []
     return queries + [Record(id=f"query-{i}", text=t) for i, t in enumerate(s.query_texts)]
-
-
-def _build_custom_streamed(s: CustomTaskConfig) -> Task:
-    """The custom task with its pool as an :class:`ArrowPool` (queries are few and loaded as records)."""
-    if s.source == "local":
-        train = ArrowPool.load(s.train_path, fields=s.fields, skip_empty=s.skip_empty)
-    else:
-        train = ArrowPool.load(
-            f"hf:{s.hf_id}", fields=s.fields, skip_empty=s.skip_empty, split=s.hf_train_split, name=s.hf_name,
-            revision=s.hf_revision,
-        )  # fmt: skip
-    rng = random.Random(s.seed)
-    if s.max_train is not None and s.max_train < len(train):
-        train = train.subset(sorted(rng.sample(range(len(train)), s.max_train)))
-    queries = _sample(_custom_queries(s), s.max_queries, rng)
-    return Task(name="custom", train=train, queries=queries, labels=train.labels(), title=s.data_name)
 
 
 BUILDERS: dict[str, Callable[[Any], Task]] = {

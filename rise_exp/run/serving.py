@@ -17,7 +17,7 @@ import numpy as np
 
 from rise_exp.config.trainer import TrainerConfig
 from rise_exp.core.errors import ConfigError, DataError, IndexError_
-from rise_exp.data.loaders import load_records
+from rise_exp.data.arrow_pool import open_pool
 from rise_exp.data.records import Record
 from rise_exp.methods.base import AttributionMethod, MethodContext
 from rise_exp.methods.registry import METHODS, build_method, config_class
@@ -78,8 +78,8 @@ def open_index_method(path: str | Path, work_dir: Path, trainer: TrainerConfig |
 
 
 def query_records(path: str | None, texts: Sequence[str], fields: Mapping[str, str] | None = None) -> list[Record]:
-    """Queries (or targets) from a JSONL / JSON file or hub spec, plus inline texts."""
-    out = load_records(path, fields=dict(fields or {})) if path else []
+    """Queries (or targets) from a JSONL / JSON file or hub spec, plus inline texts (always loaded: they are few)."""
+    out = list(open_pool(path, fields=fields, stream=False)) if path else []
     out += [Record(id=f"query-{i}", text=t) for i, t in enumerate(texts)]
     if not out:
         raise ConfigError("no queries: set stage.queries_path (a JSONL / JSON file) or stage.query_texts")

@@ -116,6 +116,10 @@ def test_large_pool_files_stream_unless_told_otherwise(tmp_path, monkeypatch):
     assert isinstance(arrow_pool.open_pool(path, stream=None), ArrowPool)
     assert isinstance(build_task({**common, "stream": False}).train, list)  # an explicit setting wins
     assert isinstance(arrow_pool.open_pool(path, stream=False), list)
+    assert not arrow_pool.use_stream("hf:org/pool", None) and arrow_pool.use_stream("hf:org/pool", True)  # when asked
+    from rise_exp.run.serving import query_records  # query files always load, however large
+
+    assert isinstance(query_records(path, ["one more"]), list) and len(query_records(path, ())) == len(_rows())
 
 
 def test_encoded_pool_equals_eager_encoding(tiny_tokenizer, tmp_path):
