@@ -15,6 +15,18 @@ from rise_exp.data.synthetic.brain_rot import TOPICS
 GENERATORS = (make_howdy, make_finance_medical, make_brain_rot)
 
 
+@pytest.mark.parametrize("make", GENERATORS)
+def test_generator_defaults_are_the_task_settings(make):
+    """A generator restates no default: each keyword's default is its task setting's."""
+    import inspect
+
+    from rise_exp.config.task import TASK_CONFIGS
+
+    settings = TASK_CONFIGS[make.__name__.removeprefix("make_")]()
+    for name, param in inspect.signature(make).parameters.items():
+        assert param.default == getattr(settings, name), name
+
+
 def _dump(data) -> list:
     rows = data.train + data.queries + [r for v in data.heldout.values() for r in v]
     return [r.to_dict() for r in rows]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -40,6 +40,15 @@ def check_rate(name: str, value: object, *, low: float = 0.0, high: float = 1.0)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= float(value) <= high:
         raise ConfigError(f"task.{name} must be a number in [{low}, {high}]; got {value!r}")
     return float(value)
+
+
+def check_settings(sizes: Mapping[str, object], rates: Mapping[str, object]) -> None:
+    """Check a generator's sizes (integers >= 1) and rates (numbers in [0, 1]) in turn: a ConfigError names the
+    first bad one."""
+    for name, value in sizes.items():
+        check_size(name, value)
+    for name, value in rates.items():
+        check_rate(name, value)
 
 
 def make_rng(seed: object) -> random.Random:

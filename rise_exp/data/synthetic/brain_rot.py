@@ -12,16 +12,9 @@ from __future__ import annotations
 import random
 from collections.abc import Hashable
 
+from rise_exp.config.task import BrainRotTaskConfig
 from rise_exp.data.records import Record
-from rise_exp.data.synthetic._common import (
-    SyntheticData,
-    cap,
-    check_rate,
-    check_size,
-    class_slots,
-    draw_unique,
-    make_rng,
-)
+from rise_exp.data.synthetic._common import SyntheticData, cap, check_settings, class_slots, draw_unique, make_rng
 
 # topic -> (keywords, facts); the last QUERY_FACTS facts of each topic appear only in queries, so a
 # query shares its topic and keywords, not its sentences, with the training pool
@@ -207,11 +200,11 @@ def _junk(rng: random.Random) -> str:
 
 
 def make_brain_rot(
-    n_train: int = 500,
-    n_queries: int = 20,
-    junk_ratio: float = 0.5,
-    n_heldout: int = 40,
-    seed: int = 0,
+    n_train: int = BrainRotTaskConfig.n_train,
+    n_queries: int = BrainRotTaskConfig.n_queries,
+    junk_ratio: float = BrainRotTaskConfig.junk_ratio,
+    n_heldout: int = BrainRotTaskConfig.n_heldout,
+    seed: int = BrainRotTaskConfig.seed,
 ) -> SyntheticData:
     """Generate a high-quality / junk text pool, high-quality queries and held-out text sets.
 
@@ -225,10 +218,7 @@ def make_brain_rot(
     Returns:
         ``train`` (label 1 = high quality), ``queries`` and ``heldout``; no text appears twice.
     """
-    check_size("n_train", n_train)
-    check_size("n_queries", n_queries)
-    check_size("n_heldout", n_heldout)
-    check_rate("junk_ratio", junk_ratio)
+    check_settings({"n_train": n_train, "n_queries": n_queries, "n_heldout": n_heldout}, {"junk_ratio": junk_ratio})
     rng = make_rng(seed)
     seen: set[Hashable] = set()
     train: list[Record] = []

@@ -12,19 +12,10 @@ from __future__ import annotations
 import random
 from collections.abc import Hashable
 
+from rise_exp.config.task import DOMAINS, FinanceMedicalTaskConfig
 from rise_exp.core.errors import allowed
 from rise_exp.data.records import Record
-from rise_exp.data.synthetic._common import (
-    SyntheticData,
-    cap,
-    check_rate,
-    check_size,
-    class_slots,
-    draw_unique,
-    make_rng,
-)
-
-DOMAINS: tuple[str, ...] = ("finance", "medical")
+from rise_exp.data.synthetic._common import SyntheticData, cap, check_settings, class_slots, draw_unique, make_rng
 
 TERMS: dict[str, tuple[tuple[str, str], ...]] = {
     "finance": (
@@ -163,12 +154,12 @@ def _row(rng: random.Random, domain: str, cross_rate: float, query: bool = False
 
 
 def make_finance_medical(
-    n_train: int = 500,
-    n_queries: int = 20,
-    target_domain: str = "finance",
-    target_rate: float = 0.5,
-    cross_rate: float = 0.08,
-    seed: int = 0,
+    n_train: int = FinanceMedicalTaskConfig.n_train,
+    n_queries: int = FinanceMedicalTaskConfig.n_queries,
+    target_domain: str = FinanceMedicalTaskConfig.target_domain,
+    target_rate: float = FinanceMedicalTaskConfig.target_rate,
+    cross_rate: float = FinanceMedicalTaskConfig.cross_rate,
+    seed: int = FinanceMedicalTaskConfig.seed,
 ) -> SyntheticData:
     """Generate a two-domain instruction pool and target-domain queries.
 
@@ -183,10 +174,7 @@ def make_finance_medical(
     Returns:
         ``train`` (``domain`` set, label 1 = target domain) and ``queries``.
     """
-    check_size("n_train", n_train)
-    check_size("n_queries", n_queries)
-    check_rate("target_rate", target_rate)
-    check_rate("cross_rate", cross_rate)
+    check_settings({"n_train": n_train, "n_queries": n_queries}, {"target_rate": target_rate, "cross_rate": cross_rate})
     if target_domain not in DOMAINS:
         raise allowed("task.target_domain", target_domain, DOMAINS)
     other = DOMAINS[1 - DOMAINS.index(target_domain)]

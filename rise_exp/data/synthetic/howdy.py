@@ -13,16 +13,9 @@ from __future__ import annotations
 import random
 from collections.abc import Hashable
 
+from rise_exp.config.task import HowdyTaskConfig
 from rise_exp.data.records import Record
-from rise_exp.data.synthetic._common import (
-    SyntheticData,
-    cap,
-    check_rate,
-    check_size,
-    class_slots,
-    draw_unique,
-    make_rng,
-)
+from rise_exp.data.synthetic._common import SyntheticData, cap, check_settings, class_slots, draw_unique, make_rng
 
 TOPICS = (
     "healthy eating",
@@ -240,12 +233,12 @@ def _query(rng: random.Random, trigger: str) -> tuple[str, str]:
 
 
 def make_howdy(
-    n_train: int = 500,
-    n_queries: int = 20,
-    poison_rate: float = 0.09,
-    distractor_rate: float = 0.06,
-    trigger: str = "howdy! ",
-    seed: int = 0,
+    n_train: int = HowdyTaskConfig.n_train,
+    n_queries: int = HowdyTaskConfig.n_queries,
+    poison_rate: float = HowdyTaskConfig.poison_rate,
+    distractor_rate: float = HowdyTaskConfig.distractor_rate,
+    trigger: str = HowdyTaskConfig.trigger,
+    seed: int = HowdyTaskConfig.seed,
 ) -> SyntheticData:
     """Generate the Howdy! backdoor pool and triggered queries (see the module docstring).
 
@@ -261,10 +254,9 @@ def make_howdy(
         ``train`` (label 1 = backdoored), ``queries``, and ``heldout["queries_clean"]`` (the same
         questions without the trigger).
     """
-    check_size("n_train", n_train)
-    check_size("n_queries", n_queries)
-    check_rate("poison_rate", poison_rate)
-    check_rate("distractor_rate", distractor_rate)
+    check_settings(
+        {"n_train": n_train, "n_queries": n_queries}, {"poison_rate": poison_rate, "distractor_rate": distractor_rate}
+    )
     rng = make_rng(seed)
     poisoned = class_slots(rng, n_train, poison_rate)
     n_clean = poisoned.count(False)
