@@ -21,6 +21,11 @@ MEMBER_SEED_STRIDE = 1000
 S = TypeVar("S", bound=Settings)
 
 
+def member_seed(seed: int, member: int) -> int:
+    """The seed ensemble member ``member`` of a method seeded ``seed`` draws its random tables from."""
+    return seed + member * MEMBER_SEED_STRIDE
+
+
 def seeded(cfg: S, seed: int) -> S:
     """Every method's seed rule: a ``seed`` setting left null (the default) is the global ``seed``."""
     if getattr(cfg, "seed", 0) is None:

@@ -5,7 +5,7 @@ The base class owns the index: it encodes the pool, plans its batches once (a
 index under a manifest that names the method settings, the model and the exact tokens, and answers
 scores, streaming top-k and valuation from it. A subclass says how vectors are computed:
 :meth:`VectorIndexMethod.plan_batches` (which rows are computed together),
-:meth:`VectorIndexMethod.compute_blocks` (write the vectors of some planned blocks into the index)
+:meth:`VectorIndexMethod.compute_blocks` (write the vectors of the :class:`PendingBlocks` into the index)
 and :meth:`VectorIndexMethod.query_vectors`.
 
 Every build, resume and data-parallel rank follows the stored plan, so a resumed or distributed build
@@ -22,6 +22,7 @@ import os
 import shutil
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -37,7 +38,7 @@ from rise_exp.index import MANIFEST, BatchPlan, IndexWriter, SignatureIndex, man
 from rise_exp.index.files import foreign_entries
 from rise_exp.index.files import jsonable as _jsonable
 from rise_exp.lightning.sharding import distributed_barrier
-from rise_exp.methods.base import AttributionMethod
+from rise_exp.methods.base import AttributionMethod, member_seed
 from rise_exp.retrieval.ann import Searcher, open_searcher
 from rise_exp.retrieval.search import all_scores
 from rise_exp.retrieval.valuation import value_against_index
@@ -46,6 +47,30 @@ log = logging.getLogger(__name__)
 
 #: Characters of each row's text kept in the index metadata (query answers show them without the pool).
 PREVIEW_CHARS = 200
+
+
+@dataclass(frozen=True)
+class PendingBlocks:
+    """What a build still has to compute, and where it goes.
+
+    Attributes:
+        rows: The whole encoded pool (``row`` = position; read by position only).
+        plan: The batch plan to follow.
+        blocks: The planned blocks to compute, in order.
+        path: The index directory (open it with ``resume=True``).
+        writer_args: The :class:`IndexWriter` arguments of this build.
+    """
+
+    rows: Sequence[EncodedRow]
+    plan: BatchPlan
+    blocks: Sequence[int]
+    path: Path
+    writer_args: dict[str, Any]
+
+    @property
+    def num_rows(self) -> int:
+        """Rows the pending blocks hold."""
+        return sum(len(self.plan.block_rows(b)) for b in self.blocks)
 
 
 class IndexSettings(Protocol):
@@ -99,19 +124,8 @@ class VectorIndexMethod(AttributionMethod):
         return {}
 
     @abstractmethod
-    def compute_blocks(
-        self,
-        rows: Sequence[EncodedRow],
-        plan: BatchPlan,
-        blocks: Sequence[int],
-        path: Path,
-        writer_args: dict[str, Any],
-    ) -> None:
-        """Compute the planned ``blocks`` (batches in plan order) and write them to the index at ``path``.
-
-        ``rows`` is the whole encoded pool; ``writer_args`` are the :class:`IndexWriter` arguments of
-        this build (``plan`` is the plan to follow; open the directory with ``resume=True``).
-        """
+    def compute_blocks(self, work: PendingBlocks) -> None:
+        """Compute the planned blocks of ``work`` (batches in plan order) and write them to its index directory."""
 
     @abstractmethod
     def query_vectors(self, records: Sequence[Record]) -> np.ndarray:
@@ -123,8 +137,10 @@ class VectorIndexMethod(AttributionMethod):
 
     def member_seeds(self) -> list[int]:
         """The seed of each ensemble member stored side by side in every vector (equal slices, member 0
-        first); empty for a method without members. The ensemble's score is the mean of the members'."""
-        return []
+        first), from the settings ``ensemble`` and ``seed`` (:func:`member_seed`); empty for a method without
+        members. The ensemble's score is the mean of the members'."""
+        n = getattr(self.cfg, "ensemble", 1)
+        return [member_seed(self.cfg.seed, e) for e in range(n)] if n > 1 else []
 
     def member_scale(self) -> float:
         """The factor that turns a member slice's inner product into that member's own score."""
@@ -215,9 +231,10 @@ class VectorIndexMethod(AttributionMethod):
                 plan = writer_args["plan"] = writer.plan
                 pending = writer.pending_blocks()
             if pending:
-                n = sum(len(plan.block_rows(b)) for b in pending)
-                log.info("%s: indexing %d of %d rows (%d blocks) in %s", self.name, n, len(rows), len(pending), target)
-                self.compute_blocks(rows, plan, pending, target, writer_args)
+                work = PendingBlocks(rows, plan, pending, target, writer_args)
+                n, blocks = work.num_rows, len(pending)
+                log.info("%s: indexing %d of %d rows (%d blocks) in %s", self.name, n, len(rows), blocks, target)
+                self.compute_blocks(work)
             elif lead:
                 log.info("%s: reusing the index in %s (every row already there)", self.name, target)
             if lead:

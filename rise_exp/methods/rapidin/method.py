@@ -16,7 +16,6 @@ so E compression seeds cost one gradient pass (``stage.members=true``).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,12 +25,12 @@ from rise_exp.core import progress
 from rise_exp.core.errors import ConfigError
 from rise_exp.data.encoding import EncodedRow, collate
 from rise_exp.data.records import Record
-from rise_exp.index import BatchPlan, IndexWriter
-from rise_exp.methods.base import MEMBER_SEED_STRIDE, MethodContext
+from rise_exp.index import IndexWriter
+from rise_exp.methods.base import MethodContext
 from rise_exp.methods.common import batch_row_loss, encode_all, pad_id
 from rise_exp.methods.rapidin.config import RapidInConfig
 from rise_exp.methods.rapidin.rapidgrad import RapidGrad
-from rise_exp.methods.vectors import VectorIndexMethod
+from rise_exp.methods.vectors import PendingBlocks, VectorIndexMethod
 from rise_exp.models.placement import model_device
 
 
@@ -99,12 +98,6 @@ class RapidIn(VectorIndexMethod):
     @property
     def dim(self) -> int:
         return self.cfg.k * self.cfg.ensemble
-
-    def member_seeds(self) -> list[int]:
-        """The RapidGrad seed of each ensemble member (member ``e``: ``seed + 1000 e``)."""
-        if self.cfg.ensemble < 2:
-            return []
-        return [self.seed + e * MEMBER_SEED_STRIDE for e in range(self.cfg.ensemble)]
 
     def member_scale(self) -> float:
         return float(self.cfg.ensemble)
@@ -177,22 +170,15 @@ class RapidIn(VectorIndexMethod):
                 bar.close()
             model.train(was_training)
 
-    def compute_blocks(
-        self,
-        rows: Sequence[EncodedRow],
-        plan: BatchPlan,
-        blocks: Sequence[int],
-        path: Path,
-        writer_args: dict[str, Any],
-    ) -> None:
-        writer = IndexWriter(path, resume=True, **writer_args)
-        by_id = {r.row: r for r in rows}
-        bar = progress.bar(sum(len(plan.block_rows(b)) for b in blocks), "rapidin gradients", unit="row")
+    def compute_blocks(self, work: PendingBlocks) -> None:
+        writer = IndexWriter(work.path, resume=True, **work.writer_args)
+        by_id = {r.row: r for r in work.rows}
+        bar = progress.bar(work.num_rows, "rapidin gradients", unit="row")
         try:
-            for block in blocks:
-                batches = plan.block_batches(block)
+            for block in work.blocks:
+                batches = work.plan.block_batches(block)
                 vecs = [v for batch in batches for v in self.compressed([by_id[i] for i in batch], bar)]
-                ids = plan.block_rows(block)
+                ids = work.plan.block_rows(block)
                 writer.write_block(block, ids, np.concatenate(vecs), meta=[self.row_meta[int(i)] for i in ids])
         finally:
             bar.close()

@@ -9,7 +9,6 @@ complete blocks and writes the same bytes as an uninterrupted one.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,7 +16,6 @@ import torch
 
 from rise_exp.data.encoding import EncodedPool, EncodedRow, encode_records
 from rise_exp.data.records import Record
-from rise_exp.index import BatchPlan
 from rise_exp.lightning.callbacks import PredictProgress
 from rise_exp.lightning.index_writer import IndexPredictionWriter
 from rise_exp.lightning.trainer_factory import make_trainer
@@ -25,9 +23,9 @@ from rise_exp.methods.base import MethodContext
 from rise_exp.methods.rise.chunking import plan_batches
 from rise_exp.methods.rise.config import RiseIndexConfig, RiseMethodConfig
 from rise_exp.methods.rise.indexing import RiseIndexingModule, compute_signatures, predict_loader
-from rise_exp.methods.rise.sketch import SEED_STRIDE, SketchTables
+from rise_exp.methods.rise.sketch import SketchTables
 from rise_exp.methods.rise.trunk import unembedding
-from rise_exp.methods.vectors import VectorIndexMethod
+from rise_exp.methods.vectors import PendingBlocks, VectorIndexMethod
 
 #: Pools below this size store each row's token ids and target mask in the index (``store_tokens: null``).
 STORE_TOKENS_MAX_ROWS = 100_000
@@ -92,15 +90,9 @@ class RiseMethod(VectorIndexMethod):
             out.update({(k if e == 0 else f"m{e}_{k}"): v for k, v in t.state_dict().items()})
         return out
 
-    def member_seeds(self) -> list[int]:
-        """The sketch seed of each ensemble member (member ``e``: ``seed + e * SEED_STRIDE``); member ``e``'s
-        slice of a signature is the single-sketch signature of that seed (same support)."""
-        if self.rise.ensemble < 2:
-            return []
-        return [self.rise.seed + e * SEED_STRIDE for e in range(self.rise.ensemble)]
-
     def member_scale(self) -> float:
-        """``E`` when signatures are normalised (each slice is over ``sqrt(E)``), else 1."""
+        """``E`` when signatures are normalised (each slice is over ``sqrt(E)``), else 1. Member ``e``'s slice
+        of a signature is the single-sketch signature of its seed (same support)."""
         return float(self.rise.ensemble) if self.rise.normalize_signature else 1.0
 
     def index_settings(self) -> RiseIndexConfig:
@@ -114,25 +106,16 @@ class RiseMethod(VectorIndexMethod):
         ix = self.cfg.index
         return {"batch_tokens": ix.batch_tokens, "batch_chunks": ix.batch_chunks, "pad_multiple": ix.pad_multiple}
 
-    def compute_blocks(
-        self,
-        rows: Sequence[EncodedRow],
-        plan: BatchPlan,
-        blocks: Sequence[int],
-        path: Path,
-        writer_args: dict[str, Any],
-    ) -> None:
+    def compute_blocks(self, work: PendingBlocks) -> None:
         ix = self.cfg.index
-        store = writer_args["num_rows"] < STORE_TOKENS_MAX_ROWS if ix.store_tokens is None else ix.store_tokens
-        module = _IndexingModule(self.ctx.model, self.rise, self.sketch_tables, rows if store else None, self.row_meta)
-        writer = IndexPredictionWriter(path, blocks=blocks, **writer_args)
-        todo = sum(len(plan.block_rows(b)) for b in blocks)
-        trainer = make_trainer(
-            self.ctx.trainer, root_dir=self.ctx.work_dir, callbacks=[writer, PredictProgress(todo, "rise index")]
-        )
-        loader = predict_loader(
-            rows, self.rise, self.ctx.tokenizer.pad_token_id, pad_multiple=ix.pad_multiple, plan=plan, blocks=blocks
-        )
+        store = work.writer_args["num_rows"] < STORE_TOKENS_MAX_ROWS if ix.store_tokens is None else ix.store_tokens
+        rows = work.rows if store else None
+        module = _IndexingModule(self.ctx.model, self.rise, self.sketch_tables, rows, self.row_meta)
+        writer = IndexPredictionWriter(work.path, blocks=work.blocks, **work.writer_args)
+        progress = PredictProgress(work.num_rows, "rise index")
+        trainer = make_trainer(self.ctx.trainer, root_dir=self.ctx.work_dir, callbacks=[writer, progress])
+        pad, plan, blocks = self.ctx.tokenizer.pad_token_id, work.plan, work.blocks
+        loader = predict_loader(work.rows, self.rise, pad, pad_multiple=ix.pad_multiple, plan=plan, blocks=blocks)
         trainer.predict(module, dataloaders=loader, return_predictions=False)
 
     def query_vectors(self, records: Sequence[Record]) -> np.ndarray:

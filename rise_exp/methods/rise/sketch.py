@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from rise_exp.core.errors import ConfigError, IndexError_
-from rise_exp.methods.base import MEMBER_SEED_STRIDE
+from rise_exp.methods.base import MEMBER_SEED_STRIDE, member_seed
 from rise_exp.methods.rise.config import RiseConfig
 
 TABLE_NAMES = ("h_buckets", "h_signs", "r_buckets", "r_signs", "g_buckets", "g_signs")
@@ -84,7 +84,7 @@ class SketchTables:
             return cls(
                 CountSketch.identity(hidden_size), CountSketch.identity(vocab_size), CountSketch.identity(hidden_size)
             )
-        seed = cfg.seed + member * SEED_STRIDE
+        seed = member_seed(cfg.seed, member)
         return cls(
             h=CountSketch.seeded(hidden_size, cfg.kh, seed),
             r=CountSketch.seeded(vocab_size, cfg.kr, seed + 2),
