@@ -72,6 +72,13 @@ class Retrainer:
     def __post_init__(self) -> None:
         self.style_answers = style_answers(self.pool, self.retrain)
 
+    def stage_metrics(self, started: float, **extra: Any) -> dict[str, Any]:
+        """What a counterfactual stage reports besides its results: the pool and query sizes, ``extra``, the
+        retrainings run and reused, and the seconds since ``started`` (a ``time.perf_counter()``)."""
+        sizes = {"num_train": len(self.pool), "num_queries": len(self.queries)}
+        counts = {"retrained": self.trained, "retrain_reused": self.reused}
+        return {**sizes, **extra, **counts, "seconds": time.perf_counter() - started}
+
     def key(self, keep: np.ndarray, seed: int) -> str:
         """Cache key of retraining on the rows ``keep`` marks with finetune seed ``seed``."""
         return config_hash(

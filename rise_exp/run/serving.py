@@ -86,6 +86,14 @@ def query_records(path: str | None, texts: Sequence[str], fields: Mapping[str, s
     return out
 
 
+def stage_queries(stage: Any, default: Sequence[Record] | None = None) -> Sequence[Record]:
+    """The queries (or targets) a stage names (``stage.queries_path``, ``stage.query_texts``); ``default`` (the
+    task's) when it names none."""
+    if default is not None and not (stage.queries_path or stage.query_texts):
+        return default
+    return query_records(stage.queries_path, stage.query_texts, stage.query_fields)
+
+
 def rows_meta(method: AttributionMethod, rows: Sequence[int], pool: Sequence[Record] | None = None) -> list[dict]:
     """Id and text preview of pool rows: from the pool when given, else from the method's index."""
     if pool is not None:

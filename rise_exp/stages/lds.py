@@ -96,15 +96,7 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     for name, s in scores.items():
         np.save(run_dir / f"scores_{name}.npy", s)
     print(head + table)
-    metrics.update(
-        num_train=len(task.train),
-        num_queries=len(task.queries),
-        subsets=st.subsets,
-        subset_rows=int(masks[0].sum()),
-        retrained=retrainer.trained,
-        retrain_reused=retrainer.reused,
-        seconds=time.perf_counter() - t0,
-    )
+    metrics.update(retrainer.stage_metrics(t0, subsets=st.subsets, subset_rows=int(masks[0].sum())))
     publish(
         run,
         run_dir,

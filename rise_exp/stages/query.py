@@ -15,7 +15,7 @@ from typing import Any
 from rise_exp.run.config import RunConfig
 from rise_exp.run.pipeline import prepare_for_method
 from rise_exp.run.runner import build_on, publish
-from rise_exp.run.serving import open_index_method, query_records, rows_meta, top_rows
+from rise_exp.run.serving import open_index_method, rows_meta, stage_queries, top_rows
 
 
 def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
@@ -24,13 +24,12 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     pool = None
     if st.index:
         method = open_index_method(st.index, run_dir / "method", run.trainer)
-        queries = query_records(st.queries_path, st.query_texts, st.query_fields)
+        queries = stage_queries(st)
         where = str(Path(st.index))
     else:
         prep = prepare_for_method(run, run_dir)
         method = build_on(run.method, prep.ctx, prep.task.train).method
-        custom = st.queries_path or st.query_texts
-        queries = query_records(st.queries_path, st.query_texts, st.query_fields) if custom else prep.task.queries
+        queries = stage_queries(st, prep.task.queries)
         index = getattr(method, "index", None)
         where = str(index.root) if index is not None else str(getattr(method, "index_path", ""))
         pool = None if index is not None or hasattr(method, "rows_meta") else prep.task.train

@@ -117,14 +117,7 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
         for m in columns:
             metrics[f"{m}/{r['method']}/{r['selection']}@{r['k']}"] = r[f"{m}_mean"]
             metrics[f"{m}_std/{r['method']}/{r['selection']}@{r['k']}"] = r[f"{m}_std"]
-    metrics.update(
-        num_train=n,
-        num_queries=len(task.queries),
-        removals=len(plan),
-        retrained=retrainer.trained,
-        retrain_reused=retrainer.reused,
-        seconds=time.perf_counter() - t0,
-    )
+    metrics.update(retrainer.stage_metrics(t0, removals=len(plan)))
     publish(
         run,
         run_dir,

@@ -23,7 +23,7 @@ from rise_exp.data.records import Record
 from rise_exp.run.config import RunConfig
 from rise_exp.run.pipeline import prepare_for_method
 from rise_exp.run.runner import BuiltMethod, build_on, publish, valuation_values
-from rise_exp.run.serving import open_index_method, query_records
+from rise_exp.run.serving import open_index_method, stage_queries
 
 
 def check_pool(method: Any, pool: Sequence[Record], index_dir: str) -> None:
@@ -59,13 +59,12 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
         fields = dict(st.pool_fields)
         pool = open_pool(st.pool_path, fields=fields, stream=st.stream)
         check_pool(method, pool, st.index)
-        targets = query_records(st.queries_path, st.query_texts, st.query_fields)
+        targets = stage_queries(st)
         built = BuiltMethod(method, len(pool), 0.0)
     else:
         prep = prepare_for_method(run, run_dir)
         pool = prep.task.candidates
-        custom = st.queries_path or st.query_texts
-        targets = query_records(st.queries_path, st.query_texts, st.query_fields) if custom else prep.task.queries
+        targets = stage_queries(st, prep.task.queries)
         built = build_on(run.method, prep.ctx, pool)
     values, seconds = valuation_values(built, targets, st.mode)
     kept = chosen_rows(values, st.keep, st.fraction, st.count)

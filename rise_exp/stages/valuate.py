@@ -4,68 +4,54 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rise_exp.data.task_builders import Task
 from rise_exp.retrieval.metrics import valuation_metrics
 from rise_exp.run.config import RunConfig
 from rise_exp.run.pipeline import prepare_for_method
 from rise_exp.run.runner import BuiltMethod, build_on, publish, valuation_values
-from rise_exp.run.serving import open_index_method, query_records, rows_meta
+from rise_exp.run.serving import open_index_method, rows_meta, stage_queries
 
 log = logging.getLogger(__name__)
+SELECTION, VALUES = "selection.jsonl", "values.npy"
 
 
-def write_selection(path: Path, task: Task, values: np.ndarray) -> None:
-    """The ranked candidate pool, best first: one JSON line per row (rank, id, value, label)."""
-    order = np.argsort(-values, kind="stable")
+def write_selection(path: Path, values: np.ndarray, describe: Callable[[list[int]], list[dict[str, Any]]]) -> None:
+    """The ranked pool, best first: one JSON line per row (rank, row, id, value, then what ``describe`` tells of
+    it: its label, or its text preview); ``describe`` maps the ranked rows to dicts holding ``id`` and those."""
+    order = np.argsort(-values, kind="stable").tolist()
     with open(path, "w") as f:
-        for rank, i in enumerate(order):
-            r = task.candidates[i]
-            f.write(
-                json.dumps({"rank": rank + 1, "row": int(i), "id": r.id, "value": float(values[i]), "label": r.label})
-                + "\n"
-            )
+        for rank, (i, about) in enumerate(zip(order, describe(order))):
+            line = {"rank": rank + 1, "row": i, "id": about.pop("id"), "value": float(values[i]), **about}
+            f.write(json.dumps(line) + "\n")
+
+
+def _publish(run: RunConfig, run_dir: Path, metrics: dict[str, Any], values: np.ndarray, **kw: Any) -> dict[str, Any]:
+    np.save(run_dir / VALUES, values.astype(np.float64))
+    publish(run, run_dir, metrics, stage="valuate", files=[SELECTION, VALUES], **kw)
+    return metrics
 
 
 def run_on_index(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     """Value every row of an existing index against the given targets (no data, no finetune): rankings only."""
     st = run.stage
     method = open_index_method(st.index, run_dir / "method", run.trainer)
-    targets = query_records(st.queries_path, st.query_texts, st.query_fields)
+    targets = stage_queries(st)
     n = len(method.index) if getattr(method, "index", None) is not None else method.num_rows
     values, seconds = valuation_values(BuiltMethod(method, n, 0.0), targets, st.mode)
-    order = np.argsort(-values, kind="stable")
-    meta = rows_meta(method, order.tolist())
-    with open(run_dir / "selection.jsonl", "w") as f:
-        for rank, (i, m) in enumerate(zip(order.tolist(), meta)):
-            f.write(
-                json.dumps(
-                    {
-                        "rank": rank + 1,
-                        "row": i,
-                        "id": m.get("id"),
-                        "value": float(values[i]),
-                        "preview": m.get("preview"),
-                    }
-                )
-                + "\n"
-            )
-    np.save(run_dir / "values.npy", values.astype(np.float64))
+
+    def describe(rows: list[int]) -> list[dict[str, Any]]:
+        return [{"id": m.get("id"), "preview": m.get("preview")} for m in rows_meta(method, rows)]
+
+    write_selection(run_dir / SELECTION, values, describe)
     metrics = {"num_candidates": n, "num_targets": len(targets), "value_seconds": seconds, "index": str(st.index)}
-    publish(
-        run,
-        run_dir,
-        metrics,
-        stage="valuate",
-        files=["selection.jsonl", "values.npy"],
-        headline=["num_candidates", "num_targets", "value_seconds"],
-        title=f"valuation: {method.name} index {st.index}",
-    )
-    return metrics
+    title = f"valuation: {method.name} index {st.index}"
+    headline = ["num_candidates", "num_targets", "value_seconds"]
+    return _publish(run, run_dir, metrics, values, headline=headline, title=title)
 
 
 def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
@@ -78,8 +64,7 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     labels = task.candidate_labels()
     built = build_on(run.method, prep.ctx, task.candidates)
     mode = run.stage.mode or getattr(run.method, "valuation", "mean")
-    custom = st.queries_path or st.query_texts
-    targets = query_records(st.queries_path, st.query_texts, st.query_fields) if custom else task.queries
+    targets = stage_queries(st, task.queries)
     values, value_seconds = valuation_values(built, targets, mode)
 
     metrics: dict[str, Any] = {}
@@ -94,14 +79,9 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     metrics.update(
         num_candidates=len(task.candidates), num_targets=len(targets), value_seconds=value_seconds, **built.cost()
     )
-    write_selection(run_dir / "selection.jsonl", task, values)
-    np.save(run_dir / "values.npy", values.astype(np.float64))
-    publish(
-        run,
-        run_dir,
-        metrics,
-        stage="valuate",
-        files=["selection.jsonl", "values.npy"],
-        title=f"valuation: {run.method.name} on {task.title} ({run.model.name}, {mode})",
+    rows = task.candidates
+    write_selection(
+        run_dir / SELECTION, values, lambda ranked: [{"id": rows[i].id, "label": rows[i].label} for i in ranked]
     )
-    return metrics
+    title = f"valuation: {run.method.name} on {task.title} ({run.model.name}, {mode})"
+    return _publish(run, run_dir, metrics, values, title=title)
