@@ -29,7 +29,7 @@ Conventions (explicit, and tested):
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -171,21 +171,33 @@ def retrieval_metrics(scores: np.ndarray, labels: np.ndarray, ks: Sequence[int] 
     if y.shape != s.shape:
         raise DataError(f"labels of shape {tuple(np.shape(labels))} do not match scores of shape {s.shape}")
 
-    out: dict[str, float | int] = {"n_queries": int(s.shape[0])}
-    for k in ks:
-        aps, aucs, precs = [], [], []
+    def evaluation_sets(k: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         for q in range(s.shape[0]):
             top, sel = top_bottom_rows(s[q], k)
-            precs.append(float(y[q, top].mean()))
-            aps.append(average_precision(y[q, sel], s[q, sel]))
-            auc = roc_auc(y[q, sel], s[q, sel])
-            if not math.isnan(auc):
-                aucs.append(auc)
-        out[f"auprc@{k}"] = float(np.mean(aps))
-        out[f"auroc@{k}"] = float(np.mean(aucs)) if aucs else math.nan
-        out[f"p@{k}"] = float(np.mean(precs))
-        out[f"auroc@{k}_skipped"] = s.shape[0] - len(aucs)
+            yield y[q, top], y[q, sel], s[q, sel]
+
+    out: dict[str, float | int] = {"n_queries": int(s.shape[0])}
+    for k in ks:
+        out.update(_protocol_at(k, evaluation_sets(k)))
     return out
+
+
+def _protocol_at(k: int, queries: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, float | int]:
+    """The protocol's numbers at ``k``, averaged over queries, from each query's labels of its top K rows and the
+    labels and scores of its evaluation set (top K and bottom K rows)."""
+    aps, aucs, precs = [], [], []
+    for top_labels, labels, scores in queries:
+        precs.append(float(top_labels.mean()))
+        aps.append(average_precision(labels, scores))
+        auc = roc_auc(labels, scores)
+        if not math.isnan(auc):
+            aucs.append(auc)
+    return {
+        f"auprc@{k}": float(np.mean(aps)),
+        f"auroc@{k}": float(np.mean(aucs)) if aucs else math.nan,
+        f"p@{k}": float(np.mean(precs)),
+        f"auroc@{k}_skipped": len(precs) - len(aucs),
+    }
 
 
 def chance_retrieval_metrics(
@@ -282,23 +294,17 @@ def retrieval_metrics_ranked(
         y = y[None, :]
     elif y.shape != (ts.shape[0], num_rows):
         raise DataError(f"labels of shape {y.shape} do not match {ts.shape[0]} queries x {num_rows} rows")
-    out: dict[str, float | int] = {"n_queries": int(ts.shape[0])}
-    for k in ks:
+
+    def evaluation_sets(k: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         kk = min(k, num_rows)
-        aps, aucs, precs = [], [], []
         for q in range(ts.shape[0]):
             yq = y[0] if y.shape[0] == 1 else y[q]
             rows = np.concatenate((tr[q, :kk], br[q, :kk]))
             scores = np.concatenate((ts[q, :kk], bs[q, :kk]))
             rows, first = np.unique(rows, return_index=True)
-            scores = scores[first]
-            precs.append(float(yq[tr[q, :kk]].mean()))
-            aps.append(average_precision(yq[rows], scores))
-            auc = roc_auc(yq[rows], scores)
-            if not math.isnan(auc):
-                aucs.append(auc)
-        out[f"auprc@{k}"] = float(np.mean(aps))
-        out[f"auroc@{k}"] = float(np.mean(aucs)) if aucs else math.nan
-        out[f"p@{k}"] = float(np.mean(precs))
-        out[f"auroc@{k}_skipped"] = ts.shape[0] - len(aucs)
+            yield yq[tr[q, :kk]], yq[rows], scores[first]
+
+    out: dict[str, float | int] = {"n_queries": int(ts.shape[0])}
+    for k in ks:
+        out.update(_protocol_at(k, evaluation_sets(k)))
     return out
