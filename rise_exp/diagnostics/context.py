@@ -6,16 +6,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rise_exp.data.encoding import EncodedRow
 from rise_exp.data.records import Record
 from rise_exp.data.task_builders import Task
+from rise_exp.diagnostics.result import DiagnosticResult, Section
 from rise_exp.methods.base import MethodContext
 from rise_exp.methods.rise.config import RiseMethodConfig
 from rise_exp.run.config import RunConfig
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def rise_settings(run: RunConfig) -> RiseMethodConfig:
@@ -83,6 +87,21 @@ class DiagnosticInputs:
     def labels(self) -> np.ndarray:
         """0/1 labels ``[N]`` or ``[Q, N]`` of the pool."""
         return np.asarray(self.task.labels)
+
+    def result(
+        self, title: str, sections: Sequence[Section], metrics: dict[str, float], *figures: Figure
+    ) -> DiagnosticResult:
+        """The result of a diagnostic, named by its first section's key (the diagnostic's name): its command
+        line, and each figure under the key of the section it belongs to (figure ``i``: section ``i``)."""
+        name = sections[0].key
+        return DiagnosticResult(
+            name=name,
+            title=title,
+            sections=list(sections),
+            metrics=metrics,
+            figures={section.key: figure for section, figure in zip(sections, figures)},
+            command=self.command(name),
+        )
 
     def command(self, name: str) -> str:
         """The command line of this diagnostic, with the run's other overrides."""

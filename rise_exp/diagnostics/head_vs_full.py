@@ -105,14 +105,10 @@ def run(inp: DiagnosticInputs) -> DiagnosticResult:
         "kernels are deterministic (one run).",
     ]
     data = pd.DataFrame(out)
-    return DiagnosticResult(
-        name="head_vs_full",
-        title="Head vs full model: full-gradient TracIn against the LM-head kernel and RISE",
-        command=inp.command("head_vs_full"),
-        sections=[Section("head_vs_full", "Agreement with full-model TracIn", data, pd.DataFrame(shown), notes)],
-        metrics=metrics,
-        figures={"head_vs_full": _plot(data, s.top_n, len(s.seeds), _best(labels, len(queries), s.top_n))},
-    )
+    section = Section("head_vs_full", "Agreement with full-model TracIn", data, pd.DataFrame(shown), notes)
+    figure = _plot(data, s.top_n, len(s.seeds), _best(labels, len(queries), s.top_n))
+    title = "Head vs full model: full-gradient TracIn against the LM-head kernel and RISE"
+    return inp.result(title, [section], metrics, figure)
 
 
 def _best(labels: np.ndarray, n_queries: int, top_n: int) -> float:

@@ -104,14 +104,9 @@ def run(inp: DiagnosticInputs) -> DiagnosticResult:
         "rows. Layer rows: cosine of mean hidden states (deterministic, one run); spearman_rise and top-N overlap "
         f"are averaged over the RISE seeds. RISE: the run's settings, mean ± sample std over sketch seeds {seeds}.",
     ]
-    return DiagnosticResult(
-        name="hidden_retrieval",
-        title="Retrieval by hidden-state cosine at every layer, against RISE",
-        command=inp.command("hidden_retrieval"),
-        sections=[Section("hidden_retrieval", "Every layer as a retrieval method", frame, pd.DataFrame(shown), notes)],
-        metrics=metrics,
-        figures={"hidden_retrieval": _plot(frame, s, names)},
-    )
+    section = Section("hidden_retrieval", "Every layer as a retrieval method", frame, pd.DataFrame(shown), notes)
+    title = "Retrieval by hidden-state cosine at every layer, against RISE"
+    return inp.result(title, [section], metrics, _plot(frame, s, names))
 
 
 def _plot(frame: pd.DataFrame, s: Any, names: list[str]) -> Any:

@@ -72,14 +72,9 @@ def run(inp: DiagnosticInputs) -> DiagnosticResult:
         "before finetuning (for an embedded model: its random initialisation).",
     ]
     frame = pd.DataFrame(data)
-    return DiagnosticResult(
-        name="layer_energy",
-        title="Gradient energy per parameter group, starting vs finetuned model",
-        command=inp.command("layer_energy"),
-        sections=[Section("layer_energy", "Share of squared gradient norm", frame, pd.DataFrame(shown), notes)],
-        metrics=metrics,
-        figures={"layer_energy": _plot(frame, names)},
-    )
+    section = Section("layer_energy", "Share of squared gradient norm", frame, pd.DataFrame(shown), notes)
+    title = "Gradient energy per parameter group, starting vs finetuned model"
+    return inp.result(title, [section], metrics, _plot(frame, names))
 
 
 def _plot(frame: pd.DataFrame, names: list[str]) -> Any:

@@ -91,17 +91,12 @@ def run(inp: DiagnosticInputs) -> DiagnosticResult:
         "",
         *(f"    {line}" for line in (memory_model.__doc__ or "").strip().splitlines()),
     ]
-    return DiagnosticResult(
-        name="memory",
-        title="Cost per method: measured against pool size, and extrapolated to every Pythia and OLMo size",
-        command=inp.command("memory"),
-        sections=[
-            Section("memory", "Measured on this machine", measured, None, notes_measured),
-            Section("memory_extrapolated", "Extrapolated peak GPU memory", est, shown, notes_est),
-        ],
-        metrics=metrics,
-        figures={"memory": _plot_measured(measured), "memory_extrapolated": _plot_est(est, s.gpu_gb)},
-    )
+    sections = [
+        Section("memory", "Measured on this machine", measured, None, notes_measured),
+        Section("memory_extrapolated", "Extrapolated peak GPU memory", est, shown, notes_est),
+    ]
+    title = "Cost per method: measured against pool size, and extrapolated to every Pythia and OLMo size"
+    return inp.result(title, sections, metrics, _plot_measured(measured), _plot_est(est, s.gpu_gb))
 
 
 def extrapolate(inp: DiagnosticInputs) -> pd.DataFrame:

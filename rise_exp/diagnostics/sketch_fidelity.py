@@ -108,29 +108,15 @@ def _result(inp: DiagnosticInputs, per_seed: pd.DataFrame, refs: pd.DataFrame) -
         f"{inp.rise.fusion}, no CountSketch. Exact kernel: sum_(t,s) (r_t . r'_s)(h_t . h'_s) with tau = 1 and "
         "the full softmax, over every scored token of whole rows (= <dL_q/dW, dL_x/dW>).",
     ]
-    return DiagnosticResult(
-        name="sketch_fidelity",
-        title="Sketch fidelity: RISE at each sketch width against unsketched RISE and the exact LM-head kernel",
-        command=inp.command("sketch_fidelity"),
-        sections=[
-            Section(
-                "sketch_fidelity",
-                "Sketched RISE against its references",
-                pd.DataFrame(summary),
-                pd.DataFrame(display),
-                notes,
-            ),
-            Section(
-                "sketch_fidelity_references",
-                "The references against each other",
-                refs,
-                ref_display.map(lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)),
-            ),
-            Section("sketch_fidelity_seeds", "Every seed", per_seed, in_markdown=False),
-        ],
-        metrics=metrics,
-        figures={"sketch_fidelity": _plot(pd.DataFrame(summary), refs, s)},
-    )
+    ref_cells = ref_display.map(lambda v: f"{v:.3f}" if isinstance(v, float) else str(v))
+    summary_frame = pd.DataFrame(summary)
+    sections = [
+        Section("sketch_fidelity", "Sketched RISE against its references", summary_frame, pd.DataFrame(display), notes),
+        Section("sketch_fidelity_references", "The references against each other", refs, ref_cells),
+        Section("sketch_fidelity_seeds", "Every seed", per_seed, in_markdown=False),
+    ]
+    title = "Sketch fidelity: RISE at each sketch width against unsketched RISE and the exact LM-head kernel"
+    return inp.result(title, sections, metrics, _plot(summary_frame, refs, s))
 
 
 def _plot(summary: pd.DataFrame, refs: pd.DataFrame, s: Any) -> Any:

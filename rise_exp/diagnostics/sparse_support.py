@@ -127,14 +127,9 @@ def run(inp: DiagnosticInputs) -> DiagnosticResult:
         "residual that is zero (the support holds only the ground truth) has cosine 0. "
         f"min_keep = {base.min_keep}.",
     ]
-    return DiagnosticResult(
-        name="sparse_support",
-        title="Sparse residual support: energy kept and fidelity of the GH error, against K and tau",
-        command=inp.command("sparse_support"),
-        sections=[Section("sparse_support", "Support against K, tau and rho", frame, None, notes)],
-        metrics=metrics,
-        figures={"sparse_support": _plot(frame, s, len(y))},
-    )
+    section = Section("sparse_support", "Support against K, tau and rho", frame, None, notes)
+    title = "Sparse residual support: energy kept and fidelity of the GH error, against K and tau"
+    return inp.result(title, [section], metrics, _plot(frame, s, len(y)))
 
 
 def _plot(frame: pd.DataFrame, s: Any, n_tokens: int) -> Any:
