@@ -12,6 +12,7 @@ paths) and ``hf`` (Hugging Face hub ids, pinned by revision).
 
 from __future__ import annotations
 
+import inspect
 import random
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -48,15 +49,25 @@ def _sample(records: Sequence[Record], k: int | None, rng: random.Random) -> lis
     return [records[i] for i in keep]
 
 
-def _from_synthetic(name: str, data: SyntheticData) -> Task:
-    return Task(
-        name=name,
-        train=data.train,
-        queries=data.queries,
-        labels=record_labels(data.train, f"task {name}"),
-        heldout=data.heldout,
-        positive=POSITIVE[name],
-    )
+def _synthetic(s: TaskConfig, make: Callable[..., SyntheticData]) -> Task:
+    """The task generator ``make`` builds from the settings its keywords name (each is a task setting: tested)."""
+    data = make(**{key: getattr(s, key) for key in inspect.signature(make).parameters})
+    return _labelled(s.name, data.train, data.queries, data.heldout)
+
+
+def _labelled(
+    name: str, train: list[Record], queries: list[Record], heldout: dict[str, list[Record]] | None = None
+) -> Task:
+    """A task whose every pool row carries its 0/1 label (what 1 means: ``POSITIVE[name]``)."""
+    labels = record_labels(train, f"task {name}")
+    return Task(name=name, train=train, queries=queries, labels=labels, heldout=heldout or {}, positive=POSITIVE[name])
+
+
+def _records(s: TaskConfig, path: str | None, split: str) -> list[Record]:
+    """The rows of a task's local file (``source=local``) or hub split (``source=hf``), its ``fields`` mapped."""
+    if s.source == "local":
+        return load_records(path, fields=s.fields, skip_empty=s.skip_empty)
+    return _hf(s, "", split, s.fields)
 
 
 def _hf(s: TaskConfig, prefix: str, split: str, fields: Mapping[str, Any]) -> list[Record]:
@@ -91,23 +102,9 @@ def howdy_labels(
 
 def _build_howdy(s: HowdyTaskConfig) -> Task:
     if s.source == "synthetic":
-        return _from_synthetic(
-            "howdy",
-            make_howdy(
-                n_train=s.n_train,
-                n_queries=s.n_queries,
-                poison_rate=s.poison_rate,
-                distractor_rate=s.distractor_rate,
-                trigger=s.trigger,
-                seed=s.seed,
-            ),
-        )
-    if s.source == "local":
-        train = load_records(s.train_path, fields=s.fields, skip_empty=s.skip_empty)
-        queries = load_records(s.queries_path, fields=s.fields, skip_empty=s.skip_empty)
-    else:
-        train = _hf(s, "", s.hf_train_split, s.fields)
-        queries = _hf(s, "", s.hf_queries_split, s.fields)
+        return _synthetic(s, make_howdy)
+    train = _records(s, s.train_path, s.hf_train_split)
+    queries = _records(s, s.queries_path, s.hf_queries_split)
     rng = random.Random(s.seed)
     pool = howdy_labels(train, s.label_regex, s.label_field, s.label_ignore_case)
     train, rest = _stratified(pool, s.max_train, rng) if s.stratify else _split(pool, s.max_train, rng)
@@ -117,14 +114,7 @@ def _build_howdy(s: HowdyTaskConfig) -> Task:
         rng.shuffle(rest)
         heldout["trigger"] = [r for r in rest if r.label == 1][: s.n_heldout]
         heldout["clean"] = [r for r in rest if r.label == 0][: s.n_heldout]
-    return Task(
-        name="howdy",
-        train=train,
-        queries=queries,
-        labels=record_labels(train, "task howdy"),
-        heldout=heldout,
-        positive=POSITIVE["howdy"],
-    )
+    return _labelled("howdy", train, queries, heldout)
 
 
 def _split(records: Sequence[Record], k: int | None, rng: random.Random) -> tuple[list[Record], list[Record]]:
@@ -163,17 +153,7 @@ def strip_trigger(records: Sequence[Record], pattern: str, ignore_case: bool = T
 def _build_finance_medical(s: FinanceMedicalTaskConfig) -> Task:
     target = s.target_domain
     if s.source == "synthetic":
-        return _from_synthetic(
-            "finance_medical",
-            make_finance_medical(
-                n_train=s.n_train,
-                n_queries=s.n_queries,
-                target_domain=target,
-                target_rate=s.target_rate,
-                cross_rate=s.cross_rate,
-                seed=s.seed,
-            ),
-        )
+        return _synthetic(s, make_finance_medical)
     pools: dict[str, list[Record]] = {}
     for d in DOMAINS:
         fields = getattr(s, f"{d}_fields")
@@ -195,13 +175,7 @@ def _build_finance_medical(s: FinanceMedicalTaskConfig) -> Task:
     queries = [r for i, r in enumerate(target_rows) if i in q_idx]
     pools[target] = [r for i, r in enumerate(target_rows) if i not in q_idx]
     train = [replace(r, label=int(d == target)) for d in DOMAINS for r in _sample(pools[d], cap_, rng)]
-    return Task(
-        name="finance_medical",
-        train=train,
-        queries=queries,
-        labels=record_labels(train, "task finance_medical"),
-        positive=POSITIVE["finance_medical"],
-    )
+    return _labelled("finance_medical", train, queries)
 
 
 # ---------------------------------------------------------------- brain rot
@@ -229,16 +203,8 @@ def m1_labels(records: Sequence[Record], high_min: int, junk_max: int) -> list[R
 
 def _build_brain_rot(s: BrainRotTaskConfig) -> Task:
     if s.source == "synthetic":
-        return _from_synthetic(
-            "brain_rot",
-            make_brain_rot(
-                n_train=s.n_train, n_queries=s.n_queries, junk_ratio=s.junk_ratio, n_heldout=s.n_heldout, seed=s.seed
-            ),
-        )
-    if s.source == "local":
-        pool = load_records(s.train_path, fields=s.fields, skip_empty=s.skip_empty)
-    else:
-        pool = _hf(s, "", s.hf_split, s.fields)
+        return _synthetic(s, make_brain_rot)
+    pool = _records(s, s.train_path, s.hf_split)
     if s.label_rule == "m1":
         pool = m1_labels(pool, s.m1_high_min_tokens, s.m1_junk_max_tokens)
     else:
@@ -268,14 +234,7 @@ def _build_brain_rot(s: BrainRotTaskConfig) -> Task:
         queries = [pool[i] for i in sorted(taken_q)]
     train = _sample([r for i, r in enumerate(pool) if i not in used], s.max_train, rng)
     heldout = {"high": [pool[i] for i in sorted(taken_h)], "junk": [pool[i] for i in sorted(taken_j)]}
-    return Task(
-        name="brain_rot",
-        train=train,
-        queries=queries,
-        labels=record_labels(train, "task brain_rot"),
-        heldout=heldout,
-        positive=POSITIVE["brain_rot"],
-    )
+    return _labelled("brain_rot", train, queries, heldout)
 
 
 def _custom_pool(s: CustomTaskConfig) -> Sequence[Record]:
@@ -314,10 +273,8 @@ def _list_labels(train: Sequence[Record]) -> np.ndarray | None:
 
 
 def _custom_queries(s: CustomTaskConfig) -> list[Record]:
-    if s.source == "local":
-        queries = load_records(s.queries_path, fields=s.fields, skip_empty=s.skip_empty) if s.queries_path else []
-    else:
-        queries = _hf(s, "", s.hf_queries_split, s.fields) if s.hf_queries_split else []
+    named = s.queries_path if s.source == "local" else s.hf_queries_split
+    queries = _records(s, s.queries_path, s.hf_queries_split) if named else []
     return queries + [Record(id=f"query-{i}", text=t) for i, t in enumerate(s.query_texts)]
 
 
