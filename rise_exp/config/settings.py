@@ -30,6 +30,8 @@ from rise_exp.core.errors import ConfigError
 
 S = TypeVar("S", bound="Settings")
 _NUMBER_RULES = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+#: How a row's token losses become its loss (the ``loss_reduction`` settings; :mod:`rise_exp.training.losses`).
+LOSS_REDUCTIONS = ("mean", "sum")
 #: A name that is safe as one path component: no separators, no leading dot, nothing to escape.
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._+-]*"
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from rise_exp.config.settings import LOSS_REDUCTIONS as REDUCTIONS
 from rise_exp.core.errors import allowed
-
-REDUCTIONS = ("mean", "sum")
 
 
 def next_token_nll(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:

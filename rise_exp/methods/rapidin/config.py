@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rise_exp.config.settings import Settings, setting
-
-REDUCTIONS = ("mean", "sum")
+from rise_exp.config.settings import LOSS_REDUCTIONS, Settings, setting
 
 
 @dataclass(frozen=True)
@@ -18,7 +16,9 @@ class RapidInConfig(Settings):
     k: int = setting(65536, "RapidGrad output dimension K (paper: 2^16)", gt=0)
     shuffle_lambda: int = setting(20, "number of structured shuffles lambda (paper: 20)", ge=0)
     lora: bool = setting(False, "gradients of the LoRA adapter only (needs a PEFT LoRA model); false: all parameters")
-    loss_reduction: str = setting("mean", "per-example loss = mean (or sum) of target-token NLL", choices=REDUCTIONS)
+    loss_reduction: str = setting(
+        "mean", "per-example loss = mean (or sum) of target-token NLL", choices=LOSS_REDUCTIONS
+    )
     dtype: str = setting(
         "float32",
         "storage dtype of the compressed vectors (float16 as in the official code)",

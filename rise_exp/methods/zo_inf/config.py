@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rise_exp.config.settings import Settings, setting
+from rise_exp.config.settings import LOSS_REDUCTIONS, Settings, setting
 
 PARAM_SCOPES = ("lm_head", "all")
-REDUCTIONS = ("mean", "sum")
 
 
 @dataclass(frozen=True)
@@ -24,5 +23,7 @@ class ZOInfConfig(Settings):
     params: str = setting(
         "lm_head", "lm_head (output embedding, as in the paper's LLM runs) or all", choices=PARAM_SCOPES
     )
-    loss_reduction: str = setting("mean", "per-example loss = mean (or sum) of target-token NLL", choices=REDUCTIONS)
+    loss_reduction: str = setting(
+        "mean", "per-example loss = mean (or sum) of target-token NLL", choices=LOSS_REDUCTIONS
+    )
     max_tokens: int = setting(8192, "padded tokens per loss batch", gt=0)
