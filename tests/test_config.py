@@ -175,3 +175,17 @@ def test_settings_carry_docs_for_every_field():
         for cls in options_.values():
             for key, _, doc in cls.docs():
                 assert doc, f"{key} has no documentation"
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("stage=closed_loop stage.selectors=[]", "stage.selectors is empty; give at least one selector"),
+        ("stage=closed_loop stage.selectors=[rise,rise]", r"stage.selectors lists \['rise'\] more than once"),
+        ("stage=lds stage.methods=[bm25,bm25]", r"stage.methods lists \['bm25'\] more than once"),
+        ("stage=removal stage.selections=[]", "stage.selections is empty; give any of"),
+    ],
+)
+def test_list_settings_need_an_entry_and_some_none_twice(override, message):
+    with pytest.raises(ConfigError, match=message):
+        RunConfig.from_cfg(compose(override.split()))

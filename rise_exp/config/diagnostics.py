@@ -72,8 +72,7 @@ class SketchFidelityConfig(Settings):
                 parse_width(w)
             except ValueError:
                 raise self.fail("widths", f"entry {w!r} is not kr/kh/kg (three positive integers)") from None
-        if not self.widths:
-            raise self.fail("widths", "is empty; give kr/kh/kg triples, e.g. [128/128/64]")
+        self.require_items("widths", "give kr/kh/kg triples, e.g. [128/128/64]")
         _check_seeds(self, "seeds", self.seeds)
         _check_positive(self, "ks", self.ks)
         if any(e < 2 for e in self.ensembles):
@@ -153,7 +152,6 @@ class MemoryConfig(Settings):
     seq_len: int = setting(512, "tokens per row assumed by the extrapolation", gt=0)
 
     def validate(self) -> None:
-        if not self.methods:
-            raise self.fail("methods", "is empty; name methods to measure, e.g. [rise,bm25]")
+        self.require_items("methods", "name methods to measure, e.g. [rise,bm25]")
         if not self.pool_sizes or any(n < 2 for n in self.pool_sizes):
             raise self.fail("pool_sizes", f"must be a non-empty list of integers >= 2, got {list(self.pool_sizes)}")

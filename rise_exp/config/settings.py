@@ -204,6 +204,15 @@ class Settings:
         """A ConfigError ``"<group>.<name> <message>"``."""
         return ConfigError(f"{self.key(name)} {message}")
 
+    def require_items(self, name: str, hint: str, distinct: bool = False) -> None:
+        """Raise a ConfigError unless list setting ``name`` has an entry (``hint`` says what to give) and, when
+        ``distinct``, none twice."""
+        items = getattr(self, name)
+        if not items:
+            raise self.fail(name, f"is empty; {hint}")
+        if distinct and (dup := sorted({x for x in items if items.count(x) > 1})):
+            raise self.fail(name, f"lists {dup} more than once")
+
     @classmethod
     def field_names(cls) -> list[str]:
         """Names of every setting, in declaration order."""

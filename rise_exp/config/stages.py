@@ -194,8 +194,7 @@ class EvalConfig(Settings):
     lm_eval: LmEvalConfig = setting(factory=LmEvalConfig, doc="lm-evaluation-harness settings")
 
     def validate(self) -> None:
-        if not self.heldout:
-            raise self.fail("heldout", "is empty; name the held-out sets to measure perplexity on, e.g. [high, junk]")
+        self.require_items("heldout", "name the held-out sets to measure perplexity on, e.g. [high, junk]")
 
 
 @dataclass(frozen=True)
@@ -217,13 +216,8 @@ class ClosedLoopStageConfig(StageConfig):
     eval: EvalConfig = setting(factory=EvalConfig, doc="evaluation")
 
     def validate(self) -> None:
-        if not self.selectors:
-            raise self.fail("selectors", "is empty; give at least one selector")
-        dup = sorted({s for s in self.selectors if self.selectors.count(s) > 1})
-        if dup:
-            raise self.fail("selectors", f"lists {dup} more than once")
-        if not self.budgets:
-            raise self.fail("budgets", "is empty; give fractions in (0, 1], e.g. [0.3]")
+        self.require_items("selectors", "give at least one selector", distinct=True)
+        self.require_items("budgets", "give fractions in (0, 1], e.g. [0.3]")
         for b in self.budgets:
             if not 0.0 < b <= 1.0:
                 raise self.fail(
@@ -231,8 +225,7 @@ class ClosedLoopStageConfig(StageConfig):
                     f"entry {b!r} is outside (0, 1]; a budget is the fraction of the pool's "
                     f"{self.budget_unit} to select",
                 )
-        if not self.seeds:
-            raise self.fail("seeds", "is empty; give at least one integer seed, e.g. [0, 1]")
+        self.require_items("seeds", "give at least one integer seed, e.g. [0, 1]")
         if self.pack.block_len > self.train.max_tokens_per_batch:
             raise self.fail(
                 "train.max_tokens_per_batch",
@@ -256,8 +249,7 @@ class ProbeStageConfig(StageConfig):
     min_hits: int = setting(1, "sci-fi lexicon words a generation needs to count as backdoored", gt=0)
 
     def validate(self) -> None:
-        if not self.sets:
-            raise self.fail("sets", "is empty; name at least one prompt set, e.g. [trigger, clean]")
+        self.require_items("sets", "name at least one prompt set, e.g. [trigger, clean]")
 
 
 @dataclass(frozen=True)
@@ -295,10 +287,8 @@ class RetrainConfig(Settings):
     )
 
     def validate(self) -> None:
-        if not self.seeds:
-            raise self.fail("seeds", "is empty; give at least one finetune seed, e.g. [0]")
-        if not self.measures:
-            raise self.fail("measures", f"is empty; give at least one of {', '.join(MEASURES)}")
+        self.require_items("seeds", "give at least one finetune seed, e.g. [0]")
+        self.require_items("measures", f"give at least one of {', '.join(MEASURES)}")
         for m in self.measures:
             if m not in MEASURES:
                 raise self.fail("measures", f"entry {m!r} is unknown; allowed values: {', '.join(MEASURES)}")
@@ -317,11 +307,7 @@ class CounterfactualStageConfig(StageConfig):
     retrain: RetrainConfig = setting(factory=RetrainConfig, doc="retraining and measurement")
 
     def validate(self) -> None:
-        if not self.methods:
-            raise self.fail("methods", "is empty; name at least one method, e.g. [rise, bm25]")
-        dup = sorted({m for m in self.methods if self.methods.count(m) > 1})
-        if dup:
-            raise self.fail("methods", f"lists {dup} more than once")
+        self.require_items("methods", "name at least one method, e.g. [rise, bm25]", distinct=True)
 
 
 @dataclass(frozen=True)
@@ -360,8 +346,7 @@ class RemovalStageConfig(CounterfactualStageConfig):
                 raise self.fail(
                     "selections", f"entry {sel!r} is unknown; allowed values: {', '.join(REMOVAL_SELECTIONS)}"
                 )
-        if not self.selections:
-            raise self.fail("selections", f"is empty; give any of {', '.join(REMOVAL_SELECTIONS)}")
+        self.require_items("selections", f"give any of {', '.join(REMOVAL_SELECTIONS)}")
 
 
 STAGE_CONFIGS: dict[str, type[StageConfig]] = {
