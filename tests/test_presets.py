@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 
 from rise_exp.report import write_report
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 TINY = [
     "model.layers=1",
     "model.hidden_size=32",

@@ -18,8 +18,7 @@ from rise_exp.data.arrow_pool import ArrowPool, records_json_hash
 from rise_exp.data.encoding import EncodedPool, encode_records
 from rise_exp.data.loaders import load_jsonl
 from rise_exp.data.task_builders import build_task
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import ROOT
 
 
 @pytest.fixture(autouse=True)

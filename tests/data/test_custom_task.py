@@ -12,8 +12,7 @@ import pytest
 
 from rise_exp.core.errors import ConfigError, DataError
 from rise_exp.data.task_builders import build_task
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import ROOT
 
 
 def _jsonl(path: Path, rows: list[dict]) -> str:

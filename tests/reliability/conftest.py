@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fault_kit import rise
 
 from rise_exp.data.records import Record
+from tests.reliability.fault_kit import rise
 
 
 @pytest.fixture(scope="session")

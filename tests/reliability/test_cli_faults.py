@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import ROOT
+
 EARLIER = ("metrics.json", "members.csv", "scores.npy", "topk.jsonl", "values.npy", "selection.jsonl")
 
 

@@ -6,9 +6,9 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import ROOT
+
 ARGS = ["task.n_train=60", "task.n_queries=6", "finetune.epochs=1", "logger=none", "method.kr=32", "method.kh=32"]
 
 

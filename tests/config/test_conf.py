@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
@@ -12,8 +11,9 @@ from omegaconf import OmegaConf
 from rise_exp.config.settings import Settings
 from rise_exp.core.errors import ConfigError
 from rise_exp.run.config import RunConfig, compose, schema_classes
+from tests.helpers import ROOT
 
-CONF = Path(__file__).resolve().parent.parent / "conf"
+CONF = ROOT / "conf"
 GROUPS = ("model", "task", "method", "finetune", "trainer", "logger", "stage")
 
 

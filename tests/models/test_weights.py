@@ -15,6 +15,7 @@ from rise_exp.models.embedded import prepare_embedded
 from rise_exp.models.loading import load_pretrained
 from rise_exp.models.weights import load_base_model
 from rise_exp.run.config import compose
+from tests.helpers import ROOT
 
 
 def model_config(name: str, **over) -> ModelConfig:
@@ -23,7 +24,7 @@ def model_config(name: str, **over) -> ModelConfig:
     return ModelConfig.from_mapping({**OmegaConf.to_container(node, resolve=True), **over})
 
 
-CONF = Path(__file__).resolve().parent.parent / "conf" / "model"
+CONF = ROOT / "conf" / "model"
 
 
 @pytest.mark.parametrize("name", ["tiny-pythia", "tiny-olmo"])
