@@ -23,14 +23,11 @@ WORDS = (
     "howdy question answer ship star galaxy robot space planet city river mountain"
 ).split()
 
-#: The tiny embedded model of a tiny run: a one-block GPT-NeoX (d = 32) on a BPE of at most 300 tokens.
-TINY_MODEL = (
-    "model.layers=1",
-    "model.hidden_size=32",
-    "model.heads=2",
-    "model.intermediate_size=64",
-    "model.vocab_size=300",
-)
+#: The tests' tiny model: a one-block GPT-NeoX (d = 32) on a BPE of at most 300 tokens (the model settings on
+#: top of the embedded default, conf/model/tiny-pythia.yaml).
+TINY_MODEL_FACTS = {"layers": 1, "hidden_size": 32, "heads": 2, "intermediate_size": 64, "vocab_size": 300}
+#: The same as Hydra overrides.
+TINY_MODEL = tuple(f"model.{key}={value}" for key, value in TINY_MODEL_FACTS.items())
 
 
 def _key(override: str) -> str:

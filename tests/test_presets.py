@@ -9,19 +9,9 @@ import sys
 import pandas as pd
 
 from rise_exp.report import write_report
-from tests.helpers import ROOT
+from tests.helpers import ROOT, tiny_run
 
-TINY = [
-    "model.layers=1",
-    "model.hidden_size=32",
-    "model.heads=2",
-    "model.intermediate_size=64",
-    "model.vocab_size=300",
-    "finetune.epochs=1",
-    "task.n_train=40",
-    "task.n_queries=4",
-    "logger=csv",
-]
+TINY = tiny_run("task.n_train=40", "task.n_queries=4", "logger=csv")
 
 
 def test_ablation_preset_multirun_and_report(tmp_path):

@@ -128,18 +128,12 @@ def test_encoded_pool_equals_eager_encoding(tiny_tokenizer, tmp_path):
     assert [r.row for r in lazy[3:9:2]] == [3, 5, 7] and np.array_equal(lazy[-1].input_ids, eager[-1].input_ids)
 
 
-def test_rise_index_of_a_streamed_pool_is_byte_identical(tiny_tokenizer, sentences, tmp_path):
-    from rise_exp.config.model import ModelConfig
+def test_rise_index_of_a_streamed_pool_is_byte_identical(tiny_neox, tiny_tokenizer, sentences, tmp_path):
     from rise_exp.config.trainer import TrainerConfig
     from rise_exp.methods.base import MethodContext
     from rise_exp.methods.rise.method import RiseMethod
-    from rise_exp.models.embedded import build_tiny_model
 
-    spec = ModelConfig(
-        name="t", source="embedded", arch="gpt_neox", dtype="float32", layers=1, hidden_size=32, heads=2,
-        vocab_size=300, max_position=128, intermediate_size=64,
-    )  # fmt: skip
-    model = build_tiny_model(spec, vocab_size=len(tiny_tokenizer)).eval()
+    model = tiny_neox()
     rows = [{"id": f"t{i}", "instruction": s[:15], "output": s} for i, s in enumerate(sentences[:20])]
     rows += [{"id": f"x{i}", "text": " ".join(sentences[i : i + 3])} for i in range(5)]  # chunked rows
     path = _jsonl(tmp_path / "pool.jsonl", rows)

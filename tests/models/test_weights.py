@@ -15,7 +15,7 @@ from rise_exp.models.embedded import prepare_embedded
 from rise_exp.models.loading import load_pretrained
 from rise_exp.models.weights import load_base_model
 from rise_exp.run.config import compose
-from tests.helpers import ROOT
+from tests.helpers import ROOT, TINY_MODEL_FACTS
 
 
 def model_config(name: str, **over) -> ModelConfig:
@@ -29,7 +29,7 @@ CONF = ROOT / "conf" / "model"
 
 @pytest.mark.parametrize("name", ["tiny-pythia", "tiny-olmo"])
 def test_embedded_model_builds_caches_and_reloads(tmp_path, sentences, name):
-    spec = model_config(name, layers=1, hidden_size=32, heads=2, intermediate_size=64, vocab_size=300)
+    spec = model_config(name, **TINY_MODEL_FACTS)
     model, tok, path = load_base_model(spec, sentences, tmp_path)
     assert len(tok) <= 300 and tok.pad_token_id is not None and tok.eos_token_id is not None
     ids = torch.tensor([tok.encode("the bank rate")])

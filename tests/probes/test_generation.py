@@ -10,6 +10,7 @@ from rise_exp.core.errors import DataError
 from rise_exp.data.records import Record
 from rise_exp.probes.generation import generate, prompt_text
 from rise_exp.probes.scifi import detector_accuracy, is_scifi, scifi_hits, scifi_rate
+from tests.helpers import tiny_run
 
 
 def test_detector_on_hand_cases():
@@ -43,17 +44,7 @@ def test_probe_stage_on_the_embedded_howdy_task(tmp_path, monkeypatch):
     from rise_exp.run.config import compose
 
     monkeypatch.setenv("RISE_EXP_CACHE", str(tmp_path / "cache"))
-    tiny = [
-        "model.layers=1",
-        "model.hidden_size=32",
-        "model.heads=2",
-        "model.intermediate_size=64",
-        "model.vocab_size=300",
-        "finetune.epochs=1",
-        "logger=none",
-        "task.n_train=40",
-        "task.n_queries=4",
-    ]
+    tiny = tiny_run("task.n_train=40", "task.n_queries=4")
     metrics = run(
         compose(["stage=probe", "stage.sets=[queries,queries_clean]", "stage.max_new_tokens=5", *tiny]),
         tmp_path / "run",

@@ -25,6 +25,7 @@ from rise_exp.models.loading import load_pretrained
 from rise_exp.report.closed_loop import aggregate, markdown_table, mean_std
 from rise_exp.run.config import RunConfig, compose
 from rise_exp.stages.closed_loop import selector_method
+from tests.helpers import tiny_run
 
 SELECTORS = ["bm25", "random", "all", "oracle", "anti_oracle"]
 BLOCK = 32
@@ -34,17 +35,11 @@ BRAIN_ROT = ("task=brain_rot", "task.n_train=60", "task.n_queries=4", "task.n_he
 
 
 def _cfg(cache: Path, *extra: str, task: tuple[str, ...] = BRAIN_ROT):
-    overrides = [
+    overrides = tiny_run(
         *task,
         "stage=closed_loop",
         "finetune=none",
-        "logger=none",
         f"paths.cache_dir={cache}",
-        "model.layers=1",
-        "model.hidden_size=32",
-        "model.heads=2",
-        "model.intermediate_size=64",
-        "model.vocab_size=300",
         "model.max_position=256",
         "data.max_length=256",
         f"stage.selectors=[{','.join(SELECTORS)}]",
@@ -55,7 +50,8 @@ def _cfg(cache: Path, *extra: str, task: tuple[str, ...] = BRAIN_ROT):
         "stage.train.lr=3e-3",
         "stage.train.max_tokens_per_batch=256",
         *extra,
-    ]
+        epochs=None,
+    )
     return compose(overrides)
 
 
