@@ -66,6 +66,19 @@ def make_records() -> Callable[[int, int], list]:
 
 
 @pytest.fixture(scope="session")
+def make_pool(sentences) -> Callable[[int, int], list]:
+    """``make_pool(short, long)``: ``short`` instruction rows t0, t1, ... (a sentence's first 15 characters, then
+    the sentence) and ``long`` text rows x0, x1, ... of three sentences each (longer than a short chunk)."""
+    from rise_exp.data.records import Record
+
+    def make(short: int, long: int) -> list:
+        rows = [Record(id=f"t{i}", instruction=s[:15], output=s) for i, s in enumerate(sentences[:short])]
+        return rows + [Record(id=f"x{i}", text=" ".join(sentences[i : i + 3])) for i in range(long)]
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def tiny_lm() -> Callable[..., object]:
     """The builder of seeded tiny causal LMs, :func:`tests.helpers.tiny_lm` (``tiny_lm(vocab, layers=..., ...)``)."""
     return helpers.tiny_lm

@@ -30,6 +30,23 @@ TINY_MODEL_FACTS = {"layers": 1, "hidden_size": 32, "heads": 2, "intermediate_si
 TINY_MODEL = tuple(f"model.{key}={value}" for key, value in TINY_MODEL_FACTS.items())
 
 
+#: The protocol's fields in every attribution run's metrics.json.
+RETRIEVAL_FIELDS = frozenset(
+    {
+        "auprc@5",
+        "auprc@10",
+        "auprc@50",
+        "auroc@10",
+        "p@10",
+        "num_train",
+        "num_queries",
+        "index_seconds",
+        "index_bytes",
+        "peak_rss_mb",
+    }
+)
+
+
 def _key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
@@ -47,6 +64,17 @@ def tiny_run(*overrides: str, epochs: int | None = 1) -> list[str]:
         else:
             out.append(override)
     return out
+
+
+def model_config(name: str, **over: Any) -> Any:
+    """The typed settings of conf/model/<name>.yaml (composed through Hydra), with overrides."""
+    from omegaconf import OmegaConf
+
+    from rise_exp.config.model import ModelConfig
+    from rise_exp.run.config import compose
+
+    node = compose([f"model={name}"]).model
+    return ModelConfig.from_mapping({**OmegaConf.to_container(node, resolve=True), **over})
 
 
 def tiny_lm(
@@ -109,6 +137,21 @@ def tiny_lm(
     if attn is not None:
         model.set_attn_implementation(attn)
     return model.eval()
+
+
+def cpu_trainer(**kw: Any) -> Any:
+    """A one-process CPU Lightning Trainer that logs, checkpoints and prints nothing (``kw`` on top)."""
+    import lightning.pytorch as pl
+
+    return pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        **kw,
+    )
 
 
 def shard_bytes(root: Path) -> dict[str, bytes]:

@@ -11,7 +11,7 @@ import pytest
 from rise_exp.cli import run
 from rise_exp.core.errors import ConfigError
 from rise_exp.run.config import compose
-from tests.helpers import tiny_run
+from tests.helpers import RETRIEVAL_FIELDS, tiny_run
 
 TINY = tiny_run("finetune.max_tokens_per_batch=2048", epochs=2)
 SIZES = {
@@ -25,18 +25,6 @@ METHOD_TINY = {
     "rise": ["method.kr=32", "method.kh=32", "method.kg=16"],
     "zo_inf": [],
     "bm25": [],
-}
-RETRIEVAL_FIELDS = {
-    "auprc@5",
-    "auprc@10",
-    "auprc@50",
-    "auroc@10",
-    "p@10",
-    "num_train",
-    "num_queries",
-    "index_seconds",
-    "index_bytes",
-    "peak_rss_mb",
 }
 
 

@@ -12,7 +12,7 @@ import torch
 
 from rise_exp.core.errors import IndexError_
 from rise_exp.index import BatchPlan, IndexWriter, SignatureIndex
-from tests.helpers import shard_bytes
+from tests.helpers import cpu_trainer, shard_bytes
 from tests.index.toy import DIM, MANIFEST, N, data, tables
 
 
@@ -57,15 +57,7 @@ def _predict(path: Path, blocks: list[int], **kw):
 
     IndexWriter(path, **_writer_args())  # a build opens (and repairs) its directory first
     writer = IndexPredictionWriter(path, blocks=blocks, **_writer_args(), **kw)
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_progress_bar=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        callbacks=[writer],
-    )
+    trainer = cpu_trainer(callbacks=[writer])
     batches = [torch.tensor(b) for block in blocks for b in _plan().block_batches(block)]
     trainer.predict(Toy(), dataloaders=DataLoader(batches, batch_size=None), return_predictions=False)
     return writer
