@@ -12,7 +12,8 @@ import ast
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT
+
 PACKAGE = ROOT / "rise_exp"
 DESIGN = ROOT / "docs" / "design.md"
 MAX_LINES = 420

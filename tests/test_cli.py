@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests import helpers
+from tests.helpers import RETRIEVAL_FIELDS, ROOT
 
 
 def run_cli(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, RISE_EXP_CACHE=str(tmp_path / "cache"), WANDB_MODE="offline", HF_HUB_OFFLINE="1")
-    return subprocess.run(
-        [sys.executable, "-m", "rise_exp", f"hydra.run.dir={tmp_path / 'run'}", *overrides],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    """The command line with its run directory and cache in ``tmp_path``."""
+    return helpers.run_cli(f"hydra.run.dir={tmp_path / 'run'}", *overrides, cache=tmp_path / "cache")
 
 
 def test_bm25_pipeline_writes_metrics_topk_and_config(tmp_path):
@@ -28,18 +20,7 @@ def test_bm25_pipeline_writes_metrics_topk_and_config(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     run = tmp_path / "run"
     metrics = json.loads((run / "metrics.json").read_text())
-    for key in (
-        "auprc@5",
-        "auprc@10",
-        "auprc@50",
-        "auroc@10",
-        "p@10",
-        "num_train",
-        "num_queries",
-        "index_seconds",
-        "index_bytes",
-        "peak_rss_mb",
-    ):
+    for key in sorted(RETRIEVAL_FIELDS):
         assert key in metrics, key
     assert metrics["num_train"] == 120 and metrics["num_queries"] == 6
     top = [json.loads(line) for line in (run / "topk.jsonl").read_text().splitlines()]
@@ -101,7 +82,7 @@ def test_unknown_group_option_and_unknown_key_are_one_line_exit_2(tmp_path):
 
 
 def test_help_starts_with_what_the_tool_does():
-    res = subprocess.run([sys.executable, "-m", "rise_exp", "--help"], cwd=ROOT, capture_output=True, text=True)
+    res = helpers.run_cli("--help")
     assert res.returncode == 0
     first = res.stdout.splitlines()[0]
     assert first.startswith("rise-exp: training-data attribution")

@@ -11,8 +11,9 @@ import yaml
 from nbclient import NotebookClient
 
 from rise_exp.report import write_report
+from tests.helpers import ROOT
 
-NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "analysis.ipynb"
+NOTEBOOK = ROOT / "notebooks" / "analysis.ipynb"
 
 
 def fabricate_multirun(root: Path) -> Path:

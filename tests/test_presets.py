@@ -2,49 +2,24 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pandas as pd
 
 from rise_exp.report import write_report
+from tests.helpers import run_cli, tiny_run
 
-ROOT = Path(__file__).resolve().parent.parent
-TINY = [
-    "model.layers=1",
-    "model.hidden_size=32",
-    "model.heads=2",
-    "model.intermediate_size=64",
-    "model.vocab_size=300",
-    "finetune.epochs=1",
-    "task.n_train=40",
-    "task.n_queries=4",
-    "logger=csv",
-]
+TINY = tiny_run("task.n_train=40", "task.n_queries=4", "logger=csv")
 
 
 def test_ablation_preset_multirun_and_report(tmp_path):
     sweep = tmp_path / "sweep"
-    env = dict(os.environ, RISE_EXP_CACHE=str(tmp_path / "cache"), HF_HUB_OFFLINE="1")
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rise_exp",
-            "-m",
-            "experiment=ablate_sketch_dims",
-            "ablation=base,kr32,gh_only",
-            "seed=1,2",
-            f"hydra.sweep.dir={sweep}",
-            *TINY,
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    res = run_cli(
+        "-m",
+        "experiment=ablate_sketch_dims",
+        "ablation=base,kr32,gh_only",
+        "seed=1,2",
+        f"hydra.sweep.dir={sweep}",
+        *TINY,
+        cache=tmp_path / "cache",
     )
     assert res.returncode == 0, res.stderr[-3000:]
     assert len([p for p in sweep.iterdir() if p.is_dir()]) == 6

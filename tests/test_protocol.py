@@ -11,17 +11,9 @@ import pytest
 from rise_exp.cli import run
 from rise_exp.core.errors import ConfigError
 from rise_exp.run.config import compose
+from tests.helpers import RETRIEVAL_FIELDS, tiny_run
 
-TINY = [
-    "model.layers=1",
-    "model.hidden_size=32",
-    "model.heads=2",
-    "model.intermediate_size=64",
-    "model.vocab_size=300",
-    "finetune.epochs=2",
-    "finetune.max_tokens_per_batch=2048",
-    "logger=none",
-]
+TINY = tiny_run("finetune.max_tokens_per_batch=2048", epochs=2)
 SIZES = {
     "howdy": ["task.n_train=48", "task.n_queries=4"],
     "finance_medical": ["task.n_train=48", "task.n_queries=4"],
@@ -33,18 +25,6 @@ METHOD_TINY = {
     "rise": ["method.kr=32", "method.kh=32", "method.kg=16"],
     "zo_inf": [],
     "bm25": [],
-}
-RETRIEVAL_FIELDS = {
-    "auprc@5",
-    "auprc@10",
-    "auprc@50",
-    "auroc@10",
-    "p@10",
-    "num_train",
-    "num_queries",
-    "index_seconds",
-    "index_bytes",
-    "peak_rss_mb",
 }
 
 

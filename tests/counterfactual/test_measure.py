@@ -5,22 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rise_exp.config.model import ModelConfig
 from rise_exp.config.stages import RetrainConfig
 from rise_exp.core.errors import ConfigError
 from rise_exp.counterfactual.measure import measure, measure_settings, style_answers, style_losses
 from rise_exp.data.records import Record
-from rise_exp.models.embedded import build_tiny_model
 
 
 @pytest.fixture(scope="module")
-def model(tiny_tokenizer):
-    spec = ModelConfig(
-        name="t", source="embedded", arch="gpt_neox", dtype="float32", layers=1, hidden_size=32, heads=2,
-        vocab_size=300, max_position=128, intermediate_size=64,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    return build_tiny_model(spec, vocab_size=len(tiny_tokenizer)).eval()
+def model(tiny_neox):
+    return tiny_neox()
 
 
 def _nll(model, tok, prompt: str, answer: str) -> float:

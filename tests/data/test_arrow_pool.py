@@ -4,10 +4,7 @@ are named, and an index built from a streamed pool is byte-identical to one buil
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +15,7 @@ from rise_exp.data.arrow_pool import ArrowPool, records_json_hash
 from rise_exp.data.encoding import EncodedPool, encode_records
 from rise_exp.data.loaders import load_jsonl
 from rise_exp.data.task_builders import build_task
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import cli_env, run_cli
 
 
 @pytest.fixture(autouse=True)
@@ -133,18 +129,12 @@ def test_encoded_pool_equals_eager_encoding(tiny_tokenizer, tmp_path):
     assert [r.row for r in lazy[3:9:2]] == [3, 5, 7] and np.array_equal(lazy[-1].input_ids, eager[-1].input_ids)
 
 
-def test_rise_index_of_a_streamed_pool_is_byte_identical(tiny_tokenizer, sentences, tmp_path):
-    from rise_exp.config.model import ModelConfig
+def test_rise_index_of_a_streamed_pool_is_byte_identical(tiny_neox, tiny_tokenizer, sentences, tmp_path):
     from rise_exp.config.trainer import TrainerConfig
     from rise_exp.methods.base import MethodContext
     from rise_exp.methods.rise.method import RiseMethod
-    from rise_exp.models.embedded import build_tiny_model
 
-    spec = ModelConfig(
-        name="t", source="embedded", arch="gpt_neox", dtype="float32", layers=1, hidden_size=32, heads=2,
-        vocab_size=300, max_position=128, intermediate_size=64,
-    )  # fmt: skip
-    model = build_tiny_model(spec, vocab_size=len(tiny_tokenizer)).eval()
+    model = tiny_neox()
     rows = [{"id": f"t{i}", "instruction": s[:15], "output": s} for i, s in enumerate(sentences[:20])]
     rows += [{"id": f"x{i}", "text": " ".join(sentences[i : i + 3])} for i in range(5)]  # chunked rows
     path = _jsonl(tmp_path / "pool.jsonl", rows)
@@ -166,20 +156,12 @@ def test_rise_index_of_a_streamed_pool_is_byte_identical(tiny_tokenizer, sentenc
 
 def test_cli_streams_a_pool_and_shares_its_index_with_a_loaded_run(tmp_path):
     path = _jsonl(tmp_path / "notes.jsonl", _rows(30))
-    env = dict(os.environ, RISE_EXP_CACHE=str(tmp_path / "cache"), HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
-    env["HF_DATASETS_CACHE"] = str(tmp_path / "hf")
+    env = cli_env(tmp_path / "cache", HF_DATASETS_CACHE=str(tmp_path / "hf"))
 
     def run(stream: bool) -> str:
         args = ["task=custom", f"task.train_path={path}", "task.query_texts=[cats and rates]", f"task.stream={stream}"]
         args += ["method=rise", "logger=none", f"hydra.run.dir={tmp_path}/run-{stream}"]
-        res = subprocess.run(
-            [sys.executable, "-m", "rise_exp", *args],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        res = run_cli(*args, cwd=tmp_path, env=env, timeout=300)
         assert res.returncode == 0, res.stderr[-2000:]
         return res.stdout + res.stderr
 

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from rise_exp.core.errors import ConfigError, DataError
 from rise_exp.data.task_builders import build_task
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import run_cli
 
 
 def _jsonl(path: Path, rows: list[dict]) -> str:
@@ -60,23 +56,14 @@ def test_labels_all_or_none(tmp_path):
 
 def test_cli_on_unlabelled_data_writes_rankings_and_names_the_run_after_the_data(tmp_path):
     pool = _jsonl(tmp_path / "notes.jsonl", POOL)
-    env = dict(os.environ, RISE_EXP_CACHE=str(tmp_path / "cache"), HF_HUB_OFFLINE="1")
-    env["PYTHONPATH"] = str(ROOT)
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rise_exp",
-            "task=custom",
-            f"task.train_path={pool}",
-            "task.query_texts=[the cat]",
-            "method=bm25",
-            "logger=none",
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
+    res = run_cli(
+        "task=custom",
+        f"task.train_path={pool}",
+        "task.query_texts=[the cat]",
+        "method=bm25",
+        "logger=none",
+        cache=tmp_path / "cache",
+        cwd=tmp_path,  # outputs/ lands here
         timeout=300,
     )
     assert res.returncode == 0, res.stderr[-2000:]
@@ -91,23 +78,14 @@ def test_cli_on_unlabelled_data_writes_rankings_and_names_the_run_after_the_data
 
 def test_a_labelled_pool_without_positives_warns_instead_of_scoring_zero(tmp_path):
     pool = _jsonl(tmp_path / "neg.jsonl", [{**r, "label": 0} for r in POOL])
-    env = dict(os.environ, RISE_EXP_CACHE=str(tmp_path / "cache"), HF_HUB_OFFLINE="1")
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rise_exp",
-            "task=custom",
-            f"task.train_path={pool}",
-            "task.query_texts=[cat]",
-            "method=bm25",
-            "logger=none",
-            f"hydra.run.dir={tmp_path}/r",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
+    res = run_cli(
+        "task=custom",
+        f"task.train_path={pool}",
+        "task.query_texts=[cat]",
+        "method=bm25",
+        "logger=none",
+        f"hydra.run.dir={tmp_path}/r",
+        cache=tmp_path / "cache",
         timeout=300,
     )
     assert res.returncode == 0, res.stderr[-2000:]

@@ -10,18 +10,9 @@ import pytest
 
 from rise_exp.diagnostics.context import DiagnosticInputs
 from rise_exp.run.config import RunConfig, compose
+from tests.helpers import tiny_run
 
-TINY = [
-    "model.layers=2",
-    "model.hidden_size=32",
-    "model.heads=2",
-    "model.intermediate_size=64",
-    "model.vocab_size=300",
-    "finetune.epochs=1",
-    "task.n_train=40",
-    "task.n_queries=4",
-    "logger=none",
-]
+TINY = tiny_run("model.layers=2", "task.n_train=40", "task.n_queries=4")  # two blocks: layer-wise diagnostics
 
 
 @pytest.fixture(scope="session")

@@ -5,43 +5,26 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, Olmo2Config, Olmo2ForCausalLM
 
 from rise_exp.data.encoding import EncodedRow
 from rise_exp.diagnostics.gradients import HEAD, example_gradients, parameter_groups
 from rise_exp.diagnostics.kernels import exact_scores, sketch_scores, unsketched_scores
 from rise_exp.diagnostics.ranking import positives_in_top, spearman_rows, top_overlap_rows
 from rise_exp.methods.rise import RiseConfig
+from tests.helpers import tiny_lm
 
 VOCAB = 120
 
 
 def neox() -> torch.nn.Module:
-    torch.manual_seed(0)
-    cfg = GPTNeoXConfig(
-        vocab_size=VOCAB,
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=64,
-    )
-    return GPTNeoXForCausalLM(cfg).double().eval()
+    return tiny_lm(VOCAB, hidden_size=16, heads=2, intermediate_size=32, max_position=64, dtype="float64")
 
 
 def olmo() -> torch.nn.Module:
-    torch.manual_seed(1)
-    cfg = Olmo2Config(
-        vocab_size=VOCAB,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=64,
-        tie_word_embeddings=False,
-    )
-    return Olmo2ForCausalLM(cfg).double().eval()
+    return tiny_lm(
+        VOCAB, arch="olmo2", hidden_size=16, heads=2, kv_heads=1, intermediate_size=32, max_position=64, seed=1,
+        dtype="float64",
+    )  # fmt: skip
 
 
 def rows(n: int, seed: int, longest: int = 40) -> list[EncodedRow]:

@@ -27,8 +27,8 @@ def random_rows(n: int, vocab: int, seed: int = 0) -> list[EncodedRow]:
     return rows
 
 
-def test_per_example_grads_sum_to_the_gradient_of_the_summed_loss(tiny_gpt_neox):
-    model = tiny_gpt_neox()
+def test_per_example_grads_sum_to_the_gradient_of_the_summed_loss(tiny_lm):
+    model = tiny_lm(500)
     rows = random_rows(6, 500)
     params = [p for _, p in select_params(model, lora=False)]
     total = [torch.zeros_like(p) for p in params]
@@ -62,8 +62,8 @@ def test_rapidgrad_is_seeded_and_pads_to_a_multiple_of_k():
     assert a(torch.ones(1001)).abs().max() <= 16
 
 
-def test_rapidgrad_preserves_real_gradient_inner_products(tiny_gpt_neox):
-    model = tiny_gpt_neox()
+def test_rapidgrad_preserves_real_gradient_inner_products(tiny_lm):
+    model = tiny_lm(500)
     rows = random_rows(24, 500, seed=1)
     params = [p for _, p in select_params(model, lora=False)]
     flats = torch.stack([layer_normalised_flat(g) for g in per_example_grads(model, rows, params, pad=0)])
@@ -78,9 +78,9 @@ def test_rapidgrad_preserves_real_gradient_inner_products(tiny_gpt_neox):
 
 
 @pytest.fixture
-def make_ctx(tiny_gpt_neox):
+def make_ctx(tiny_lm):
     def make(tokenizer, tmp_path, model=None) -> MethodContext:
-        model = model if model is not None else tiny_gpt_neox(vocab=len(tokenizer))
+        model = model if model is not None else tiny_lm(len(tokenizer))
         return MethodContext(
             model=model, tokenizer=tokenizer, work_dir=tmp_path, max_length=32, mask_prompt=True, seed=7
         )
@@ -150,9 +150,9 @@ def test_rapidin_rejects_bad_settings(word_tokenizer, make_ctx, tmp_path):
         RapidIn({"storage": "disk"}, make_ctx(word_tokenizer, tmp_path))
 
 
-def test_lora_selects_only_adapter_parameters_of_a_peft_model(tiny_gpt_neox):
+def test_lora_selects_only_adapter_parameters_of_a_peft_model(tiny_lm):
     peft = pytest.importorskip("peft")
-    model = tiny_gpt_neox()
+    model = tiny_lm(500)
     n_all = len(list(model.parameters()))
     with pytest.raises(ConfigError, match="no 'lora_' parameters"):
         select_params(model, lora=True)

@@ -47,8 +47,8 @@ def test_lasso_recovers_planted_sparse_influences():
     assert (amax > 0).all()
 
 
-def test_steering_bank_starts_as_identity_and_steers_only_tagged_rows(tiny_gpt_neox):
-    model = tiny_gpt_neox(50)
+def test_steering_bank_starts_as_identity_and_steers_only_tagged_rows(tiny_lm):
+    model = tiny_lm(50)
     bank = SteeringBank(n_ops=3, hidden=32, rank=4, generator=torch.Generator().manual_seed(0))
     x = torch.randint(0, 50, (2, 6))
     base = model(x).logits
@@ -68,9 +68,9 @@ def test_auto_layer_follows_two_thirds_depth():
 
 
 @pytest.fixture(scope="module")
-def built(word_tokenizer, tiny_gpt_neox, make_records, tmp_path_factory):
+def built(word_tokenizer, tiny_lm, make_records, tmp_path_factory):
     ctx = MethodContext(
-        model=tiny_gpt_neox(len(word_tokenizer)),
+        model=tiny_lm(len(word_tokenizer)),
         tokenizer=word_tokenizer,
         work_dir=tmp_path_factory.mktemp("stride"),
         max_length=32,
@@ -107,8 +107,8 @@ def test_stride_is_deterministic_given_the_seed(built, word_tokenizer, make_reco
     np.testing.assert_allclose(other.score(q), method.score(q), rtol=1e-5, atol=1e-7)
 
 
-def test_stride_rejects_bad_settings(word_tokenizer, tiny_gpt_neox, make_records, tmp_path):
-    ctx = MethodContext(model=tiny_gpt_neox(len(word_tokenizer)), tokenizer=word_tokenizer, work_dir=tmp_path)
+def test_stride_rejects_bad_settings(word_tokenizer, tiny_lm, make_records, tmp_path):
+    ctx = MethodContext(model=tiny_lm(len(word_tokenizer)), tokenizer=word_tokenizer, work_dir=tmp_path)
     with pytest.raises(ConfigError, match="method.n_subsets must be null"):
         Stride({"n_subsets": 3}, ctx)
     with pytest.raises(ConfigError, match=r"method.layer must be null \(auto\) or a block index in \[0, 2\)"):
@@ -118,11 +118,11 @@ def test_stride_rejects_bad_settings(word_tokenizer, tiny_gpt_neox, make_records
 
 
 def test_stride_stores_its_operators_and_reuses_them(
-    word_tokenizer, tiny_gpt_neox, make_records, tmp_path, caplog, monkeypatch
+    word_tokenizer, tiny_lm, make_records, tmp_path, caplog, monkeypatch
 ):
     """Operators are saved in the index cache and loaded (not retrained) by a run with the same model, tokens,
     seed and training settings; anything that shapes training gets its own file; a damaged file is retrained."""
-    model = tiny_gpt_neox(len(word_tokenizer))
+    model = tiny_lm(len(word_tokenizer))
 
     def stride(model_id: str = "m", seed: int = 3, **settings) -> Stride:
         ctx = MethodContext(
@@ -195,29 +195,13 @@ def test_stride_stores_its_operators_and_reuses_them(
     np.testing.assert_allclose(kept.score(queries), expected, rtol=1e-5, atol=1e-7)
 
 
-def _tiny(arch: str, vocab: int) -> torch.nn.Module:
-    """A seeded 4-block model of ``arch`` (d = 32)."""
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    torch.manual_seed(0)
-    cfg = AutoConfig.for_model(
-        arch,
-        vocab_size=vocab,
-        hidden_size=32,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
-    return AutoModelForCausalLM.from_config(cfg).eval()
-
-
 @pytest.mark.parametrize("layer", [1, None])
 @pytest.mark.parametrize("arch", ["gpt_neox", "llama", "olmo2"])
-def test_replayed_prefix_gives_the_full_pass_operators_and_scores(arch, layer, word_tokenizer, make_records, tmp_path):
+def test_replayed_prefix_gives_the_full_pass_operators_and_scores(
+    arch, layer, tiny_lm, word_tokenizer, make_records, tmp_path
+):
     """method.replay_prefix (blocks up to the steered one computed once per row) = full passes every time."""
-    model = _tiny(arch, len(word_tokenizer))
+    model = tiny_lm(len(word_tokenizer), arch=arch, layers=4, intermediate_size=64)
     train, queries = make_records(30, seed=0), make_records(5, seed=1)
     runs = {}
     for replay in (True, False):
@@ -236,9 +220,9 @@ def test_replayed_prefix_gives_the_full_pass_operators_and_scores(arch, layer, w
     assert all(type(b).__name__.endswith(("Layer", "DecoderLayer")) for b in decoder_layers(model))
 
 
-def test_micro_batched_operator_steps_equal_one_batch_steps(word_tokenizer, make_records, tmp_path):
+def test_micro_batched_operator_steps_equal_one_batch_steps(tiny_lm, word_tokenizer, make_records, tmp_path):
     """A step's rows split into token-budget micro-batches (method.max_tokens) give the one-batch gradients."""
-    model = _tiny("gpt_neox", len(word_tokenizer))
+    model = tiny_lm(len(word_tokenizer), layers=4, intermediate_size=64)
     train, queries = make_records(30, seed=0), make_records(4, seed=1)
     out = {}
     for max_tokens in (24, 100_000):  # ~3 rows per micro-batch vs the whole step at once

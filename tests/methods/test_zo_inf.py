@@ -15,9 +15,7 @@ from rise_exp.methods.zo_inf.method import ZOInf, gram_matrix, neighbours, spear
 from rise_exp.training.model_losses import masked_row_losses, row_losses, token_nll
 
 # ZO-Inf's tiny model is smaller than the other method tests' default one.
-ZO_MODEL = dict(
-    hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, max_position_embeddings=64
-)
+ZO_MODEL = dict(hidden_size=16, layers=1, heads=2, intermediate_size=32, max_position=64)
 
 
 def gram_1d(theta: list[float]) -> np.ndarray:
@@ -73,10 +71,10 @@ def test_spearman_of_a_constant_trajectory_is_zero():
 
 
 @pytest.fixture(scope="module")
-def trajectory(tmp_path_factory, word_tokenizer, tiny_gpt_neox):
+def trajectory(tmp_path_factory, word_tokenizer, tiny_lm):
     """Three saved checkpoints: a base model and two drifts of it (stand-ins for finetuning epochs)."""
     root = tmp_path_factory.mktemp("ckpts")
-    model = tiny_gpt_neox(len(word_tokenizer), seed=0, **ZO_MODEL)
+    model = tiny_lm(len(word_tokenizer), seed=0, **ZO_MODEL)
     paths, models = [], []
     gen = torch.Generator().manual_seed(1)
     for e in range(3):
@@ -117,8 +115,8 @@ def test_zo_inf_end_to_end_matches_explicit_displacement_reference(word_tokenize
     np.testing.assert_allclose(scores, ref.T, rtol=1e-4, atol=1e-6 * np.abs(ref).max())
 
 
-def test_zo_inf_without_checkpoints_says_how_to_get_them(word_tokenizer, tiny_gpt_neox, tmp_path):
-    model = tiny_gpt_neox(len(word_tokenizer), 0, **ZO_MODEL)
+def test_zo_inf_without_checkpoints_says_how_to_get_them(word_tokenizer, tiny_lm, tmp_path):
+    model = tiny_lm(len(word_tokenizer), seed=0, **ZO_MODEL)
     ctx = MethodContext(model=model, tokenizer=word_tokenizer, work_dir=tmp_path)
     with pytest.raises(ConfigError, match=r"needs at least 2 finetuning checkpoints .* but has 0.*finetune.epochs"):
         ZOInf({}, ctx)

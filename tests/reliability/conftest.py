@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fault_kit import rise
 
-from rise_exp.data.records import Record
+from tests.reliability.fault_kit import rise
 
 
 @pytest.fixture(scope="session")
@@ -16,10 +15,8 @@ def model(tiny_neox):
 
 
 @pytest.fixture(scope="session")
-def pool(sentences):
-    rows = [Record(id=f"t{i}", instruction=s[:15], output=s) for i, s in enumerate(sentences[:40])]
-    rows += [Record(id=f"x{i}", text=" ".join(sentences[i : i + 3])) for i in range(8)]  # longer than a chunk
-    return rows
+def pool(make_pool):
+    return make_pool(40, 8)  # the 8 long rows are longer than a chunk
 
 
 @pytest.fixture(scope="session")

@@ -39,11 +39,6 @@ def rise(model: Any, tokenizer: Any, index_dir: Path, trainer: TrainerConfig = C
     return RiseMethod({**CFG, **over, "index": index}, ctx)
 
 
-def shard_bytes(root: Path) -> dict[str, bytes]:
-    """Every file of an index but its manifest (which holds timestamps), by name."""
-    return {p.name: p.read_bytes() for p in sorted(Path(root).iterdir()) if p.name != "manifest.json"}
-
-
 def manifest(root: Path) -> dict[str, Any]:
     """The manifest without its timestamps."""
     m = json.loads((Path(root) / "manifest.json").read_text())

@@ -4,29 +4,13 @@ run's results next to a failed status: names that would escape their directory, 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import start_cli
+
 EARLIER = ("metrics.json", "members.csv", "scores.npy", "topk.jsonl", "values.npy", "selection.jsonl")
-
-
-def start(tmp: Path, cwd: Path, *overrides: str) -> subprocess.Popen:
-    env = dict(
-        os.environ, RISE_EXP_CACHE=str(tmp / "cache"), WANDB_MODE="offline", HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT)
-    )
-    return subprocess.Popen(
-        [sys.executable, "-m", "rise_exp", "logger=none", *overrides],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def seeded(run: Path) -> Path:
@@ -56,7 +40,7 @@ def test_user_errors_are_one_line_exit_2_and_retire_earlier_results(tmp_path):
     for name, (overrides, _) in cases.items():
         cwd = tmp_path / name.replace(" ", "_")
         cwd.mkdir()
-        procs[name] = start(cwd, cwd, *overrides)
+        procs[name] = start_cli("logger=none", *overrides, cache=cwd / "cache", cwd=cwd)
     for name, proc in procs.items():
         _, err = proc.communicate(timeout=600)
         lines = err.strip().splitlines()

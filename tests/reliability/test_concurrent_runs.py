@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import start_cli
+
 ARGS = ["task.n_train=60", "task.n_queries=6", "finetune.epochs=1", "logger=none", "method.kr=32", "method.kh=32"]
 
 
 def test_two_concurrent_runs_share_one_fresh_cache(tmp_path):
-    env = dict(os.environ, RISE_EXP_CACHE=str(tmp_path / "cache"), WANDB_MODE="offline", HF_HUB_OFFLINE="1")
     procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "rise_exp", f"hydra.run.dir={tmp_path / f'run{i}'}", *ARGS],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        start_cli(f"hydra.run.dir={tmp_path / f'run{i}'}", *ARGS, cache=tmp_path / "cache", merge_stderr=True)
         for i in (0, 1)
     ]
     outs = [p.communicate(timeout=600)[0] for p in procs]

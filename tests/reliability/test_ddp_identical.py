@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from fault_kit import DDP, killed_at, manifest, rise, shard_bytes
+from tests.helpers import shard_bytes
+from tests.reliability.fault_kit import DDP, killed_at, manifest, rise
 
 
 def test_ddp_build_is_byte_identical(model, tiny_tokenizer, pool, clean_index, tmp_path):

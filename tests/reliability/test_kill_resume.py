@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import random
 
-from fault_kit import killed_at, manifest, rise, shard_bytes
-
 from rise_exp.index import SignatureIndex
+from tests.helpers import shard_bytes
+from tests.reliability.fault_kit import killed_at, manifest, rise
 
 KINDS = ("vectors", "rows", "tokens", "offsets", "masks", "meta", "marker")
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from fault_kit import manifest, rise, shard_bytes
 
 from rise_exp.core.errors import ConfigError, IndexError_
+from tests.helpers import shard_bytes
+from tests.reliability.fault_kit import manifest, rise
 
 
 def test_reuse_false_rebuilds_a_changed_build(model, tiny_tokenizer, pool, clean_index, tmp_path):

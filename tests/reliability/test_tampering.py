@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fault_kit import manifest, rise, shard_bytes
 
 from rise_exp.core.errors import IndexError_
 from rise_exp.index import SignatureIndex
+from tests.helpers import shard_bytes
+from tests.reliability.fault_kit import manifest, rise
 
 
 def flip_byte(root: Path) -> None:

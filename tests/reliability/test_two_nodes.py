@@ -12,7 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fault_kit import manifest, shard_bytes
+from tests.helpers import shard_bytes
+from tests.reliability.fault_kit import manifest
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent

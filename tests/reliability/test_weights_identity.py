@@ -9,19 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from rise_exp.config.model import ModelConfig
 from rise_exp.core.errors import IndexError_
 from rise_exp.models import identity
-from rise_exp.models.embedded import build_tiny_model
-
-SPEC = ModelConfig(
-    name="t", arch="gpt_neox", layers=1, hidden_size=32, heads=2, vocab_size=300, max_position=512, intermediate_size=64
-)
+from tests.helpers import tiny_lm
 
 
 def save_model(path: Path, tokenizer, seed: int) -> None:
     """Write (or overwrite in place) a tiny HF model directory initialised from ``seed``."""
-    build_tiny_model(SPEC.replace(init_seed=seed), vocab_size=len(tokenizer)).save_pretrained(path)
+    tiny_lm(len(tokenizer), layers=1, heads=2, intermediate_size=64, max_position=512, seed=seed).save_pretrained(path)
     tokenizer.save_pretrained(path)
 
 

@@ -11,11 +11,11 @@ import sys
 from pathlib import Path
 
 import torch
-from fault_kit import rise
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
 from rise_exp.config.trainer import TrainerConfig
 from rise_exp.data.records import Record
+from tests.reliability.fault_kit import rise
 
 if __name__ == "__main__":
     torch.set_num_threads(1)

@@ -1,13 +1,12 @@
-"""Closed loop: exact token budgets, bounds ordering, selectors, packing, reports, lm-eval skip, bad input."""
+"""stage=closed_loop end to end: exact token budgets, bounds ordering, outputs, the lm-eval skip, composed selector
+methods and bad input (the units: tests/closed_loop/, tests/report/test_closed_loop.py)."""
 
 from __future__ import annotations
 
 import csv
 import json
 import logging
-import math
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -15,16 +14,12 @@ import pytest
 import torch
 
 from rise_exp.cli import run
-from rise_exp.closed_loop.evaluation import lm_eval_scores, lm_eval_status, perplexity
-from rise_exp.closed_loop.packing import num_blocks, pack_blocks, pack_stream
-from rise_exp.closed_loop.selectors import prefix_within_budget, select
-from rise_exp.config.stages import LmEvalConfig
+from rise_exp.closed_loop.evaluation import perplexity
 from rise_exp.core.errors import ConfigError, DataError
-from rise_exp.data.records import Record
 from rise_exp.models.loading import load_pretrained
-from rise_exp.report.closed_loop import aggregate, markdown_table, mean_std
 from rise_exp.run.config import RunConfig, compose
 from rise_exp.stages.closed_loop import selector_method
+from tests.helpers import tiny_run
 
 SELECTORS = ["bm25", "random", "all", "oracle", "anti_oracle"]
 BLOCK = 32
@@ -34,17 +29,11 @@ BRAIN_ROT = ("task=brain_rot", "task.n_train=60", "task.n_queries=4", "task.n_he
 
 
 def _cfg(cache: Path, *extra: str, task: tuple[str, ...] = BRAIN_ROT):
-    overrides = [
+    overrides = tiny_run(
         *task,
         "stage=closed_loop",
         "finetune=none",
-        "logger=none",
         f"paths.cache_dir={cache}",
-        "model.layers=1",
-        "model.hidden_size=32",
-        "model.heads=2",
-        "model.intermediate_size=64",
-        "model.vocab_size=300",
         "model.max_position=256",
         "data.max_length=256",
         f"stage.selectors=[{','.join(SELECTORS)}]",
@@ -55,7 +44,8 @@ def _cfg(cache: Path, *extra: str, task: tuple[str, ...] = BRAIN_ROT):
         "stage.train.lr=3e-3",
         "stage.train.max_tokens_per_batch=256",
         *extra,
-    ]
+        epochs=None,
+    )
     return compose(overrides)
 
 
@@ -161,62 +151,6 @@ def test_fresh_copies_start_from_the_prepared_model(loop):
     assert perplexity(model, high, tok, max_length=256) == pytest.approx(loop["metrics"]["ppl_high/start"], rel=1e-6)
 
 
-# ---------------------------------------------------------------- units
-
-
-def _pool() -> list[Record]:
-    return [Record(id=str(i), text=f"t{i}", label=i % 2) for i in range(10)]
-
-
-def test_prefix_within_budget_rows_and_tokens():
-    counts = np.array([5, 1, 1, 1, 2])  # 10 tokens
-    assert prefix_within_budget([4, 3, 2, 1, 0], counts, 0.4, "rows") == [4, 3]
-    assert prefix_within_budget([4, 3, 2, 1, 0], counts, 0.3, "tokens") == [4, 3]  # 2 + 1 >= 3
-    assert prefix_within_budget([0, 1], counts, 0.5, "tokens") == [0]  # 5 >= 5
-    assert prefix_within_budget([1, 2], counts, 1.0, "tokens") == [1, 2]  # short list: taken whole
-    assert prefix_within_budget([3], counts, 0.01, "rows") == [3]  # at least one row
-
-
-def test_selectors_rank_bound_and_randomise():
-    pool, counts = _pool(), np.ones(10)
-    values = np.arange(10, dtype=float)
-    assert select("bm25", pool, counts, 0.3, "rows", 0, values).rows == (9, 8, 7)
-    oracle = select("oracle", pool, counts, 0.3, "rows", 0)
-    anti = select("anti_oracle", pool, counts, 0.8, "rows", 0)
-    assert len(oracle.rows) == 3 and all(pool[i].label == 1 for i in oracle.rows)
-    assert sorted(anti.rows) == [0, 2, 4, 6, 8]  # fewer eligible rows than the budget: all of them
-    assert select("all", pool, counts, 0.1, "rows", 0).rows == tuple(range(10))
-    r0, r0b, r1 = (select("random", pool, counts, 0.5, "rows", s).rows for s in (0, 0, 1))
-    assert r0 == r0b and r0 != r1 and len(set(r0)) == 5
-
-
-def test_pack_blocks_exact_length_whole_texts_and_cycling():
-    texts = [np.array([10, 11, 0]), np.array([20, 0]), np.array([30, 31, 32, 0])]
-    stream = pack_stream(texts, [0, 1, 2], 20, seed=3)
-    assert len(stream) == 20
-    first = stream[:9]  # one full pass: each text exactly once, whole
-    pieces = np.split(first, np.where(first == 0)[0][:-1] + 1)
-    assert sorted(tuple(p) for p in pieces) == sorted(tuple(t) for t in texts)
-    blocks = pack_blocks(texts, [1], n_blocks=3, block_len=4, seed=0)  # a one-text selection is cycled
-    assert [b.input_ids.tolist() for b in blocks] == [[20, 0, 20, 0]] * 3
-    assert all(b.target_mask.tolist() == [False, True, True, True] for b in blocks)
-    assert num_blocks(1000, 0.3, 2.0, 50) == 12 and num_blocks(1000, 0.3, 2.0, 50, train_tokens=500) == 10
-
-
-def test_report_mean_std_and_markdown():
-    rows = [
-        {"selector": "a", "budget": 0.3, "seed": 0, "x": 1.0},
-        {"selector": "a", "budget": 0.3, "seed": 1, "x": 3.0},
-        {"selector": "b", "budget": 0.3, "seed": 0, "x": 5.0},
-    ]
-    aggs = aggregate(rows, ["x"])
-    assert aggs[0]["x_mean"] == 2.0 and aggs[0]["x_std"] == pytest.approx(math.sqrt(2.0))
-    assert aggs[1]["n"] == 1 and aggs[1]["x_std"] == 0.0
-    assert mean_std([1.0, float("nan"), 3.0]) == (2.0, pytest.approx(math.sqrt(2.0)))
-    md = markdown_table(aggs, ["x"], base={"x": 9.0})
-    assert "| a | 0.3 | 2 | 2.000 ± 1.414 |" in md and "| start | - | - | 9.000 |" in md
-
-
 def test_selector_methods_are_composed_through_hydra_with_overrides(tmp_path):
     run_cfg = RunConfig.from_cfg(
         _cfg(
@@ -234,52 +168,6 @@ def test_selector_methods_are_composed_through_hydra_with_overrides(tmp_path):
     assert rise.kr == 64 and rise.seed == 7 and rise.kh == 128
     with pytest.raises(ConfigError, match="stage.methods.rise.name"):
         RunConfig.from_cfg(_cfg(tmp_path, "stage.selectors=[rise]", "+stage.methods.rise.name=bm25"))
-
-
-# ---------------------------------------------------------------- lm-eval
-
-
-def test_lm_eval_status_when_extra_absent_or_disabled(monkeypatch):
-    monkeypatch.setitem(sys.modules, "lm_eval", None)
-    assert lm_eval_status(LmEvalConfig(tasks=("arc_challenge_chat",))).startswith("skipped (lm_eval is not importable")
-    assert lm_eval_status(LmEvalConfig(enabled=False)) == "skipped (stage.eval.lm_eval.enabled is false)"
-
-
-def test_lm_eval_scores_calls_the_harness_api(monkeypatch):
-    calls: dict = {}
-
-    class FakeHFLM:
-        def __init__(self, pretrained, tokenizer, **kw):
-            calls["hflm"] = (pretrained, tokenizer, kw)
-
-    def simple_evaluate(model, tasks, **kw):
-        calls["eval"] = (model, tasks, kw)
-        return {
-            "results": {
-                "arc_challenge_chat": {
-                    "alias": "arc",
-                    "exact_match,strict-match": 0.25,
-                    "exact_match_stderr,strict-match": 0.1,
-                    "acc,none": 0.5,
-                }
-            }
-        }
-
-    mod, models, hf = (types.ModuleType(n) for n in ("lm_eval", "lm_eval.models", "lm_eval.models.huggingface"))
-    mod.simple_evaluate, hf.HFLM = simple_evaluate, FakeHFLM
-    for name, m in (("lm_eval", mod), ("lm_eval.models", models), ("lm_eval.models.huggingface", hf)):
-        monkeypatch.setitem(sys.modules, name, m)
-    model, tok = torch.nn.Linear(1, 1), types.SimpleNamespace(chat_template=None)
-    cfg = LmEvalConfig(tasks=("arc_challenge_chat",), limit=5, batch_size=2, apply_chat_template="auto")
-    assert lm_eval_status(cfg) is None
-    scores = lm_eval_scores(model, tok, cfg)
-    assert scores == {
-        "lm_eval/arc_challenge_chat/exact_match[strict-match]": 0.25,
-        "lm_eval/arc_challenge_chat/acc": 0.5,
-    }
-    assert calls["hflm"][0] is model and calls["hflm"][1] is tok and calls["hflm"][2]["batch_size"] == 2
-    assert calls["eval"][1] == ["arc_challenge_chat"] and calls["eval"][2]["limit"] == 5
-    assert calls["eval"][2]["apply_chat_template"] is False
 
 
 # ---------------------------------------------------------------- bad input

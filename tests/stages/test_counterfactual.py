@@ -14,6 +14,7 @@ from rise_exp.core.errors import ConfigError
 from rise_exp.data.task_builders import build_task
 from rise_exp.run.config import RunConfig, compose
 from rise_exp.run.pipeline import make_retrainer
+from tests.helpers import tiny_run
 
 ANSWER_ROW = 3
 TOPICS = ["river", "mountain", "city", "market", "doctor", "planet", "garden", "bridge"]
@@ -41,25 +42,19 @@ def _pool(root: Path) -> tuple[Path, Path]:
 
 def _overrides(root: Path, *extra: str) -> list[str]:
     pool, queries = _pool(root)
-    return [
+    return tiny_run(
         "task=custom",
         f"task.train_path={pool}",
         f"task.queries_path={queries}",
-        "logger=none",
         f"paths.cache_dir={root / 'cache'}",
-        "model.layers=1",
-        "model.hidden_size=32",
-        "model.heads=2",
-        "model.intermediate_size=64",
-        "model.vocab_size=300",
         "model.max_position=128",
         "data.max_length=64",
-        "finetune.epochs=30",
         "finetune.lr=1e-2",
         "finetune.warmup_ratio=0",
         "method=bm25",
         *extra,
-    ]
+        epochs=30,
+    )
 
 
 @pytest.fixture(scope="module")

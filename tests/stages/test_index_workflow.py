@@ -13,19 +13,9 @@ from rise_exp.core.errors import DataError
 from rise_exp.data.synthetic import make_howdy
 from rise_exp.data.task_builders import build_task
 from rise_exp.run.config import compose
+from tests.helpers import tiny_run
 
-TINY = [
-    "model.layers=1",
-    "model.hidden_size=32",
-    "model.heads=2",
-    "model.intermediate_size=64",
-    "model.vocab_size=300",
-    "finetune.epochs=1",
-    "logger=none",
-    "method.kr=32",
-    "method.kh=32",
-    "method.kg=16",
-]
+TINY = tiny_run("method.kr=32", "method.kh=32", "method.kg=16")
 
 
 def cache_state(cache: Path) -> dict[str, int]:

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, Olmo2Config, Olmo2ForCausalLM
 
 from rise_exp.data.encoding import EncodedRow
 from rise_exp.methods.rise import RiseConfig, compute_signatures
+from tests.helpers import tiny_lm
 
 ANCHOR = RiseConfig(
     fusion="rh",
@@ -24,17 +24,7 @@ ANCHOR = RiseConfig(
 
 
 def neox(bias: bool) -> nn.Module:
-    torch.manual_seed(0)
-    cfg = GPTNeoXConfig(
-        vocab_size=300,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=128,
-        attn_implementation="eager",
-    )
-    model = GPTNeoXForCausalLM(cfg)
+    model = tiny_lm(300, intermediate_size=64, attn="eager")
     if bias:
         head = nn.Linear(32, 300, bias=True)
         nn.init.normal_(head.bias, std=0.5)
@@ -44,19 +34,7 @@ def neox(bias: bool) -> nn.Module:
 
 
 def olmo() -> nn.Module:
-    torch.manual_seed(1)
-    cfg = Olmo2Config(
-        vocab_size=260,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        tie_word_embeddings=False,
-        attn_implementation="eager",
-    )
-    return Olmo2ForCausalLM(cfg).double().eval()
+    return tiny_lm(260, arch="olmo2", intermediate_size=64, kv_heads=2, seed=1, dtype="float64", attn="eager")
 
 
 def rows_for(vocab: int) -> list[EncodedRow]:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from rise_exp.report import main
+from tests.helpers import run_cli
 
 
 def test_main_prints_table_and_reports_errors(sweep, tmp_path, capsys):
@@ -51,12 +49,6 @@ def test_help_lists_the_options(capsys):
 
 def test_module_entry_point_subprocess(tmp_path):
     (tmp_path / "nothing").mkdir()
-    res = subprocess.run(
-        [sys.executable, "-m", "rise_exp.report", str(tmp_path / "nothing"), "--no-wandb"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    res = run_cli(str(tmp_path / "nothing"), "--no-wandb", module="rise_exp.report", cwd=tmp_path, timeout=120)
     assert res.returncode == 2 and res.stderr.startswith("error: no runs found"), res.stderr
     assert "Traceback" not in res.stderr

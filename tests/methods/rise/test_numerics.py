@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+from transformers import GPTNeoXForCausalLM
 
 from rise_exp.data.encoding import EncodedRow
 from rise_exp.methods.rise import RiseConfig, RiseHead, compute_signatures, l2_normalize, select_support
@@ -56,18 +56,9 @@ def test_l2_normalize_floors_the_norm() -> None:
 
 
 @pytest.fixture(scope="module")
-def near_certain() -> tuple[GPTNeoXForCausalLM, list[EncodedRow]]:
+def near_certain(tiny_lm) -> tuple[GPTNeoXForCausalLM, list[EncodedRow]]:
     """A float64 tiny GPT-NeoX finetuned on four random rows until it predicts them almost surely."""
-    torch.manual_seed(0)
-    cfg = GPTNeoXConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    model = GPTNeoXForCausalLM(cfg).double()
+    model = tiny_lm(VOCAB, intermediate_size=64, max_position=64, dtype="float64").train()
     g = np.random.default_rng(0)
     rows = [
         EncodedRow(row=i, input_ids=g.integers(0, VOCAB, 16), target_mask=np.r_[False, np.ones(15, bool)])

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+from transformers import GPTNeoXForCausalLM
 
 from rise_exp.data.encoding import EncodedRow
 from rise_exp.methods.rise import RiseConfig, RiseHead, RiseIndexingModule, SketchTables, compute_signatures
 from rise_exp.methods.rise.indexing import predict_loader
+from tests.helpers import cpu_trainer, tiny_lm
 
 CFG = RiseConfig(
     fusion="rh+gh+rg",
@@ -27,16 +28,7 @@ CFG = RiseConfig(
 
 
 def model() -> GPTNeoXForCausalLM:
-    torch.manual_seed(0)
-    cfg = GPTNeoXConfig(
-        vocab_size=400,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
-    m = GPTNeoXForCausalLM(cfg).eval()
+    m = tiny_lm(400, intermediate_size=64)
     m.set_output_embeddings(torch.nn.Linear(32, 400, bias=True))  # a biased head
     return m.eval()
 
@@ -213,19 +205,10 @@ def test_gh_identity_equals_projected_error() -> None:
 
 
 def test_trainer_predict_returns_one_signature_per_row() -> None:
-    import lightning as L
-
     m = model()
     rows = make_rows()
     tables = SketchTables.create(CFG, 400, 32)
-    trainer = L.Trainer(
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-    )
+    trainer = cpu_trainer()
     outs = trainer.predict(RiseIndexingModule(m, CFG, tables), predict_loader(rows, CFG, pad_id=0, batch_tokens=60))
     rows_out = torch.cat([o["rows"] for o in outs])
     sigs = torch.cat([o["signatures"] for o in outs])

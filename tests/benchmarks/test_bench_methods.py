@@ -7,15 +7,15 @@ import json
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from rise_exp.core.errors import ConfigError
 from rise_exp.data.records import Record
+from tests.helpers import ROOT
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_methods.py"
+SCRIPT = ROOT / "benchmarks" / "bench_methods.py"
 
 
 def _load():

@@ -6,18 +6,16 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+from transformers import GPTNeoXForCausalLM
 
 from rise_exp.core.errors import ConfigError, DataError
 from rise_exp.data.encoding import EncodedRow
 from rise_exp.methods.rise import RiseConfig, RiseHead, compute_signatures
+from tests.helpers import tiny_lm
 
 
 def tiny() -> GPTNeoXForCausalLM:
-    torch.manual_seed(0)
-    return GPTNeoXForCausalLM(
-        GPTNeoXConfig(vocab_size=120, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
-    ).eval()
+    return tiny_lm(120, layers=1, hidden_size=16, heads=2, intermediate_size=32, max_position=2048)
 
 
 def test_defaults_and_dims() -> None:

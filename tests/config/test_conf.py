@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
@@ -13,8 +12,9 @@ from rise_exp.config.run_settings import DEFAULT_SEED, DataConfig, PathsConfig, 
 from rise_exp.config.settings import Settings
 from rise_exp.core.errors import ConfigError
 from rise_exp.run.config import RunConfig, compose, schema_classes
+from tests.helpers import ROOT
 
-CONF = Path(__file__).resolve().parent.parent / "conf"
+CONF = ROOT / "conf"
 GROUPS = ("model", "task", "method", "finetune", "trainer", "logger", "stage")
 
 

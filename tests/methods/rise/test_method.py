@@ -8,7 +8,6 @@ import pytest
 
 from rise_exp.config.trainer import TrainerConfig
 from rise_exp.core.errors import ConfigError, IndexError_
-from rise_exp.data.records import Record
 from rise_exp.index import SignatureIndex
 from rise_exp.methods.base import MethodContext
 from rise_exp.methods.rise import RiseConfig, compute_signatures
@@ -34,10 +33,8 @@ def model(tiny_neox):
 
 
 @pytest.fixture(scope="module")
-def pool(sentences):
-    rows = [Record(id=f"t{i}", instruction=s[:15], output=s) for i, s in enumerate(sentences[:23])]
-    rows += [Record(id=f"x{i}", text=" ".join(sentences[i : i + 3])) for i in range(6)]  # longer than a chunk
-    return rows
+def pool(make_pool):
+    return make_pool(23, 6)  # the 6 long rows are longer than a chunk
 
 
 def make(model, tok, tmp_path, trainer=CPU, **over):

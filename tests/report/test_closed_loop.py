@@ -14,6 +14,7 @@ from rise_exp.report.closed_loop import (
     cell,
     flat_metrics,
     markdown_table,
+    mean_std,
     metric_columns,
     plot_budget,
     print_table,
@@ -116,3 +117,17 @@ def test_several_budgets_draw_a_line_per_selector(tmp_path):
     assert list(lines[0].get_ydata()) == pytest.approx([40.0, 38.0, 36.0])  # rise: mean 41 - 10 * budget
     assert [t.get_text() for t in fig.legends[0].get_texts()] == list(SELECTORS)
     assert "± sample std over 2 seeds" in fig.get_suptitle()
+
+
+def test_report_mean_std_and_markdown():
+    rows = [
+        {"selector": "a", "budget": 0.3, "seed": 0, "x": 1.0},
+        {"selector": "a", "budget": 0.3, "seed": 1, "x": 3.0},
+        {"selector": "b", "budget": 0.3, "seed": 0, "x": 5.0},
+    ]
+    aggs = aggregate(rows, ["x"])
+    assert aggs[0]["x_mean"] == 2.0 and aggs[0]["x_std"] == pytest.approx(math.sqrt(2.0))
+    assert aggs[1]["n"] == 1 and aggs[1]["x_std"] == 0.0
+    assert mean_std([1.0, float("nan"), 3.0]) == (2.0, pytest.approx(math.sqrt(2.0)))
+    md = markdown_table(aggs, ["x"], base={"x": 9.0})
+    assert "| a | 0.3 | 2 | 2.000 ± 1.414 |" in md and "| start | - | - | 9.000 |" in md
