@@ -21,6 +21,7 @@ from rise_exp.data.loaders import load_records
 from rise_exp.data.records import Record
 from rise_exp.methods.base import AttributionMethod, MethodContext
 from rise_exp.methods.registry import METHODS, build_method, config_class
+from rise_exp.models.placement import decide
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
@@ -53,7 +54,8 @@ def open_index_method(path: str | Path, work_dir: Path, trainer: TrainerConfig |
     """
     manifest = read_manifest(path)
     name = manifest["method"]["name"]
-    ctx = MethodContext(model=None, tokenizer=None, work_dir=Path(work_dir), trainer=trainer or TrainerConfig())
+    trainer = trainer or TrainerConfig()
+    ctx = MethodContext(model=None, tokenizer=None, work_dir=Path(work_dir), trainer=trainer, placement=decide(trainer))
     if name == "bm25":
         method = build_method(_settings(name, manifest["method"], {"dir": str(path)}), ctx)
         method.attach(path)
@@ -69,7 +71,8 @@ def open_index_method(path: str | Path, work_dir: Path, trainer: TrainerConfig |
     model, tokenizer = load_pretrained(
         serving["model_path"], revision=serving.get("model_revision"), dtype=serving.get("model_dtype", "float32")
     )
-    ctx.model, ctx.tokenizer, ctx.model_id = model.eval(), tokenizer, manifest.get("model", "")
+    assert ctx.placement is not None
+    ctx.model, ctx.tokenizer, ctx.model_id = ctx.placement.place(model.eval()), tokenizer, manifest.get("model", "")
     ctx.model_path, ctx.model_dtype = serving["model_path"], serving.get("model_dtype", "float32")
     ctx.max_length, ctx.mask_prompt = int(serving.get("max_length", 512)), bool(serving.get("query_mask_prompt"))
     extra = {"mask_query_prompt": ctx.mask_prompt} if name == "rise" else {}
