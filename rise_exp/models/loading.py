@@ -63,14 +63,28 @@ def load_pretrained(
         tokenizer = AutoTokenizer.from_pretrained(
             str(path_or_id), revision=revision, trust_remote_code=trust_remote_code
         )
-        split = {"device_map": device_map, "max_memory": max_memory, "offload_folder": offload_folder}
+        split: dict[str, object] = {}
+        if device_map:
+            from rise_exp.models.device_map import resident_head_map
+
+            split = {
+                "device_map": resident_head_map(
+                    path_or_id,
+                    strategy=device_map,
+                    max_memory=max_memory,
+                    dtype=DTYPES[dtype],
+                    revision=revision,
+                    trust_remote_code=trust_remote_code,
+                ),
+                "offload_folder": str(offload_folder) if offload_folder else None,
+            }
         model = AutoModelForCausalLM.from_pretrained(
             str(path_or_id),
             revision=revision,
             dtype=DTYPES[dtype],
             trust_remote_code=trust_remote_code,
             low_cpu_mem_usage=True,
-            **({k: v for k, v in split.items() if v is not None} if device_map else {}),
+            **{k: v for k, v in split.items() if v is not None},
         )
     except OSError as e:  # not found / no network
         raise ConfigError(

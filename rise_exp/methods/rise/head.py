@@ -157,7 +157,7 @@ class RiseHead:
         ids, att = input_ids[:1, :n], attention_mask[:1, :n]
         dev = self.weight.device.type
         mixed = torch.is_autocast_enabled(dev)  # the model's own logits in the run's autocast dtype, ours in fp32
-        hidden = hidden_states(model, ids, att)[0]
+        hidden = hidden_states(model, ids, att)[0].to(self.weight.device)
         with full_precision(self.weight.device):
             ours = self.logits(hidden).float()
         theirs = model_logits(model, ids, att)[0].float()

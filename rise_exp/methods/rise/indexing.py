@@ -46,7 +46,7 @@ def batch_signatures(model: Any, head: RiseHead, batch: dict[str, torch.Tensor])
     tgt = batch["target_mask"].to(dev) & att.bool()
     if not head.verified:
         head.verify(model, ids, att)
-    hidden = hidden_states(model, ids, att)
+    hidden = hidden_states(model, ids, att).to(dev)  # with model.device_map the last block may sit elsewhere
     with full_precision(dev):
         sigs, counts = head.chunk_signatures(hidden, ids, tgt)
     chunk_rows = batch["row"].to(dev)
