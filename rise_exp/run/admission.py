@@ -53,11 +53,13 @@ def device_memory(accelerator: str) -> tuple[str, float]:
 
 def finetune_need(run: RunConfig) -> Need:
     """A finetune step: weights, gradients and AdamW's two float32 moments (LoRA: the weights alone, frozen),
-    and the activations of one batch of ``finetune.max_tokens_per_batch`` tokens kept for backward."""
+    and the activations of one batch of ``finetune.max_tokens_per_batch`` tokens kept for backward
+    (``trainer.activation_checkpointing``: each block's input, plus one block's activations recomputed)."""
     m, f = run.model, run.finetune
-    p, b = parameter_count(m), DTYPE_BYTES[m.dtype]
+    p, b, d, n = parameter_count(m), DTYPE_BYTES[m.dtype], int(m.hidden_size or 0), int(m.layers or 0)
     state = b * p if f.lora else (2 * b + 8) * p
-    work = ACT_PER_TOKEN_LAYER * b * m.hidden_size * f.max_tokens_per_batch * m.layers  # type: ignore[operator]
+    per_block = ACT_PER_TOKEN_LAYER * b * d * f.max_tokens_per_batch
+    work = (b * d * f.max_tokens_per_batch * n + per_block) if run.trainer.activation_checkpointing else per_block * n
     return Need(f"finetune ({'LoRA' if f.lora else 'full'})", state, float(work))
 
 
@@ -89,10 +91,13 @@ def remedies(run: RunConfig, need: Need, capacity: float) -> list[str]:
             out.append("model.device_map=auto (layers over the GPUs, then CPU RAM, then disk)")
     else:
         shards = math.ceil(need.state / max(capacity - work, 1.0))
-        out.append(f"trainer=fsdp trainer.devices={shards} (or more: weights, gradients and optimiser sharded)")
+        if need.what.startswith("finetune"):
+            out.append(f"trainer=fsdp trainer.devices={shards} (or more: weights, gradients and optimiser sharded)")
+            if not run.trainer.activation_checkpointing:
+                out.append("trainer.activation_checkpointing=true")
     if need.what.startswith("finetune (full"):
         out.append("finetune=lora")
-    if need.work >= capacity / 2:
+    if need.work >= capacity / 2 or run.method.name == "rapidin":
         out.append(f"a smaller batch ({_batch_setting(run, need)})")
     out.append("a smaller model (model=pythia-1b, ...)")
     return out
@@ -101,6 +106,8 @@ def remedies(run: RunConfig, need: Need, capacity: float) -> list[str]:
 def _batch_setting(run: RunConfig, need: Need) -> str:
     if need.what.startswith("finetune"):
         return f"finetune.max_tokens_per_batch={max(1, run.finetune.max_tokens_per_batch // 4)}"
+    if run.method.name == "rapidin":
+        return "method.compress_batch=1"
     if run.method.name == "rise":
         return f"method.index.batch_tokens={max(1, run.method.index.batch_tokens // 4)}"
     if hasattr(run.method, "max_tokens"):
@@ -118,7 +125,7 @@ def needs(run: RunConfig) -> list[Need]:
 def _per_device(run: RunConfig, need: Need) -> Need:
     """``need`` as one device holds it: FSDP shards the state over ``trainer.devices x num_nodes``;
     ``model.device_map`` spreads the weights of forward-only work over GPUs, CPU and disk."""
-    if run.trainer.strategy.startswith("fsdp"):
+    if run.trainer.strategy.startswith("fsdp") and need.what.startswith("finetune"):  # Lightning-owned loops
         world = max(1, run.trainer.devices) * run.trainer.num_nodes
         return Need(need.what, need.state / world, need.work)
     if run.model.device_map is not None and need.what.startswith("method=") and run.method.name in FORWARD_ONLY:
@@ -135,7 +142,7 @@ def admit(run: RunConfig, capacity: tuple[str, float] | None = None) -> None:
         capacity: ``(device name, bytes)``; default: :func:`device_memory` of ``trainer.accelerator``.
     """
     m: ModelConfig = run.model
-    if run.stage.name in SERVING_STAGES or not m.has_facts or run.method.name == "bm25":
+    if run.stage.name in SERVING_STAGES or not m.has_facts:
         return
     if m.arch not in ("gpt_neox", "olmo2", "olmo3"):
         return  # the memory model counts these architectures' parameters exactly; others are not guessed

@@ -4,6 +4,7 @@ naming the settings that would make it fit; a config that fits is admitted."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -36,10 +37,17 @@ def test_a_split_32b_index_is_admitted_on_one_24_gb_gpu():
     admit(run_config("model=olmo-32b", "finetune=none", "model.device_map=auto"), capacity=("GPU", 24 * GB))
 
 
-def test_gradient_work_names_fsdp_with_enough_devices():
-    run = run_config("model=olmo3-32b", "method=rapidin", "trainer.strategy=fsdp", "trainer.devices=2")
-    with pytest.raises(ConfigError, match=r"trainer=fsdp trainer.devices=\d+"):
-        admit(run, capacity=("GPU", 80 * GB))
+def test_a_full_finetune_is_admitted_with_the_fsdp_devices_it_names():
+    with pytest.raises(ConfigError, match=r"trainer=fsdp trainer.devices=(\d+)") as err:
+        admit(run_config("model=olmo3-7b", "finetune=full", "method=bm25"), capacity=("GPU", 80 * GB))
+    shards = re.search(r"trainer.devices=(\d+)", str(err.value)).group(1)
+    fsdp = ("trainer=fsdp", f"trainer.devices={shards}", "finetune.max_tokens_per_batch=2048")
+    admit(run_config("model=olmo3-7b", "finetune=full", "method=bm25", *fsdp), capacity=("GPU", 80 * GB))
+
+
+def test_rapidin_names_its_compression_batch():
+    with pytest.raises(ConfigError, match=r"method=rapidin needs .*method.compress_batch=1"):
+        admit(run_config("model=pythia-1b", "finetune=none", "method=rapidin"), capacity=("GPU", 80 * GB))
 
 
 def test_the_default_finetune_of_32b_names_no_finetune_fsdp_and_lora():
