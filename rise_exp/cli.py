@@ -20,6 +20,7 @@ from rise_exp.core.errors import RiseError
 from rise_exp.core.paths import CONF_DIR
 from rise_exp.core.results import retire_results, write_json
 from rise_exp.core.rss import PeakRss
+from rise_exp.run.admission import admit
 from rise_exp.run.config import RunConfig, register_schemas
 from rise_exp.run.hardware import check_hardware
 from rise_exp.stages import stage_entry
@@ -43,6 +44,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     typed = RunConfig.from_cfg(cfg)
     check_hardware(typed.trainer)
+    admit(typed)  # before any download or load: does the model x method x trainer fit the devices?
     if typed.trainer.threads is not None:
         import torch
 

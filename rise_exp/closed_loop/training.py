@@ -79,6 +79,8 @@ def continued_pretraining(
             f"(stage.pack.block_len = {block_len})"
         )
     L.seed_everything(int(seed), workers=True, verbose=False)
+    if trainer_cfg.activation_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     module = CausalLMModule(
         model,
         lr=t.lr,

@@ -9,6 +9,7 @@ from rise_exp.config.settings import Settings, setting
 SOURCES = ("embedded", "hub", "local", "package")
 EMBEDDED_ARCHES = ("gpt_neox", "olmo2")
 DTYPES = ("float32", "float16", "bfloat16", "float64")
+DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
 FACTS = ("layers", "hidden_size", "heads", "vocab_size", "max_position")
 
 
@@ -49,6 +50,18 @@ class ModelConfig(Settings):
     intermediate_size: int | None = setting(None, "MLP width (default 4 d)", gt=0)
     kv_heads: int | None = setting(None, "key/value heads (grouped-query attention)", gt=0)
     init_seed: int = setting(0, "initialisation seed of an embedded model")
+    device_map: str | None = setting(
+        None,
+        "split the weights layer-wise over the visible GPUs, then CPU RAM, then disk (accelerate big-model "
+        "inference; forward-only work: RISE, ZO-Inf losses, probes); null = the whole model on the trainer's device",
+        choices=DEVICE_MAPS,
+    )
+    max_memory: str | None = setting(
+        None, "with device_map: memory per device, e.g. '0=20GiB,1=20GiB,cpu=60GiB' (what does not fit goes to disk)"
+    )
+    offload_folder: str | None = setting(
+        None, "with device_map: where weights that fit nowhere else are offloaded (default <cache>/offload/<name>)"
+    )
 
     def validate(self) -> None:
         if self.source == "embedded":
@@ -64,6 +77,22 @@ class ModelConfig(Settings):
             raise self.fail("hub_id", f"is required for source={self.source} (a hub id or a local path)")
         elif self.source == "package" and not (self.package and self.gguf_file):
             raise self.fail("package", "and model.gguf_file are required for source=package")
+        if self.max_memory is not None:
+            if self.device_map is None:
+                raise self.fail("max_memory", "needs model.device_map (e.g. model.device_map=auto)")
+            self.memory_limits()
+
+    def memory_limits(self) -> dict[int | str, str] | None:
+        """``model.max_memory`` as accelerate's ``{device: size}`` (GPU indices as ints), or None."""
+        if self.max_memory is None:
+            return None
+        out: dict[int | str, str] = {}
+        for part in self.max_memory.split(","):
+            key, sep, size = part.strip().partition("=")
+            if not sep or not size.strip() or not (key.strip().isdigit() or key.strip() in ("cpu", "disk", "mps")):
+                raise self.fail("max_memory", f"expects 'device=size' pairs like '0=20GiB,cpu=60GiB', got {part!r}")
+            out[int(key) if key.strip().isdigit() else key.strip()] = size.strip()
+        return out
 
     @property
     def has_facts(self) -> bool:

@@ -4,7 +4,7 @@ Measured: for every method and pool size, a fresh process (``memory_worker``) pr
 finetune), builds the method on the first rows of the pool and scores the queries; it reports build time,
 index bytes per row, query time and its resident memory (sampled; the rise over the resident memory after
 preparation is what the method added). Extrapolated: peak GPU memory of every method for every Pythia and
-OLMo size in ``conf/model/``, from the formulas of :mod:`~rise_exp.diagnostics.memory_model`, against
+OLMo size in ``conf/model/``, from the formulas of :mod:`~rise_exp.methods.memory_model`, against
 ``stage.memory.gpu_gb``.
 """
 
@@ -19,11 +19,11 @@ from typing import Any
 import pandas as pd
 
 from rise_exp.core.errors import RiseError
-from rise_exp.diagnostics import memory_model
 from rise_exp.diagnostics.context import DiagnosticInputs
-from rise_exp.diagnostics.memory_model import GPU_METHODS, bytes_per_row, estimate
 from rise_exp.diagnostics.plotting import new_figure, palette
 from rise_exp.diagnostics.result import DiagnosticResult, Section
+from rise_exp.methods import memory_model
+from rise_exp.methods.memory_model import GPU_METHODS, bytes_per_row, estimate
 from rise_exp.models.catalogue import parameter_count
 from rise_exp.run.config import RunConfig, compose
 

@@ -10,6 +10,7 @@ import lightning as L
 
 from rise_exp.config.trainer import TrainerConfig
 from rise_exp.core.errors import ConfigError
+from rise_exp.lightning.placed import placed_trainer_kwargs
 
 
 def make_trainer(
@@ -22,14 +23,19 @@ def make_trainer(
 ) -> L.Trainer:
     """A Trainer with the configured hardware settings; our samplers shard batches themselves under DDP.
 
+    The model stays where :mod:`rise_exp.models.placement` decides, before and after the Trainer runs
+    (:mod:`rise_exp.lightning.placed`).
+
     Raises:
         ConfigError: naming the trainer settings when Lightning rejects them (e.g. no GPU).
     """
     kwargs: dict[str, Any] = dict(cfg.lightning_kwargs())
+    keep = placed_trainer_kwargs(cfg)
     kwargs.update(
+        strategy=keep.get("strategy", cfg.strategy),
         default_root_dir=str(root_dir),
         logger=list(loggers) if loggers else False,
-        callbacks=list(callbacks),
+        callbacks=list(callbacks) + list(keep.get("callbacks", [])),
         enable_checkpointing=False,
         enable_model_summary=False,
         enable_progress_bar=cfg.progress_bar,

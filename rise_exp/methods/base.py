@@ -15,6 +15,7 @@ from rise_exp.config.run_settings import DEFAULT_SEED, DataConfig
 from rise_exp.config.settings import Settings
 from rise_exp.config.trainer import TrainerConfig
 from rise_exp.data.records import Record
+from rise_exp.models.placement import Placement
 
 #: Ensemble member ``e`` of a method draws its random tables from ``seed + e * MEMBER_SEED_STRIDE``.
 MEMBER_SEED_STRIDE = 1000
@@ -54,6 +55,8 @@ class MethodContext:
         model_path: Where the weights the method sees were loaded from (recorded in index manifests, so a
             later run can answer queries from the index alone).
         model_dtype: Their dtype name.
+        placement: Where the model was placed and the autocast of its forward passes
+            (``models/placement.py``); methods compute on ``model_device(model)`` under ``placement.autocast()``.
     """
 
     model: Any
@@ -70,6 +73,7 @@ class MethodContext:
     model_path: str | None = None
     model_revision: str | None = None
     model_dtype: str = ModelConfig.dtype
+    placement: Placement | None = None
 
 
 class AttributionMethod(ABC):

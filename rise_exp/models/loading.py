@@ -23,8 +23,16 @@ def load_pretrained(
     dtype: str = "float32",
     trust_remote_code: bool = False,
     merge_adapter: bool = False,
+    device_map: str | None = None,
+    max_memory: dict[int | str, str] | None = None,
+    offload_folder: str | Path | None = None,
 ):
     """Load an HF causal LM and its tokenizer; a pad token is set to EOS when missing.
+
+    Weights are read shard by shard (safetensors, memory-mapped) into an empty model built on the meta
+    device (``low_cpu_mem_usage``), so no rank holds a second host copy. ``device_map`` (with ``max_memory``
+    and ``offload_folder``) splits the model layer-wise over GPUs, CPU RAM and disk (accelerate's big-model
+    inference): forward passes then run with the layers where they are.
 
     A PEFT adapter directory (``adapter_config.json``) loads its base model (``base_model_name_or_path``)
     with the adapter applied: kept as LoRA layers inside the model (the same function as the merged
@@ -37,7 +45,14 @@ def load_pretrained(
         import json
 
         base = json.loads((Path(path_or_id) / "adapter_config.json").read_text()).get("base_model_name_or_path")
-        model, tokenizer = load_pretrained(base, dtype=dtype, trust_remote_code=trust_remote_code)
+        model, tokenizer = load_pretrained(
+            base,
+            dtype=dtype,
+            trust_remote_code=trust_remote_code,
+            device_map=device_map,
+            max_memory=max_memory,
+            offload_folder=offload_folder,
+        )
         if (Path(path_or_id) / "tokenizer_config.json").is_file():
             tokenizer = AutoTokenizer.from_pretrained(str(path_or_id))
         model = apply_adapter(model, path_or_id, merge=merge_adapter)
@@ -48,8 +63,28 @@ def load_pretrained(
         tokenizer = AutoTokenizer.from_pretrained(
             str(path_or_id), revision=revision, trust_remote_code=trust_remote_code
         )
+        split: dict[str, object] = {}
+        if device_map:
+            from rise_exp.models.device_map import resident_head_map
+
+            split = {
+                "device_map": resident_head_map(
+                    path_or_id,
+                    strategy=device_map,
+                    max_memory=max_memory,
+                    dtype=DTYPES[dtype],
+                    revision=revision,
+                    trust_remote_code=trust_remote_code,
+                ),
+                "offload_folder": str(offload_folder) if offload_folder else None,
+            }
         model = AutoModelForCausalLM.from_pretrained(
-            str(path_or_id), revision=revision, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code
+            str(path_or_id),
+            revision=revision,
+            dtype=DTYPES[dtype],
+            trust_remote_code=trust_remote_code,
+            low_cpu_mem_usage=True,
+            **{k: v for k, v in split.items() if v is not None},
         )
     except OSError as e:  # not found / no network
         raise ConfigError(

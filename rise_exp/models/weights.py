@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -73,13 +74,22 @@ def start_weights(spec: ModelConfig, texts: Sequence[str], cache_dir: Path) -> t
     return path, revision
 
 
-def load_base_model(spec: ModelConfig, texts: Sequence[str], cache_dir: Path):
+def split_kwargs(spec: ModelConfig, cache_dir: Path) -> dict[str, Any]:
+    """``load_pretrained``'s ``device_map`` / ``max_memory`` / ``offload_folder`` (empty: the whole model)."""
+    if spec.device_map is None:
+        return {}
+    folder = spec.offload_folder or Path(cache_dir) / "offload" / spec.name
+    return {"device_map": spec.device_map, "max_memory": spec.memory_limits(), "offload_folder": str(folder)}
+
+
+def load_base_model(spec: ModelConfig, texts: Sequence[str], cache_dir: Path, *, split: bool = True):
     """The starting model of a run and its tokenizer (``model.adapter`` merged in when set).
 
     Args:
         spec: The model settings.
         texts: Task text, used to train an embedded model's tokenizer.
         cache_dir: ``paths.cache_dir``.
+        split: Apply ``model.device_map`` (False: the whole model in host memory, for training).
 
     Returns:
         ``(model, tokenizer, source_path)``; ``source_path`` is what ``from_pretrained`` loaded.
@@ -89,7 +99,11 @@ def load_base_model(spec: ModelConfig, texts: Sequence[str], cache_dir: Path):
     """
     path, revision = start_weights(spec, texts, cache_dir)
     model, tokenizer = load_pretrained(
-        path, revision=revision, dtype=spec.dtype, trust_remote_code=spec.trust_remote_code
+        path,
+        revision=revision,
+        dtype=spec.dtype,
+        trust_remote_code=spec.trust_remote_code,
+        **(split_kwargs(spec, cache_dir) if split else {}),
     )
     head = model.get_output_embeddings()
     if head is None or not isinstance(head, torch.nn.Linear):

@@ -17,7 +17,8 @@ from rise_exp.methods.base import MethodContext
 from rise_exp.methods.registry import method_class
 from rise_exp.models.identity import identify_model
 from rise_exp.models.loading import load_pretrained
-from rise_exp.models.weights import load_base_model, start_weights
+from rise_exp.models.placement import decide
+from rise_exp.models.weights import load_base_model, split_kwargs, start_weights
 from rise_exp.run.config import RunConfig
 from rise_exp.training.cached_finetune import FinetuneResult, finetune_key, run_finetune
 
@@ -70,6 +71,7 @@ def method_context(run: RunConfig, run_dir: Path, data_name: str = "data") -> Me
         index_root=Path(run.paths.cache_dir).resolve() / "indexes",
         data_name=data_name,
         model_dtype=run.model.dtype,
+        placement=decide(run.trainer, run.model),
     )
 
 
@@ -89,7 +91,8 @@ def prepare(run: RunConfig, run_dir: Path, *, need_model: bool = True, loggers: 
         return Prepared(task, ctx, None)
 
     cache = Path(run.paths.cache_dir).resolve()  # absolute: adapters and checkpoints record their base path
-    model, tokenizer, source = load_base_model(run.model, tokenizer_texts(task), cache)
+    trains = run.finetune.epochs > 0  # gradient work loads the whole model (split: trainer=fsdp), never dispatched
+    model, tokenizer, source = load_base_model(run.model, tokenizer_texts(task), cache, split=not trains)
     identity = identify_model(run.model, source, cache)  # from the weights: keys the finetune cache and index
     result: FinetuneResult | None = None
     model_id = identity
@@ -107,9 +110,10 @@ def prepare(run: RunConfig, run_dir: Path, *, need_model: bool = True, loggers: 
         )
         if result.cached:
             log.info("reusing cached finetune %s", result.final_dir)
-        model, tokenizer = load_pretrained(result.final_dir, dtype=run.model.dtype)
+        model, tokenizer = load_pretrained(result.final_dir, dtype=run.model.dtype, **split_kwargs(run.model, cache))
         model_id = f"{identity}+finetune:{key}"
-    model.eval()
+    assert ctx.placement is not None
+    model = ctx.placement.place(model.eval())  # the one move: every stage and method computes here
     ctx.model, ctx.tokenizer, ctx.model_id = model, tokenizer, model_id
     ctx.model_path = str(result.final_dir if result is not None else source)
     ctx.model_revision = None if result is not None else run.model.revision

@@ -7,6 +7,7 @@ print" step at the end of a stage.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -42,11 +43,17 @@ class BuiltMethod:
         }
 
 
+def placed(ctx: MethodContext) -> contextlib.AbstractContextManager[Any]:
+    """The autocast of the context's placement (``trainer.precision``), around a method's own loops."""
+    return ctx.placement.autocast() if ctx.placement is not None else contextlib.nullcontext()
+
+
 def build_on(cfg: Settings, ctx: MethodContext, pool: Sequence[Record]) -> BuiltMethod:
     """Instantiate the method ``cfg`` names and build it on ``pool`` (timed)."""
     method = build_method(cfg, ctx)
     t0 = time.perf_counter()
-    method.build(pool)
+    with placed(ctx):
+        method.build(pool)
     return BuiltMethod(method, len(pool), time.perf_counter() - t0)
 
 
@@ -62,7 +69,8 @@ def _checked(name: str, array: Any, shape: tuple[int, ...], what: str) -> np.nda
 def attribution_scores(built: BuiltMethod, queries: Sequence[Record]) -> tuple[np.ndarray, float]:
     """Scores ``[Q, N]`` of every query against every built row, and the seconds they took."""
     t0 = time.perf_counter()
-    scores = built.method.score(queries)
+    with placed(built.method.ctx):
+        scores = built.method.score(queries)
     seconds = time.perf_counter() - t0
     return _checked(built.method.name, scores, (len(queries), built.pool_size), "scores"), seconds
 
@@ -110,12 +118,15 @@ def attribution_ranked(
     k_top, k_bottom = min(k_top, n), min(k_bottom, n)
     t0 = time.perf_counter()
     if hasattr(method, "top_bottom") and getattr(method, "index", None) is not None:
-        ranked = Ranked(*method.top_bottom(queries, k_top, k_bottom, search=search))
+        with placed(method.ctx):
+            ranked = Ranked(*method.top_bottom(queries, k_top, k_bottom, search=search))
     else:
         tops, bottoms = [], []
         for i in range(0, len(queries), query_chunk):
             chunk = queries[i : i + query_chunk]
-            part = rank_dense(_checked(method.name, method.score(chunk), (len(chunk), n), "scores"), k_top, k_bottom)
+            with placed(method.ctx):
+                scored = method.score(chunk)
+            part = rank_dense(_checked(method.name, scored, (len(chunk), n), "scores"), k_top, k_bottom)
             tops.append(part.top)
             bottoms.append(part.bottom)
         ranked = Ranked(_stack(tops), _stack(bottoms))
@@ -132,7 +143,8 @@ def valuation_values(built: BuiltMethod, targets: Sequence[Record], mode: str | 
     """
     mode = mode or getattr(built.method.cfg, "valuation", "mean")
     t0 = time.perf_counter()
-    values = built.method.value(targets, mode=mode)
+    with placed(built.method.ctx):
+        values = built.method.value(targets, mode=mode)
     seconds = time.perf_counter() - t0
     return _checked(built.method.name, values, (built.pool_size,), "values"), seconds
 

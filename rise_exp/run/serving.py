@@ -21,6 +21,7 @@ from rise_exp.data.arrow_pool import open_pool
 from rise_exp.data.records import Record
 from rise_exp.methods.base import AttributionMethod, MethodContext
 from rise_exp.methods.registry import METHODS, build_method, config_class
+from rise_exp.models.placement import decide
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
@@ -53,7 +54,8 @@ def open_index_method(path: str | Path, work_dir: Path, trainer: TrainerConfig |
     """
     manifest = read_manifest(path)
     name = manifest["method"]["name"]
-    ctx = MethodContext(model=None, tokenizer=None, work_dir=Path(work_dir), trainer=trainer or TrainerConfig())
+    trainer = trainer or TrainerConfig()
+    ctx = MethodContext(model=None, tokenizer=None, work_dir=Path(work_dir), trainer=trainer, placement=decide(trainer))
     if name == "bm25":
         method = build_method(_settings(name, manifest["method"], dir=str(path)), ctx)
         method.attach(path)
@@ -69,7 +71,8 @@ def open_index_method(path: str | Path, work_dir: Path, trainer: TrainerConfig |
     # a serving field the manifest lacks (an older index) falls back to MethodContext's default
     ctx.model_path, ctx.model_dtype = serving["model_path"], serving.get("model_dtype", ctx.model_dtype)
     model, tokenizer = load_pretrained(ctx.model_path, revision=serving.get("model_revision"), dtype=ctx.model_dtype)
-    ctx.model, ctx.tokenizer, ctx.model_id = model.eval(), tokenizer, manifest.get("model", "")
+    assert ctx.placement is not None
+    ctx.model, ctx.tokenizer, ctx.model_id = ctx.placement.place(model.eval()), tokenizer, manifest.get("model", "")
     ctx.max_length = int(serving.get("max_length", ctx.max_length))
     ctx.mask_prompt = bool(serving.get("query_mask_prompt"))  # the query token rule the index was built with
     method = build_method(_settings(name, manifest["method"]), ctx)

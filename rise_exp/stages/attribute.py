@@ -21,7 +21,15 @@ from rise_exp.data.task_builders import Task
 from rise_exp.retrieval.metrics import retrieval_metrics, retrieval_metrics_ranked
 from rise_exp.run.config import RunConfig
 from rise_exp.run.pipeline import prepare_for_method
-from rise_exp.run.runner import Ranked, attribution_ranked, attribution_scores, build_on, publish, rank_dense
+from rise_exp.run.runner import (
+    Ranked,
+    attribution_ranked,
+    attribution_scores,
+    build_on,
+    placed,
+    publish,
+    rank_dense,
+)
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +99,9 @@ def check_members(run: RunConfig) -> None:
 def member_metrics(method: Any, task: Task, ks: tuple[int, ...], run_dir: Path) -> dict[str, Any]:
     """Each ensemble member's metrics alone (``members.csv``, a row per sketch seed) and their mean and std
     (sample std, ddof 1) over the members."""
-    per_seed = {seed: label_metrics(task, s, ks) for seed, s in method.member_scores(task.queries).items()}
+    with placed(method.ctx):
+        members = method.member_scores(task.queries)
+    per_seed = {seed: label_metrics(task, s, ks) for seed, s in members.items()}
     table = pd.DataFrame([{"sketch_seed": seed, **m} for seed, m in per_seed.items()])
     table.to_csv(run_dir / MEMBERS_FILE, index=False)
     numeric = table.drop(columns="sketch_seed").select_dtypes("number")

@@ -40,7 +40,7 @@ from rise_exp.report.closed_loop import (
 from rise_exp.run.config import RunConfig, named_method
 from rise_exp.run.loggers import close_loggers, make_loggers
 from rise_exp.run.pipeline import Prepared, prepare_logged, tokenizer_texts
-from rise_exp.run.runner import build_on, publish, valuation_values
+from rise_exp.run.runner import build_on, placed, publish, valuation_values
 
 log = logging.getLogger(__name__)
 
@@ -87,16 +87,17 @@ def _selection_stats(sel: Selection, prep: Prepared, counts: np.ndarray) -> dict
 def _evaluate(
     model: Any, tokenizer: Any, prep: Prepared, st: ClosedLoopStageConfig, lm_skip: str | None, max_length: int
 ) -> dict[str, float]:
-    out = heldout_perplexities(
-        model,
-        tokenizer,
-        prep.task.heldout,
-        list(st.eval.heldout),
-        max_length=max_length,
-        max_tokens=st.eval.max_tokens_per_batch,
-    )
-    if lm_skip is None:
-        out.update(lm_eval_scores(model, tokenizer, st.eval.lm_eval))
+    with placed(prep.ctx):  # a trained copy stays where its Trainer placed it (models/placement.py)
+        out = heldout_perplexities(
+            model,
+            tokenizer,
+            prep.task.heldout,
+            list(st.eval.heldout),
+            max_length=max_length,
+            max_tokens=st.eval.max_tokens_per_batch,
+        )
+        if lm_skip is None:
+            out.update(lm_eval_scores(model, tokenizer, st.eval.lm_eval))
     return out
 
 

@@ -10,7 +10,7 @@ from rise_exp.diagnostics.context import DiagnosticInputs
 from rise_exp.diagnostics.result import logged_tables, write
 from rise_exp.run.config import RunConfig
 from rise_exp.run.pipeline import prepare_logged
-from rise_exp.run.runner import publish
+from rise_exp.run.runner import placed, publish
 
 
 def command_overrides() -> tuple[str, ...]:
@@ -26,7 +26,8 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     entry = diagnostic_entry(name)
     prep = prepare_logged(run, run_dir)
     inputs = DiagnosticInputs(run, run_dir, prep.task, prep.ctx, run.stage.settings, command_overrides())
-    result = entry(inputs)
+    with placed(prep.ctx):
+        result = entry(inputs)
     files = write(result, run_dir)
     metrics = {**result.metrics, "diagnostic": name}
     publish(

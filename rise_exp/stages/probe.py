@@ -18,7 +18,7 @@ from rise_exp.probes.generation import generate, prompt_text
 from rise_exp.probes.scifi import is_scifi
 from rise_exp.run.config import RunConfig
 from rise_exp.run.pipeline import prepare_logged
-from rise_exp.run.runner import publish
+from rise_exp.run.runner import placed, publish
 
 
 def probe_sets(task: Task, names: tuple[str, ...], limit: int | None) -> dict[str, list[Record]]:
@@ -45,9 +45,14 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     with open(run_dir / "probe.jsonl", "w") as f:
         for name, records in sets.items():
             prompts = [prompt_text(r) for r in records]
-            texts = generate(
-                prep.ctx.model, prep.ctx.tokenizer, prompts, max_new_tokens=st.max_new_tokens, batch_size=st.batch_size
-            )
+            with placed(prep.ctx):
+                texts = generate(
+                    prep.ctx.model,
+                    prep.ctx.tokenizer,
+                    prompts,
+                    max_new_tokens=st.max_new_tokens,
+                    batch_size=st.batch_size,
+                )
             flags = [is_scifi(t, st.min_hits) for t in texts]
             for r, p, t, s in zip(records, prompts, texts, flags):
                 f.write(json.dumps({"set": name, "id": r.id, "prompt": p, "generation": t, "scifi": s}) + "\n")

@@ -42,6 +42,8 @@ def fit_rows(
         The trained model (the LoRA-wrapped one when ``cfg.lora``), in eval mode, and the Lightning trainer.
     """
     L.seed_everything(cfg.seed, workers=True, verbose=False)
+    if trainer.activation_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if cfg.lora:
         model = with_lora(model, cfg)
     module = CausalLMModule(

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from rise_exp.diagnostics import diagnostic_entry, memory_model
+from rise_exp.config.model import ModelConfig
+from rise_exp.diagnostics import diagnostic_entry
 from rise_exp.diagnostics.gradients import HEAD
 from rise_exp.diagnostics.head_vs_full import gradient_kernels
 from rise_exp.diagnostics.hidden_retrieval import cosine_scores, layer_means
@@ -16,6 +17,7 @@ from rise_exp.diagnostics.kernels import exact_scores
 from rise_exp.diagnostics.layer_energy import shares, squared_norms
 from rise_exp.diagnostics.result import write
 from rise_exp.diagnostics.sparse_support import sample_tokens, support_stats
+from rise_exp.methods import memory_model
 from rise_exp.methods.rise import RiseHead
 from rise_exp.methods.rise.trunk import hidden_states
 from rise_exp.models.catalogue import parameter_count

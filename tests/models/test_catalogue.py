@@ -18,7 +18,9 @@ def test_every_model_config_states_its_architecture():
         spec = model_config(f.stem)
         assert spec.layers > 0 and spec.hidden_size > 0 and spec.vocab_size > 0
         if spec.source == "hub":
-            assert spec.hub_id.startswith(("EleutherAI/pythia-", "allenai/OLMo-2-")) and spec.revision
+            assert (
+                spec.hub_id.startswith(("EleutherAI/pythia-", "allenai/OLMo-2-", "allenai/Olmo-3-")) and spec.revision
+            )
     sizes = {f.stem: parameter_count(model_config(f.stem)) for f in CONF.glob("pythia-*.yaml")}
     # the count orders the suite correctly and lands near the published sizes
     assert sorted(sizes, key=sizes.get) == [

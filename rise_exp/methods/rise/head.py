@@ -35,6 +35,7 @@ from rise_exp.methods.rise.config import RiseConfig
 from rise_exp.methods.rise.sketch import SketchTables
 from rise_exp.methods.rise.support import CHUNK, select_support
 from rise_exp.methods.rise.trunk import hidden_states, model_logits, unembedding
+from rise_exp.models.placement import full_precision
 
 _LOGIT_TOL = {torch.float64: 1e-8, torch.float32: 1e-3}
 
@@ -84,7 +85,8 @@ class RiseHead:
         self.m_gs: list[torch.Tensor | None] = [None] * len(self.members)
         if "gh" in cfg.channels or "rg" in cfg.channels:
             w = self.weight.to(self.dtype)
-            self.m_gs = [w @ t.g.matrix(self.dtype) for t in self.members]
+            with full_precision(self.weight.device):  # built in fp32 even when a mixed-precision run builds it
+                self.m_gs = [w @ t.g.matrix(self.dtype) for t in self.members]
         self.verified = not cfg.check_logits
         self._logit_buffer: torch.Tensor | None = None
 
@@ -153,12 +155,16 @@ class RiseHead:
         """
         n = int(min(max_tokens, int(attention_mask[0].sum())))
         ids, att = input_ids[:1, :n], attention_mask[:1, :n]
-        ours = self.logits(hidden_states(model, ids, att)[0]).float()
+        dev = self.weight.device.type
+        mixed = torch.is_autocast_enabled(dev)  # the model's own logits in the run's autocast dtype, ours in fp32
+        hidden = hidden_states(model, ids, att)[0].to(self.weight.device)
+        with full_precision(self.weight.device):
+            ours = self.logits(hidden).float()
         theirs = model_logits(model, ids, att)[0].float()
         if ours.shape != theirs.shape:
             raise ConfigError(f"head logits {tuple(ours.shape)} and model logits {tuple(theirs.shape)} differ in shape")
         err = float((ours - theirs).abs().max() / theirs.abs().max().clamp(min=1e-12))
-        tol = _LOGIT_TOL.get(self.weight.dtype, 3e-2)
+        tol = _LOGIT_TOL.get(torch.get_autocast_dtype(dev) if mixed else self.weight.dtype, 3e-2)
         if not err <= tol:
             raise ConfigError(
                 f"RISE head logits differ from {type(model).__name__}'s own (relative error {err:.3g} > {tol:g}); "

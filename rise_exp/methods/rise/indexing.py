@@ -26,13 +26,16 @@ from rise_exp.methods.rise.config import DEFAULT_BATCH_CHUNKS, DEFAULT_BATCH_TOK
 from rise_exp.methods.rise.head import RiseHead
 from rise_exp.methods.rise.sketch import SketchTables
 from rise_exp.methods.rise.trunk import hidden_states
+from rise_exp.models.placement import full_precision
 
 
 @torch.inference_mode()
 def batch_signatures(model: Any, head: RiseHead, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Row signatures of one collated batch of chunks: ``{"rows": [m], "signatures": [m, dim]}``.
 
-    Verifies the head against the model's logits on the first call.
+    Verifies the head against the model's logits on the first call. The trunk runs
+    under the caller's autocast (``trainer.precision=bf16-mixed``); the head, its support and sketches always
+    compute in float32 or wider (:func:`~rise_exp.models.placement.full_precision`).
 
     Raises:
         DataError: if a row of the batch has no target token in any of its chunks.
@@ -43,7 +46,9 @@ def batch_signatures(model: Any, head: RiseHead, batch: dict[str, torch.Tensor])
     tgt = batch["target_mask"].to(dev) & att.bool()
     if not head.verified:
         head.verify(model, ids, att)
-    sigs, counts = head.chunk_signatures(hidden_states(model, ids, att), ids, tgt)
+    hidden = hidden_states(model, ids, att).to(dev)  # with model.device_map the last block may sit elsewhere
+    with full_precision(dev):
+        sigs, counts = head.chunk_signatures(hidden, ids, tgt)
     chunk_rows = batch["row"].to(dev)
     has = counts > 0
     rows, out = mean_by_row(sigs[has], chunk_rows[has], normalize=False)

@@ -1,0 +1,158 @@
+"""Admission before work: does the chosen model x method x finetune x trainer fit the devices?
+
+Runs after the config checks and before any download or load. The peak comes from the memory model
+(:mod:`rise_exp.methods.memory_model`, the catalogue's architecture facts) and is compared with the memory
+of one device: a GPU's (``torch.cuda``), or host RAM on the CPU (``psutil``). A run that does not fit stops
+with one line naming the settings that would make it fit, instead of an out-of-memory error an hour in.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from rise_exp.config.model import ModelConfig
+from rise_exp.core.errors import ConfigError
+from rise_exp.methods.memory_model import ACT_PER_TOKEN_LAYER, DTYPE_BYTES, estimate
+from rise_exp.models.catalogue import parameter_count
+from rise_exp.run.config import RunConfig
+
+GB = 1e9
+#: Stages that serve a stored index: their model comes from its manifest, not from ``model.*``.
+SERVING_STAGES = ("query", "valuate", "select")
+#: Forward-only methods: they can split the model with ``model.device_map``.
+FORWARD_ONLY = ("rise", "zo_inf")
+#: Fraction of a device's memory a run may plan to use (allocator fragmentation, the runtime, the OS).
+USABLE = 0.9
+
+
+@dataclass(frozen=True)
+class Need:
+    """Planned peak bytes on one device: ``state`` (weights, gradients, optimiser) and ``work`` (one batch)."""
+
+    what: str
+    state: float
+    work: float
+
+    @property
+    def total(self) -> float:
+        return self.state + self.work
+
+
+def device_memory(accelerator: str) -> tuple[str, float]:
+    """``(name, bytes)`` of one device of ``accelerator``: the smallest visible GPU, or host RAM."""
+    import torch
+
+    if accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
+        sizes = [torch.cuda.get_device_properties(i).total_memory for i in range(torch.cuda.device_count())]
+        return f"{torch.cuda.get_device_name(0)} ({min(sizes) / GB:.0f} GB)", float(min(sizes))
+    import psutil
+
+    return "host RAM", float(psutil.virtual_memory().total)
+
+
+def finetune_need(run: RunConfig) -> Need:
+    """A finetune step: weights, gradients and AdamW's two float32 moments (LoRA: the weights alone, frozen),
+    and the activations of one batch of ``finetune.max_tokens_per_batch`` tokens kept for backward
+    (``trainer.activation_checkpointing``: each block's input, plus one block's activations recomputed)."""
+    m, f = run.model, run.finetune
+    p, b, d, n = parameter_count(m), DTYPE_BYTES[m.dtype], int(m.hidden_size or 0), int(m.layers or 0)
+    state = b * p if f.lora else (2 * b + 8) * p
+    per_block = ACT_PER_TOKEN_LAYER * b * d * f.max_tokens_per_batch
+    work = (b * d * f.max_tokens_per_batch * n + per_block) if run.trainer.activation_checkpointing else per_block * n
+    return Need(f"finetune ({'LoRA' if f.lora else 'full'})", state, float(work))
+
+
+def method_need(run: RunConfig) -> Need | None:
+    """The method's peak from the memory model (None: a method without one, e.g. BM25)."""
+    name = run.method.name
+    if name not in ("rise", "zo_inf", "stride", "rapidin"):
+        return None
+    e = estimate(run.model, run.data.max_length, **{name: run.method})
+    key = {"rise": "RISE", "zo_inf": "ZO-Inf", "stride": "STRIDE"}.get(name)
+    if key is None:  # RapidIn: its configured compress_batch (the larger of the two RapidIn peaks)
+        key = max((k for k in e.peaks if k.startswith("RapidIn")), key=lambda k: e.peaks[k])
+    return Need(f"method={name}", float(e.weight_bytes), e.peaks[key] - e.weight_bytes)
+
+
+def _gb(x: float) -> str:
+    return f"{x / GB:.1f} GB"
+
+
+def remedies(run: RunConfig, need: Need, capacity: float) -> list[str]:
+    """Settings that would make ``need`` fit in ``capacity`` bytes (most useful first)."""
+    out: list[str] = []
+    finetune = need.what.startswith("finetune")
+    if finetune:
+        out.append("finetune=none (index the model as loaded)")
+    work = need.work if need.work < capacity / 2 else capacity / 2  # a batch that fits: see the last remedy
+    if need.what.startswith("method=") and run.method.name in FORWARD_ONLY:
+        if run.model.device_map is None:
+            out.append("model.device_map=auto (layers over the GPUs, then CPU RAM, then disk)")
+    else:
+        shards = math.ceil(need.state / max(capacity - work, 1.0))
+        if need.what.startswith("finetune"):
+            out.append(f"trainer=fsdp trainer.devices={shards} (or more: weights, gradients and optimiser sharded)")
+            if not run.trainer.activation_checkpointing:
+                out.append("trainer.activation_checkpointing=true")
+    if need.what.startswith("finetune (full"):
+        out.append("finetune=lora")
+    if need.work >= capacity / 2 or run.method.name == "rapidin":
+        out.append(f"a smaller batch ({_batch_setting(run, need)})")
+    out.append("a smaller model (model=pythia-1b, ...)")
+    return out
+
+
+def _batch_setting(run: RunConfig, need: Need) -> str:
+    if need.what.startswith("finetune"):
+        return f"finetune.max_tokens_per_batch={max(1, run.finetune.max_tokens_per_batch // 4)}"
+    if run.method.name == "rapidin":
+        return "method.compress_batch=1"
+    if run.method.name == "rise":
+        return f"method.index.batch_tokens={max(1, run.method.index.batch_tokens // 4)}"
+    if hasattr(run.method, "max_tokens"):
+        return f"method.max_tokens={max(1, run.method.max_tokens // 4)}"
+    return "data.max_length=..."
+
+
+def needs(run: RunConfig) -> list[Need]:
+    """What the run will hold on one device, per phase (a finetune, then the method)."""
+    out = [finetune_need(run)] if run.finetune.epochs > 0 else []
+    method = method_need(run)
+    return out + ([method] if method is not None else [])
+
+
+def _per_device(run: RunConfig, need: Need) -> Need:
+    """``need`` as one device holds it: FSDP shards the state over ``trainer.devices x num_nodes``;
+    ``model.device_map`` spreads the weights of forward-only work over GPUs, CPU and disk."""
+    if run.trainer.strategy.startswith("fsdp") and need.what.startswith("finetune"):  # Lightning-owned loops
+        world = max(1, run.trainer.devices) * run.trainer.num_nodes
+        return Need(need.what, need.state / world, need.work)
+    if run.model.device_map is not None and need.what.startswith("method=") and run.method.name in FORWARD_ONLY:
+        layer = need.state / max(1, run.model.layers or 1)
+        return Need(need.what, 2 * layer, need.work)  # at least two blocks resident while the rest stream in
+    return need
+
+
+def admit(run: RunConfig, capacity: tuple[str, float] | None = None) -> None:
+    """Raise a one-line ConfigError when the run would not fit one device (before any model is loaded).
+
+    Args:
+        run: The typed run config.
+        capacity: ``(device name, bytes)``; default: :func:`device_memory` of ``trainer.accelerator``.
+    """
+    m: ModelConfig = run.model
+    if run.stage.name in SERVING_STAGES or not m.has_facts:
+        return
+    if m.arch not in ("gpt_neox", "olmo2", "olmo3"):
+        return  # the memory model counts these architectures' parameters exactly; others are not guessed
+    name, cap = capacity or device_memory(run.trainer.accelerator)
+    usable = USABLE * cap
+    for need in needs(run):
+        placed = _per_device(run, need)
+        if placed.total > usable:
+            fixes = "; ".join(remedies(run, placed, usable))
+            raise ConfigError(
+                f"model={m.name} ({parameter_count(m) / 1e9:.1f}B parameters, {m.dtype}) does not fit: {need.what} "
+                f"needs ~{_gb(placed.total)} on one device, {name} has {_gb(cap)}; to fit, set {fixes}"
+            )
