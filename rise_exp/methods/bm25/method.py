@@ -22,6 +22,7 @@ import numpy as np
 from rise_exp.core.errors import IndexError_
 from rise_exp.core.hashing import config_hash
 from rise_exp.core.locks import cache_lock
+from rise_exp.core.names import safe_component
 from rise_exp.data.records import Record
 from rise_exp.methods.base import AttributionMethod
 
@@ -56,7 +57,8 @@ class BM25Method(AttributionMethod):
         if self.cfg.dir:
             return Path(self.cfg.dir)
         root = Path(self.ctx.index_root) if self.ctx.index_root else Path(self.ctx.work_dir)
-        return root / f"{self.ctx.data_name}-bm25-{config_hash({'method': self.settings(), 'data': data_hash})}"
+        key = config_hash({"method": self.settings(), "data": data_hash})
+        return root / f"{safe_component(self.ctx.data_name)}-bm25-{key}"
 
     def build(self, train: Sequence[Record]) -> None:
         texts = [r.full_text for r in train]
