@@ -1,7 +1,8 @@
 """The ``python -m rise_exp`` entry point: compose the Hydra config, check it, run its stage.
 
-Every user error (a bad setting, an unknown config option, malformed data) prints one line starting
-with ``error:`` and exits with status 2; a bug keeps its traceback (and ``status.json`` in the run dir).
+Every user error (a bad setting, an unknown config option, malformed data) and every environment error (a
+full disk, an unwritable or misplaced run or cache directory) prints one line starting with ``error:`` and
+exits with status 2; a bug keeps its traceback (and ``status.json`` in the run dir).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from rise_exp.core.errors import RiseError
+from rise_exp.core.errors import RiseError, describe_os_error
+from rise_exp.core.files import check_dir_usable
 from rise_exp.core.paths import CONF_DIR
 from rise_exp.core.results import retire_results, write_json
 from rise_exp.core.rss import PeakRss
@@ -43,6 +45,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     typed = RunConfig.from_cfg(cfg)
     check_hardware(typed.trainer)
+    check_dir_usable(Path(typed.paths.cache_dir), "paths.cache_dir")
     if typed.trainer.threads is not None:
         import torch
 
@@ -70,6 +73,17 @@ def hydra_main(cfg: DictConfig) -> None:
     except RiseError as e:
         write_json(run_dir / "status.json", {"status": "failed", "error": str(e)})
         print(f"error: {e}", file=sys.stderr)
+        if not multirun:
+            sys.exit(2)
+    except OSError as e:  # the environment: a full disk, an unwritable or misplaced path
+        message = describe_os_error(e, where=f"a file under {run_dir} or paths.cache_dir")
+        try:
+            write_json(
+                run_dir / "status.json", {"status": "failed", "error": message, "traceback": traceback.format_exc()}
+            )
+        except OSError:
+            pass  # the disk that failed may hold the run directory too
+        print(f"error: {message}", file=sys.stderr)
         if not multirun:
             sys.exit(2)
     except Exception as e:  # a bug: keep the traceback in the run dir, fail loudly
@@ -162,6 +176,11 @@ def main() -> None:
         if user_full_error:
             raise
         print(f"error: {describe_config_error(e)}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as e:  # Hydra could not create or write the run directory (hydra.run.dir)
+        if user_full_error:
+            raise
+        print(f"error: {describe_os_error(e, where='the run directory (hydra.run.dir)')}", file=sys.stderr)
         sys.exit(2)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class RiseError(Exception):
     """Base class of errors caused by the user's input or configuration."""
@@ -22,3 +24,29 @@ class IndexError_(RiseError):
 def allowed(setting: str, value: object, choices: list[str] | tuple[str, ...]) -> ConfigError:
     """Build the standard 'unknown value' error for a setting."""
     return ConfigError(f"unknown {setting} {value!r}; allowed values: {', '.join(sorted(map(str, choices)))}")
+
+
+#: What an environment error usually means, by errno.
+_OS_HINTS = {
+    errno.EFBIG: "the file size limit was reached (ulimit -f)",
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exhausted",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "no permission",
+    errno.EPERM: "not permitted",
+    errno.ENOTDIR: "a part of the path is a file, not a directory",
+    errno.EEXIST: "a file is in the way of a directory",
+}
+
+
+def describe_os_error(exc: OSError, where: str = "") -> str:
+    """One line for an environment error (disk full, unwritable or misplaced path): the path and the problem.
+
+    Args:
+        exc: The error.
+        where: What to name when the error carries no path (e.g. ``"under paths.cache_dir=/c"``).
+    """
+    path = exc.filename if exc.filename is not None else where or "a file"
+    what = exc.strerror or str(exc) or type(exc).__name__
+    hint = _OS_HINTS.get(exc.errno or 0)
+    return f"cannot create or write {path}: {what}" + (f" ({hint})" if hint and hint.lower() != what.lower() else "")

@@ -86,10 +86,21 @@ class BM25Method(AttributionMethod):
         return self.cfg.reuse
 
     def _write(self, path: Path, train: Sequence[Record], texts: list[str], data_hash: str) -> None:
-        import bm25s
-
+        """Build into ``<path>.building`` and rename it; a failed write (disk full) leaves nothing behind."""
         tmp = path.with_name(path.name + ".building")
         shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            self._write_into(tmp, path, train, texts, data_hash)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise OSError(exc.errno, exc.strerror or str(exc), exc.filename or str(path)) from exc
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def _write_into(self, tmp: Path, path: Path, train: Sequence[Record], texts: list[str], data_hash: str) -> None:
+        import bm25s
+
         tmp.mkdir(parents=True)
         corpus = bm25s.tokenize(texts, stopwords=self.cfg.stopwords, show_progress=False)
         retriever = bm25s.BM25(k1=self.cfg.k1, b=self.cfg.b, method=self.cfg.variant)
