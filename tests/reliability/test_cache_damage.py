@@ -218,3 +218,30 @@ def test_weights_replaced_in_place_with_their_stamp_restored_get_a_new_identity(
     DAMAGES[damage](mine / "model.safetensors")  # written in place: same inode, same size
     assert (mine / "model.safetensors").stat().st_ino == inode
     assert directory_identity(mine, hashes) != before
+
+
+# ------------------------------------------------------------------ a merged adapter (model.adapter)
+@pytest.fixture(scope="module")
+def adapter_setup(tmp_path_factory, tiny_neox, tiny_tokenizer):
+    peft = pytest.importorskip("peft")
+    root = tmp_path_factory.mktemp("adapter")
+    base = tiny_neox()
+    base.save_pretrained(root / "base")
+    tiny_tokenizer.save_pretrained(root / "base")
+    lora = peft.get_peft_model(base, peft.LoraConfig(r=2, target_modules=["query_key_value"], init_lora_weights=False))
+    lora.save_pretrained(root / "adapter")
+    spec = ModelConfig(name="mine", source="local", hub_id=str(root / "base"), adapter=str(root / "adapter"))
+    return spec, root
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_damaged_merged_adapter_is_merged_again_with_a_warning(tmp_path, adapter_setup, damage, caplog):
+    from rise_exp.models.weights import merged_adapter_dir
+
+    spec, root = adapter_setup
+    out = merged_adapter_dir(spec, root / "base", None, tmp_path)
+    clean = entry_bytes(out)
+    DAMAGES[damage](out / ("tokenizer.json" if damage == "delete" else "model.safetensors"))
+    with caplog.at_level(logging.WARNING):
+        assert merged_adapter_dir(spec, root / "base", None, tmp_path) == out
+    assert warned(caplog, "is damaged or incomplete") and entry_bytes(out) == clean
