@@ -17,7 +17,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from rise_exp.core.errors import RiseError, describe_os_error
+from rise_exp.core.errors import RiseError, describe_os_error, environment_cause
 from rise_exp.core.files import check_dir_usable
 from rise_exp.core.paths import CONF_DIR
 from rise_exp.core.results import retire_results, write_json
@@ -75,18 +75,12 @@ def hydra_main(cfg: DictConfig) -> None:
         print(f"error: {e}", file=sys.stderr)
         if not multirun:
             sys.exit(2)
-    except OSError as e:  # the environment: a full disk, an unwritable or misplaced path
-        message = describe_os_error(e, where=f"a file under {run_dir} or paths.cache_dir")
-        try:
-            write_json(
-                run_dir / "status.json", {"status": "failed", "error": message, "traceback": traceback.format_exc()}
-            )
-        except OSError:
-            pass  # the disk that failed may hold the run directory too
-        print(f"error: {message}", file=sys.stderr)
-        if not multirun:
-            sys.exit(2)
-    except Exception as e:  # a bug: keep the traceback in the run dir, fail loudly
+    except Exception as e:
+        cause = environment_cause(e)
+        if cause is not None:  # the environment: a full disk, an unwritable or misplaced path
+            environment_failure(run_dir, cause, multirun)
+            return
+        # a bug: keep the traceback in the run dir, fail loudly
         write_json(
             run_dir / "status.json",
             {"status": "failed", "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()},
@@ -94,6 +88,18 @@ def hydra_main(cfg: DictConfig) -> None:
         if not multirun:
             raise
         log.exception("run %s failed", run_dir)
+
+
+def environment_failure(run_dir: Path, exc: OSError, multirun: bool) -> None:
+    """Report an environment error in one line (exit 2 unless in a sweep); the traceback goes to status.json."""
+    message = describe_os_error(exc, where=f"a file under {run_dir} or paths.cache_dir")
+    try:
+        write_json(run_dir / "status.json", {"status": "failed", "error": message, "traceback": traceback.format_exc()})
+    except OSError:
+        pass  # the disk that failed may hold the run directory too
+    print(f"error: {message}", file=sys.stderr)
+    if not multirun:
+        sys.exit(2)
 
 
 HELP = """\

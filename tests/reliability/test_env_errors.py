@@ -112,3 +112,26 @@ def test_a_hostile_task_title_keeps_the_index_in_the_cache(tmp_path):
     indexes = sorted(p.name.split("-bm25-")[0] for p in (tmp_path / "cache" / "indexes").iterdir() if p.is_dir())
     assert indexes == sorted(safe_component(t) for t in titles) and indexes[0] == "ESCAPE"
     assert not list(tmp_path.parent.parent.glob("ESCAPE*")) and not list(tmp_path.glob("ABS*"))
+
+
+def test_environment_errors_reported_by_libraries_are_recognised():
+    import errno
+
+    from safetensors import SafetensorError
+
+    from rise_exp.core.errors import describe_os_error, environment_cause
+
+    efbig = 'Error while serializing: IoError(Os { code: 27, kind: FileTooLarge, message: "File too large" })'
+    assert environment_cause(SafetensorError(efbig)).errno == errno.EFBIG
+    assert environment_cause(RuntimeError("[Errno 28] No space left on device")).errno == errno.ENOSPC
+    try:
+        try:
+            raise OSError(errno.EACCES, "Permission denied", "/x/y")
+        except OSError as inner:
+            raise RuntimeError("wrapped") from inner
+    except RuntimeError as outer:
+        assert describe_os_error(environment_cause(outer)) == "cannot create or write /x/y: Permission denied"
+    assert environment_cause(ValueError("a bug")) is None and environment_cause(OSError("no errno")) is None
+    assert describe_os_error(OSError(errno.EFBIG, "File too large"), "a file under /r") == (
+        "cannot create or write a file under /r: File too large (the file size limit, ulimit -f, was reached)"
+    )
