@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from rise_exp.config.settings import Settings, setting
-from rise_exp.core.names import safe_component
 
 SOURCES = ("synthetic", "local", "hf")
 DOMAINS = ("finance", "medical")
@@ -31,7 +30,7 @@ class TaskConfig(Settings):
     @property
     def data_name(self) -> str:
         """What the data is called in run directories and titles (the task name for built-in tasks)."""
-        return safe_component(self.name)
+        return self.name
 
     def require(self, *names: str) -> None:
         """Raise naming every setting of ``names`` that is unset for this source."""
@@ -186,14 +185,14 @@ class CustomTaskConfig(TaskConfig):
 
     @property
     def data_name(self) -> str:
-        """What the data is called: ``title``, else the pool's file name or dataset id, made one safe path
-        component (it names run and index directories: ``../x`` or ``/abs/x`` never leave them)."""
+        """What the data is called: ``title``, else the pool's file name or dataset id (as written: every
+        path built from it makes it one safe component, ``core/names.py::safe_component``)."""
         from pathlib import Path
 
         if self.title:
-            return safe_component(self.title)
+            return self.title
         source = self.train_path if self.source == "local" else self.hf_id
-        return safe_component(Path(str(source)).stem if source else self.name)
+        return Path(str(source)).stem if source else self.name
 
 
 TASK_CONFIGS: dict[str, type[TaskConfig]] = {

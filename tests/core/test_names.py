@@ -33,16 +33,19 @@ def test_safe_component_by_hand():
 
 
 @pytest.mark.parametrize("name", HOSTILE)
-def test_task_title_and_train_path_stem_are_contained(name, tmp_path):
-    for cfg in (
-        CustomTaskConfig(title=name or None, train_path="pool.jsonl"),
-        CustomTaskConfig(source="hf", hf_id=name or "x"),
+def test_the_run_directory_name_of_a_title_or_hub_id_is_contained(name, tmp_path):
+    """``${data_name:${task}}`` of conf/config.yaml: the run directory's data component."""
+    for task in (
+        {"name": "custom", "title": name or None, "train_path": "p.jsonl"},
+        {"name": "custom", "source": "hf", "hf_id": name or "x"},
     ):
-        got = cfg.data_name
-        assert got == safe_component(got) and (tmp_path / got).resolve().parent == tmp_path.resolve()
-        assert data_name({"name": "custom", "title": name or None, "train_path": "p.jsonl"}) == safe_component(
-            name or "p"
-        )
+        got = data_name(task)
+        assert (tmp_path / got).resolve().parent == tmp_path.resolve(), (task, got)
+    assert data_name({"name": "custom", "title": name or None, "train_path": "p.jsonl"}) == safe_component(name or "p")
+
+
+def test_a_title_is_kept_as_written_for_display():
+    assert CustomTaskConfig(title="my pool", train_path="p.jsonl").data_name == "my pool"
 
 
 @pytest.mark.parametrize("name", HOSTILE)
