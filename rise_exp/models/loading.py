@@ -75,11 +75,13 @@ def load_pretrained(
             "model.hub_id, the network / HF_HUB_OFFLINE, or use an embedded model (model=tiny-pythia or "
             "model=tiny-olmo)"
         ) from None
-    except Exception as e:  # a damaged checkpoint: unreadable weights, tokenizer or config
+    except (MemoryError, torch.OutOfMemoryError):
+        raise
+    except Exception as e:  # a damaged or foreign checkpoint: unreadable weights, tokenizer or config
         if not Path(path_or_id).is_dir():
             raise
         raise ConfigError(
-            f"cannot load the checkpoint {path_or_id}: it is damaged ({type(e).__name__}: {_first_line(e)})"
+            f"cannot load the checkpoint {path_or_id} (damaged or incomplete?): {type(e).__name__}: {_first_line(e)}"
         ) from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
