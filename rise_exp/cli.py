@@ -1,7 +1,8 @@
 """The ``python -m rise_exp`` entry point: compose the Hydra config, check it, run its stage.
 
-Every user error (a bad setting, an unknown config option, malformed data) prints one line starting
-with ``error:`` and exits with status 2; a bug keeps its traceback (and ``status.json`` in the run dir).
+Every user error (a bad setting, an unknown config option, malformed data) and every environment error (a
+full disk, an unwritable or misplaced run or cache directory) prints one line starting with ``error:`` and
+exits with status 2; a bug keeps its traceback (and ``status.json`` in the run dir).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from rise_exp.core.errors import RiseError
+from rise_exp.core.errors import RiseError, describe_os_error, environment_cause
+from rise_exp.core.files import check_dir_usable
 from rise_exp.core.paths import CONF_DIR
 from rise_exp.core.results import retire_results, write_json
 from rise_exp.core.rss import PeakRss
@@ -44,6 +46,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     typed = RunConfig.from_cfg(cfg)
     check_hardware(typed.trainer)
+    check_dir_usable(Path(typed.paths.cache_dir), "paths.cache_dir")
     admit(typed)  # before any download or load: does the model x method x trainer fit the devices?
     if typed.trainer.threads is not None:
         import torch
@@ -74,7 +77,12 @@ def hydra_main(cfg: DictConfig) -> None:
         print(f"error: {e}", file=sys.stderr)
         if not multirun:
             sys.exit(2)
-    except Exception as e:  # a bug: keep the traceback in the run dir, fail loudly
+    except Exception as e:
+        cause = environment_cause(e)
+        if cause is not None:  # the environment: a full disk, an unwritable or misplaced path
+            environment_failure(run_dir, cause, multirun)
+            return
+        # a bug: keep the traceback in the run dir, fail loudly
         write_json(
             run_dir / "status.json",
             {"status": "failed", "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()},
@@ -82,6 +90,18 @@ def hydra_main(cfg: DictConfig) -> None:
         if not multirun:
             raise
         log.exception("run %s failed", run_dir)
+
+
+def environment_failure(run_dir: Path, exc: OSError, multirun: bool) -> None:
+    """Report an environment error in one line (exit 2 unless in a sweep); the traceback goes to status.json."""
+    message = describe_os_error(exc, where=f"a file under {run_dir} or paths.cache_dir")
+    try:
+        write_json(run_dir / "status.json", {"status": "failed", "error": message, "traceback": traceback.format_exc()})
+    except OSError:
+        pass  # the disk that failed may hold the run directory too
+    print(f"error: {message}", file=sys.stderr)
+    if not multirun:
+        sys.exit(2)
 
 
 HELP = """\
@@ -164,6 +184,11 @@ def main() -> None:
         if user_full_error:
             raise
         print(f"error: {describe_config_error(e)}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as e:  # Hydra could not create or write the run directory (hydra.run.dir)
+        if user_full_error:
+            raise
+        print(f"error: {describe_os_error(e, where='the run directory (hydra.run.dir)')}", file=sys.stderr)
         sys.exit(2)
 
 

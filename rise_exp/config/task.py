@@ -185,7 +185,8 @@ class CustomTaskConfig(TaskConfig):
 
     @property
     def data_name(self) -> str:
-        """What the data is called: ``title``, else the pool's file name or dataset id."""
+        """What the data is called: ``title``, else the pool's file name or dataset id (as written: every
+        path built from it makes it one safe component, ``core/names.py::safe_component``)."""
         from pathlib import Path
 
         if self.title:

@@ -9,6 +9,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from rise_exp.core.files import write_atomic
+
 #: Each ensemble member's metrics (the attribute stage with ``stage.members=true``; read by the report).
 MEMBERS_FILE = "members.csv"
 #: What stages write as a run's result (globs, relative to the run dir).
@@ -35,10 +37,9 @@ def _clean(v: Any) -> Any:
 
 
 def write_json(path: Path, obj: Mapping[str, Any]) -> None:
-    """Write JSON atomically (NaN becomes null)."""
-    tmp = Path(str(path) + ".tmp")
-    tmp.write_text(json.dumps({k: _clean(v) for k, v in obj.items()}, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    """Write JSON atomically (NaN becomes null; a failed write leaves no temporary file)."""
+    text = (json.dumps({k: _clean(v) for k, v in obj.items()}, indent=2, sort_keys=True) + "\n").encode()
+    write_atomic(Path(path), lambda fh: fh.write(text))
 
 
 def retire_results(run_dir: Path) -> list[str]:

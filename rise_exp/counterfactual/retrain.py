@@ -24,6 +24,7 @@ import numpy as np
 from rise_exp.config.finetune import FinetuneConfig
 from rise_exp.config.stages import RetrainConfig
 from rise_exp.config.trainer import TrainerConfig
+from rise_exp.core import sealed
 from rise_exp.core.hashing import config_hash
 from rise_exp.core.locks import cache_lock
 from rise_exp.counterfactual.measure import measure, measure_settings, style_answers
@@ -116,6 +117,7 @@ class Retrainer:
             tmp = path.with_name(path.name + ".tmp")
             tmp.write_text(json.dumps(payload))
             os.replace(tmp, path)
+            sealed.seal_file(path)
             self.trained += 1
             return values
 
@@ -158,7 +160,7 @@ class Retrainer:
 
 def _read(path: Path, measures: Sequence[str]) -> dict[str, np.ndarray] | None:
     """A stored result holding every measure, else None (then retrained; a damaged file is logged)."""
-    if not path.exists():
+    if not sealed.reusable_file(path, "the retraining result"):
         return None
     try:
         values = json.loads(path.read_text())["values"]

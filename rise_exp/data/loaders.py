@@ -153,6 +153,8 @@ def records_from_rows(
 
 def _read_text(path: str | Path) -> tuple[Path, str]:
     p = Path(path)
+    if p.is_dir():
+        raise DataError(f"{p}: is a directory, not a JSONL / JSON file")
     if not p.is_file():
         raise DataError(f"{p}: file not found")
     try:
@@ -316,6 +318,8 @@ def load_records(spec: str | Path | Mapping[str, Any], **kwargs: Any) -> list[Re
         return load_jsonl(s, **opts)
     if s.endswith(".json"):
         return load_json(s, **opts)
+    if Path(s).is_dir():
+        raise DataError(f"{s}: is a directory, not a JSONL / JSON file")
     raise ConfigError(f"data path {s!r}: unsupported; use a .jsonl or .json file, or 'hf:<dataset id>'")
 
 

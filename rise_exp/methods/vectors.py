@@ -32,6 +32,7 @@ import torch
 from rise_exp.core.errors import ConfigError, IndexError_
 from rise_exp.core.hashing import config_hash
 from rise_exp.core.locks import cache_lock, launched_rank
+from rise_exp.core.names import safe_component
 from rise_exp.data.encoding import EncodedRow, rows_hash
 from rise_exp.data.records import Record
 from rise_exp.index import MANIFEST, BatchPlan, IndexWriter, SignatureIndex, manifest_diff, tables_sha256
@@ -178,7 +179,7 @@ class VectorIndexMethod(AttributionMethod):
         if self.ctx.index_root is None:
             return Path(self.ctx.work_dir) / f"{self.name}_index"
         key = config_hash({"model": self.ctx.model_id, "method": self.identity(), "data": data_hash}, n=12)
-        return Path(self.ctx.index_root) / f"{self.ctx.data_name}-{self.name}-{key}"
+        return Path(self.ctx.index_root) / f"{safe_component(self.ctx.data_name)}-{self.name}-{key}"
 
     def serving(self) -> dict[str, Any]:
         """What a later run needs to answer queries from the index alone: the weights and the query encoding."""

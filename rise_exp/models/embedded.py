@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from rise_exp.config.model import ModelConfig
-from rise_exp.core import progress
+from rise_exp.core import progress, sealed
 from rise_exp.core.hashing import config_hash
 from rise_exp.core.locks import cache_lock
 from rise_exp.models.loading import DTYPES
@@ -80,13 +80,14 @@ def embedded_dir(spec: ModelConfig, texts: Iterable[str], cache_dir: Path) -> Pa
 def prepare_embedded(spec: ModelConfig, texts: Sequence[str], cache_dir: Path) -> Path:
     """Train the tokenizer and initialise the tiny model unless cached; return the HF directory.
 
-    Concurrent runs build it once: the builder holds ``<dir>.lock``, the others wait and reuse it.
+    Concurrent runs build it once: the builder holds ``<dir>.lock``, the others wait and reuse it. The
+    directory is sealed (:mod:`rise_exp.core.sealed`); a damaged or unsealed one is rebuilt with a warning.
     """
     out = embedded_dir(spec, texts, cache_dir)
-    if (out / "READY").exists():
+    if sealed.problem(out) is None:
         return out
     with cache_lock(out, f"the embedded tokenizer and model {out.name}"):
-        if not (out / "READY").exists():
+        if not sealed.reusable(out, "the embedded tokenizer and model"):
             _build_embedded(spec, texts, out)
     return out
 
@@ -100,4 +101,4 @@ def _build_embedded(spec: ModelConfig, texts: Sequence[str], out: Path) -> None:
     model.config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    (out / "READY").write_text(f"embedded:{spec.name}\n")
+    sealed.seal(out, {"built": f"embedded:{spec.name}"})

@@ -13,8 +13,10 @@ import importlib.util
 import logging
 from pathlib import Path
 
+from rise_exp.core import sealed
 from rise_exp.core.errors import ConfigError
 from rise_exp.core.hashing import file_sha256
+from rise_exp.core.names import contained
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,7 @@ def gguf_location(source: str, where: str, gguf_file: str) -> tuple[str, str]:
         root = Path(where)
     else:
         return where, f"{where}/{gguf_file}"
-    path = root / gguf_file
+    path = contained(root, gguf_file, "model.gguf_file")
     if not path.is_file():
         raise ConfigError(f"model.gguf_file {gguf_file!r} not found in {root}")
     return str(root), f"gguf:{gguf_file}:{file_sha256(path)[:16]}"
@@ -49,7 +51,7 @@ def convert_gguf(where: str, gguf_file: str, out: Path, *, revision: str | None 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if (out / "READY").exists():
+    if sealed.reusable(out, "the GGUF conversion"):
         return out
     log.info("converting %s/%s to a float checkpoint in %s (once)", where, gguf_file, out)
     try:
@@ -69,5 +71,5 @@ def convert_gguf(where: str, gguf_file: str, out: Path, *, revision: str | None 
     out.mkdir(parents=True, exist_ok=True)
     fresh.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    (out / "READY").write_text(f"{where}/{gguf_file}\n")
+    sealed.seal(out, {"built": f"{where}/{gguf_file}"})
     return out

@@ -3,8 +3,8 @@
 - A local directory (``model.source: local``, or any ``hub_id`` that is an existing directory): a
   content hash of its model files (weights ``*.safetensors`` / ``*.bin`` / ``*.gguf`` / ``*.pt``, and the
   config and tokenizer files next to them). Each file's sha256 is computed once and remembered in
-  ``<cache_dir>/identity/file-sha256.json`` under its path, size, modification time and inode, so
-  weights replaced in place are hashed again and give another identity.
+  ``<cache_dir>/identity/file-sha256.json`` under its path, size, modification and change times and
+  inode, so weights replaced in place (even with ``touch -r``) are hashed again and give another identity.
 - A hub model: the commit its revision resolves to in the local Hugging Face cache (offline); when it
   does not resolve, the revision string, and the identity says ``(unresolved revision)``.
 - An embedded model: its config hash and the hash of the text its tokenizer was trained on (the name
@@ -25,6 +25,7 @@ from typing import Any
 
 from rise_exp.core.hashing import file_sha256
 from rise_exp.core.locks import cache_lock
+from rise_exp.core.sealed import stamp
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
 #: Files that make up a model directory (weights, config, tokenizer).
@@ -46,13 +47,11 @@ def model_files(root: Path) -> list[Path]:
     return sorted(out)
 
 
-def _stamp(path: Path) -> str:
-    st = path.stat()
-    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
-
-
 def files_sha256(files: list[Path], cache_file: Path | None) -> dict[Path, str]:
-    """sha256 of each file, from ``cache_file`` when its (path, size, mtime, inode) stamp is unchanged."""
+    """sha256 of each file, from ``cache_file`` when its (path, size, mtime, ctime, inode) stamp is unchanged.
+
+    ``ctime`` is set by the kernel on every write, rename or ``touch``: weights replaced in place with their
+    size and modification time restored (``touch -r``) still get a new stamp, so they are hashed again."""
     cache: dict[str, Any] = {}
     if cache_file is not None and cache_file.is_file():
         try:
@@ -61,13 +60,13 @@ def files_sha256(files: list[Path], cache_file: Path | None) -> dict[Path, str]:
             cache = {}  # a damaged cache is only a cache: hash again
     out, changed = {}, False
     for path in files:
-        key, stamp = str(path.resolve()), _stamp(path)
+        key, now = str(path.resolve()), stamp(path)
         entry = cache.get(key)
-        if isinstance(entry, dict) and entry.get("stamp") == stamp and isinstance(entry.get("sha256"), str):
+        if isinstance(entry, dict) and entry.get("stamp") == now and isinstance(entry.get("sha256"), str):
             out[path] = entry["sha256"]
             continue
         out[path] = file_sha256(path)
-        cache[key] = {"stamp": stamp, "sha256": out[path]}
+        cache[key] = {"stamp": now, "sha256": out[path]}
         changed = True
     if changed and cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)

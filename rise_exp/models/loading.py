@@ -7,9 +7,26 @@ from pathlib import Path
 
 import torch
 
+from rise_exp.core import sealed
 from rise_exp.core.errors import ConfigError
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def check_sealed(path: str | Path) -> None:
+    """Refuse, in one line, a sealed checkpoint directory (a cache entry) whose files changed since it was
+    written; unsealed directories (a user's own checkpoint) and hub ids pass."""
+    path = Path(path)
+    if not (path / sealed.SEAL).is_file():
+        return
+    issue = sealed.problem(path)
+    if issue is not None:
+        raise ConfigError(f"the checkpoint {path} is damaged ({issue}); delete it and rerun to rebuild it")
 
 
 def _is_adapter(path: str | Path) -> bool:
@@ -41,6 +58,7 @@ def load_pretrained(
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    check_sealed(path_or_id)
     if _is_adapter(path_or_id):
         import json
 
@@ -88,9 +106,17 @@ def load_pretrained(
         )
     except OSError as e:  # not found / no network
         raise ConfigError(
-            f"cannot load model {path_or_id!r} (revision {revision!r}): {str(e).splitlines()[0]} -- check "
+            f"cannot load model {path_or_id!r} (revision {revision!r}): {_first_line(e)} -- check "
             "model.hub_id, the network / HF_HUB_OFFLINE, or use an embedded model (model=tiny-pythia or "
             "model=tiny-olmo)"
+        ) from None
+    except (MemoryError, torch.OutOfMemoryError):
+        raise
+    except Exception as e:  # a damaged or foreign checkpoint: unreadable weights, tokenizer or config
+        if not Path(path_or_id).is_dir():
+            raise
+        raise ConfigError(
+            f"cannot load the checkpoint {path_or_id} (damaged or incomplete?): {type(e).__name__}: {_first_line(e)}"
         ) from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from rise_exp.config.model import ModelConfig
+from rise_exp.core import sealed
 from rise_exp.core.errors import ConfigError
 from rise_exp.core.hashing import config_hash
 from rise_exp.core.locks import cache_lock
@@ -35,7 +36,7 @@ def resolve_weights(spec: ModelConfig, texts: Sequence[str], cache_dir: Path) ->
 
         where, identity = gguf_location(spec.source, spec.package or spec.hub_id or "", spec.gguf_file)
         out = Path(cache_dir) / "models" / f"gguf-{spec.name}-{config_hash(identity)}"
-        if not (out / "READY").exists():
+        if sealed.problem(out) is not None:
             with cache_lock(out, f"the GGUF conversion {out.name}"):
                 convert_gguf(where, spec.gguf_file, out, revision=spec.revision)
         return out, None
@@ -50,9 +51,9 @@ def merged_adapter_dir(spec: ModelConfig, path: str | Path, revision: str | None
     in memory would reload later without the adapter.
     """
     out = Path(cache_dir) / "models" / f"merged-{spec.name}-{config_hash(identify_model(spec, path, cache_dir))}"
-    if not (out / "READY").exists():
+    if sealed.problem(out) is not None:
         with cache_lock(out, f"the merged checkpoint {out.name}"):
-            if not (out / "READY").exists():
+            if not sealed.reusable(out, "the merged checkpoint"):
                 log.info("merging adapter %s into %s: a full checkpoint in %s (once)", spec.adapter, path, out)
                 model, tokenizer = load_pretrained(
                     path, revision=revision, dtype=spec.dtype, trust_remote_code=spec.trust_remote_code
@@ -61,7 +62,7 @@ def merged_adapter_dir(spec: ModelConfig, path: str | Path, revision: str | None
                 out.mkdir(parents=True, exist_ok=True)
                 model.save_pretrained(out)
                 tokenizer.save_pretrained(out)
-                (out / "READY").write_text(f"{path} + adapter {spec.adapter}\n")
+                sealed.seal(out, {"built": f"{path} + adapter {spec.adapter}"})
     return out
 
 

@@ -10,7 +10,6 @@ then builds the typed objects (value ranges, choices and rules across settings) 
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +32,7 @@ from rise_exp.config.stages import (
 from rise_exp.config.task import TASK_CONFIGS, TaskConfig
 from rise_exp.config.trainer import TrainerConfig
 from rise_exp.core.errors import ConfigError, allowed
+from rise_exp.core.names import safe_component
 from rise_exp.core.paths import CONF_DIR
 from rise_exp.methods import registry
 from rise_exp.methods.base import seeded
@@ -70,8 +70,7 @@ def data_name(task: Any) -> str:
         name = TASK_CONFIGS[data.get("name")].from_mapping(data).data_name
     except (KeyError, ConfigError):
         name = str(data.get("name", "task"))
-    safe = re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("._+-")
-    return safe or "data"
+    return safe_component(name)
 
 
 def _safe_name(key: str, *, _root_: Any) -> str:

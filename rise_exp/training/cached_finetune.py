@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import random
+import re
 import shutil
 import time
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ import torch
 
 from rise_exp.config.finetune import FinetuneConfig
 from rise_exp.config.trainer import TrainerConfig
+from rise_exp.core import sealed
 from rise_exp.core.files import save_json
 from rise_exp.core.hashing import config_hash
 from rise_exp.core.locks import cache_lock, launched_rank
@@ -70,6 +72,7 @@ class SaveHFEachEpoch(L.Callback):
         d = self.out_dir / f"epoch-{epoch:03d}"
         module.model.save_pretrained(d)
         self.tokenizer.save_pretrained(d)
+        sealed.seal(d, {"epoch": epoch})
 
     def on_train_start(self, trainer: L.Trainer, pl_module: CausalLMModule) -> None:
         if trainer.is_global_zero and not (self.out_dir / "epoch-000").is_dir():  # a resumed run keeps its start
@@ -117,13 +120,23 @@ def resume_point(out_dir: Path, tidy: bool = True) -> tuple[Path, int] | None:
     except (ValueError, KeyError, TypeError) as exc:
         log.warning("%s is unreadable (%s); the finetune starts over", marker, exc)
         return None
-    if not all((out_dir / f"epoch-{e:03d}").is_dir() for e in range(done + 1)):
-        log.warning("%s names epoch %d but its checkpoints are incomplete; the finetune starts over", marker, done)
+    damaged = _damaged_epochs(out_dir, range(done + 1))
+    if damaged:
+        log.warning("%s names epoch %d but %s; the finetune starts over", marker, done, damaged)
         return None
     for extra in out_dir.glob("epoch-*") if tidy else ():
         if extra.is_dir() and extra.name > f"epoch-{done:03d}":
             shutil.rmtree(extra)
     return ckpt, done
+
+
+def _damaged_epochs(out_dir: Path, epochs: Sequence[int]) -> str | None:
+    """What is wrong with the sealed checkpoints ``epoch-<e>`` of ``out_dir`` (first problem), or None."""
+    for e in epochs:
+        issue = sealed.problem(out_dir / f"epoch-{e:03d}")
+        if issue is not None:
+            return f"epoch-{e:03d}: {issue}"
+    return None
 
 
 def finetune_key(model_identity: str, data_hash: str, cfg: FinetuneConfig) -> str:
@@ -158,7 +171,12 @@ def run_finetune(
         info = _finished(out_dir / "DONE.json")
         if info is not None:
             ckpts = sorted(p for p in out_dir.glob("epoch-*") if p.is_dir())
-            return FinetuneResult(out_dir / info["final"], ckpts, info["metrics"], cached=True)
+            damaged = _damaged_epochs(out_dir, range(int(info["final"].rsplit("-", 1)[-1]) + 1))
+            if not damaged:
+                return FinetuneResult(out_dir / info["final"], ckpts, info["metrics"], cached=True)
+            log.warning("the cached finetune %s is damaged (%s); retraining it", out_dir, damaged)
+            if lead:
+                (out_dir / "DONE.json").unlink()
         resume = resume_point(out_dir, tidy=lead)
         if resume is not None:
             log.info("resuming the unfinished finetune %s after epoch %d", out_dir, resume[1])
@@ -177,7 +195,7 @@ def _finished(done: Path) -> dict[str, Any] | None:
     try:
         info = json.loads(done.read_text())
         if isinstance(info, dict) and isinstance(info.get("final"), str) and isinstance(info.get("metrics"), dict):
-            if (done.parent / info["final"]).is_dir():
+            if re.fullmatch(r"epoch-\d{3}", info["final"]) and (done.parent / info["final"]).is_dir():
                 return info
         problem = "lacks 'final' / 'metrics' or its final checkpoint"
     except ValueError as exc:

@@ -180,7 +180,7 @@ def test_stride_stores_its_operators_and_reuses_them(
     with caplog.at_level("WARNING"):
         damaged = stride()
         damaged.build(train)
-    assert "cannot read stored operators" in caplog.text and len(trained) == 2
+    assert "stored operators" in caplog.text and "is damaged" in caplog.text and len(trained) == 2
     np.testing.assert_allclose(damaged.score(queries), expected, rtol=1e-5, atol=1e-7)
     assert stride().operator_file(rows).is_file()
 

@@ -23,9 +23,9 @@ def test_embedded_model_builds_caches_and_reloads(tmp_path, sentences, name):
     ids = torch.tensor([tok.encode("the bank rate")])
     assert model(ids).logits.shape == (1, ids.shape[1], model.config.vocab_size)
     # cached: the same directory, untouched, on a second call
-    stamp = (Path(path) / "READY").stat().st_mtime_ns
+    stamp = (Path(path) / "SEALED.json").stat().st_mtime_ns
     assert prepare_embedded(spec, sentences, tmp_path) == Path(path)
-    assert (Path(path) / "READY").stat().st_mtime_ns == stamp
+    assert (Path(path) / "SEALED.json").stat().st_mtime_ns == stamp
     # another text -> another cache entry
     assert prepare_embedded(spec, sentences[:50], tmp_path) != Path(path)
 

@@ -42,7 +42,7 @@ def smol(tmp_path_factory):
 
 def test_conversion_keeps_the_checkpoints_architecture_and_logits(smol):
     model, tok, spec, path = smol
-    assert (path / "READY").exists() and (path / "model.safetensors").exists() and tok.chat_template
+    assert (path / "SEALED.json").exists() and (path / "model.safetensors").exists() and tok.chat_template
     cfg = model.config
     assert (cfg.model_type, cfg.num_hidden_layers, cfg.hidden_size, cfg.vocab_size) == ("llama", 30, 576, 49152)
     assert cfg.tie_word_embeddings and model.get_output_embeddings().weight is model.get_input_embeddings().weight

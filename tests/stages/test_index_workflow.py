@@ -23,7 +23,8 @@ def cache_state(cache: Path) -> dict[str, int]:
     return {
         str(p.relative_to(cache)): p.stat().st_mtime_ns
         for p in cache.rglob("*")
-        if p.is_file() and not p.name.endswith((".lock", ".json")) or p.name in ("READY", "DONE.json", "manifest.json")
+        if p.is_file()
+        and (not p.name.endswith((".lock", ".json")) or p.name in ("SEALED.json", "DONE.json", "manifest.json"))
     }
 
 

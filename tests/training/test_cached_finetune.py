@@ -109,7 +109,7 @@ def test_lora_finetune_of_a_local_directory_and_model_adapter(tmp_path, tiny_neo
         assert torch.allclose(merged(ids).logits, kept(ids).logits, atol=1e-5)
         assert not torch.allclose(merged(ids).logits, load_pretrained(base_dir)[0](ids).logits, atol=1e-4)
     # the merged weights live in one cached directory, so a LoRA finetune on top reloads with both adapters
-    assert source != base_dir and (source / "READY").exists()
+    assert source != base_dir and (source / "SEALED.json").exists()
     assert load_base_model(spec, [], tmp_path / "cache")[2] == source  # merged once, then reused
     second = run_finetune(merged, tok, train, cfg=cfg, trainer=TRAINER, out_dir=tmp_path / "ft2")
     reloaded, _ = load_pretrained(second.final_dir)

@@ -22,6 +22,7 @@ import numpy as np
 from rise_exp.core.errors import IndexError_
 from rise_exp.core.hashing import config_hash
 from rise_exp.core.locks import cache_lock
+from rise_exp.core.names import safe_component
 from rise_exp.data.records import Record
 from rise_exp.methods.base import AttributionMethod
 
@@ -56,7 +57,8 @@ class BM25Method(AttributionMethod):
         if self.cfg.dir:
             return Path(self.cfg.dir)
         root = Path(self.ctx.index_root) if self.ctx.index_root else Path(self.ctx.work_dir)
-        return root / f"{self.ctx.data_name}-bm25-{config_hash({'method': self.settings(), 'data': data_hash})}"
+        key = config_hash({"method": self.settings(), "data": data_hash})
+        return root / f"{safe_component(self.ctx.data_name)}-bm25-{key}"
 
     def build(self, train: Sequence[Record]) -> None:
         texts = [r.full_text for r in train]
@@ -84,10 +86,21 @@ class BM25Method(AttributionMethod):
         return self.cfg.reuse
 
     def _write(self, path: Path, train: Sequence[Record], texts: list[str], data_hash: str) -> None:
-        import bm25s
-
+        """Build into ``<path>.building`` and rename it; a failed write (disk full) leaves nothing behind."""
         tmp = path.with_name(path.name + ".building")
         shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            self._write_into(tmp, path, train, texts, data_hash)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise OSError(exc.errno, exc.strerror or str(exc), exc.filename or str(path)) from exc
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def _write_into(self, tmp: Path, path: Path, train: Sequence[Record], texts: list[str], data_hash: str) -> None:
+        import bm25s
+
         tmp.mkdir(parents=True)
         corpus = bm25s.tokenize(texts, stopwords=self.cfg.stopwords, show_progress=False)
         retriever = bm25s.BM25(k1=self.cfg.k1, b=self.cfg.b, method=self.cfg.variant)

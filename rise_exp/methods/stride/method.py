@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from rise_exp.core import progress
 from rise_exp.core.errors import ConfigError
 from rise_exp.core.hashing import config_hash
+from rise_exp.core.names import safe_component
 from rise_exp.data.encoding import EncodedRow, collate, rows_hash, token_budget_batches
 from rise_exp.data.records import Record
 from rise_exp.methods.base import AttributionMethod, MethodContext
@@ -218,7 +219,7 @@ class Stride(AttributionMethod):
         return (
             Path(self.ctx.index_root)
             / "stride-operators"
-            / f"{self.ctx.data_name}-{config_hash(key, n=16)}.safetensors"
+            / f"{safe_component(self.ctx.data_name)}-{config_hash(key, n=16)}.safetensors"
         )
 
     def _restore(self, path: Path | None, n_rows: int, n_ops: int, hidden: int) -> bool:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rise_exp.core import sealed
 from rise_exp.core.files import write_atomic
 
 log = logging.getLogger(__name__)
@@ -45,12 +46,13 @@ def save_operators(path: Path, state: StoredOperators) -> None:
     blob = save(tensors, metadata={"layer": str(state.layer)})
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, lambda fh: fh.write(blob))
+    sealed.seal_file(path)
 
 
 def load_operators(path: Path, *, n_ops: int, n_rows: int, hidden: int, rank: int) -> StoredOperators | None:
     """The state saved at ``path`` if it exists, reads and has the expected shapes; else None (with a warning
-    when a file was there but unusable)."""
-    if not path.is_file():
+    when a file was there but unusable: damaged since it was sealed, unreadable or of other shapes)."""
+    if not sealed.reusable_file(path, "stride: the stored operators"):
         return None
     from safetensors import safe_open
 

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from scipy.stats import rankdata
 
-from rise_exp.core import progress
+from rise_exp.core import progress, sealed
 from rise_exp.core.errors import ConfigError
 from rise_exp.core.files import save_npy
 from rise_exp.core.hashing import config_hash
@@ -215,7 +215,7 @@ class ZOInf(AttributionMethod):
         losses, params = [], []
         for path in progress.bar(len(self.checkpoints), "zo_inf checkpoints", iterable=self.checkpoints):
             cached = self._key({"token_nll": checkpoint_identity(path), "ids": ids})
-            flat = np.load(cached) if cached.is_file() else None
+            flat = np.load(cached) if sealed.reusable_file(cached, "ZO-Inf token losses") else None
             if flat is not None and flat.shape != (int(lengths.sum()),):
                 log.warning("%s: %d token losses for %d tokens; recomputing them", cached, flat.size, lengths.sum())
                 flat = None
@@ -227,6 +227,7 @@ class ZOInf(AttributionMethod):
                 nll = token_nll(model, rows, pad, max_tokens=self.max_tokens)
                 cached.parent.mkdir(parents=True, exist_ok=True)
                 save_npy(cached, np.concatenate(nll) if nll else np.zeros(0, dtype=np.float32))
+                sealed.seal_file(cached)
             losses.append(masked_row_losses(nll, rows, self.reduction))
             if with_params and model is not None:
                 params.append(flat_params(model, self.scope))
@@ -239,12 +240,14 @@ class ZOInf(AttributionMethod):
     def build(self, train: Sequence[Record]) -> None:
         rows = encode_all(train, self.ctx)
         gram_path = self._gram_path()
-        losses, params = self._losses(rows, with_params=not gram_path.is_file())
-        if gram_path.is_file():
+        have_gram = sealed.reusable_file(gram_path, "ZO-Inf Gram matrix")
+        losses, params = self._losses(rows, with_params=not have_gram)
+        if have_gram:
             self.gram = np.load(gram_path)
         else:
             self.gram = gram_matrix(params)
             save_npy(gram_path, self.gram)
+            sealed.seal_file(gram_path)
         del params
         self.train_losses = losses
         self.index_bytes = int(losses.nbytes + self.gram.nbytes)
