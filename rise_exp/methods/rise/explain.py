@@ -71,10 +71,13 @@ class RiseExplainer:
         cfg: The index's RISE settings.
         tables: Its sketch tables (one per ensemble member).
         pad_id: Padding id of the tokenizer.
+        group: Texts per forward pass (their chunks padded together).
     """
 
-    def __init__(self, model: Any, cfg: RiseConfig, tables: Sequence[SketchTables], pad_id: int) -> None:
-        self.model, self.cfg, self.pad_id = model, cfg, pad_id
+    def __init__(
+        self, model: Any, cfg: RiseConfig, tables: Sequence[SketchTables], pad_id: int, group: int = 16
+    ) -> None:
+        self.model, self.cfg, self.pad_id, self.group = model, cfg, pad_id, group
         self.head = RiseHead.from_model(model, cfg, list(tables))
         self.members = len(self.head.members)
         dims = cfg.block_dims(self.head.vocab_size, self.head.hidden_size)
@@ -87,11 +90,17 @@ class RiseExplainer:
             self.blocks.append((c, offset, sizes[c[0]], sizes[c[1]]))
             offset += dims[c]
 
-    @torch.inference_mode()
     def factors(self, row: EncodedRow) -> TextFactors:
         """The per-token terms of one text (its chunks in one forward pass)."""
-        located = located_chunks(row, self.cfg)
-        batch = collate_chunks([c for _, c in located], self.cfg, self.pad_id)
+        return self.factors_of([row])[0]
+
+    @torch.inference_mode()
+    def factors_of(self, rows: Sequence[EncodedRow]) -> list[TextFactors]:
+        """The per-token terms of several texts, their chunks in one padded forward pass."""
+        located = [located_chunks(r, self.cfg) for r in rows]
+        owner = torch.tensor([i for i, chunks in enumerate(located) for _ in chunks])
+        starts = torch.tensor([s for chunks in located for s, _ in chunks])
+        batch = collate_chunks([c for chunks in located for _, c in chunks], self.cfg, self.pad_id)
         dev = self.head.weight.device
         ids, att = batch["input_ids"].to(dev), batch["attention_mask"].to(dev)
         if not self.head.verified:
@@ -101,12 +110,18 @@ class RiseExplainer:
         hidden = hidden_states(self.model, ids, att)
         k_idx, t_idx = tm.nonzero(as_tuple=True)
         per_member = self.head.member_sketches(hidden[k_idx, t_idx - 1], ids[k_idx, t_idx])
-        sketches = [{k: v.double() for k, v in m.items()} for m in per_member]
-        starts = torch.tensor([s for s, _ in located], device=dev)
-        positions = (starts[k_idx] + t_idx).cpu().numpy()
-        weights = self._weights(sketches, k_idx, len(located))
-        signature = torch.cat([self._member_signature(sk, weights[e]) for e, sk in enumerate(sketches)])
-        return TextFactors(row.input_ids, positions, sketches, weights, signature)
+        k_idx, t_idx = k_idx.cpu(), t_idx.cpu()
+        out = []
+        for i, row in enumerate(rows):
+            mine = owner[k_idx] == i
+            first = int((owner < i).sum())  # this text's first chunk in the batch
+            sketches = [{k: v[mine.to(v.device)].double() for k, v in m.items()} for m in per_member]
+            chunk = k_idx[mine] - first
+            weights = self._weights(sketches, chunk.to(dev), len(located[i]))
+            signature = torch.cat([self._member_signature(sk, weights[e]) for e, sk in enumerate(sketches)])
+            positions = (starts[k_idx[mine]] + t_idx[mine]).numpy()
+            out.append(TextFactors(row.input_ids, positions, sketches, weights, signature))
+        return out
 
     def _member_signature(self, sk: dict[str, torch.Tensor], w: torch.Tensor) -> torch.Tensor:
         parts = []
@@ -155,24 +170,28 @@ class RiseExplainer:
     ) -> list[list[PairExplanation]]:
         """The shares of every ``(queries[q], rows[q][j])`` score; ``row_of(i)`` is pool row ``i`` encoded as
         the index encoded it. Each distinct row is computed once and dropped when its pairs are done."""
-        found = [self.factors(q) for q in queries]
+        found = [f for part in _groups(queries, self.group) for f in self.factors_of(part)]
         query_pieces = [token_pieces(tokenizer, q.ids.tolist()) for q in found]
         out: list[list[PairExplanation | None]] = [[None] * len(r) for r in rows]
         where: dict[int, list[tuple[int, int]]] = {}
         for qi, line in enumerate(rows):
             for j, i in enumerate(line):
                 where.setdefault(int(i), []).append((qi, j))
-        for i, pairs in where.items():
-            row = self.factors(row_of(i))
-            pieces = token_pieces(tokenizer, row.ids.tolist())
-            for qi, j in pairs:
-                q = found[qi]
-                out[qi][j] = PairExplanation(
-                    query=_token_shares(query_pieces[qi], q, self.shares(q, row.signature)),
-                    row=_token_shares(pieces, row, self.shares(row, q.signature)),
-                    explained=float(q.signature @ row.signature),
-                )
+        for part in _groups(list(where), self.group):
+            for i, row in zip(part, self.factors_of([row_of(i) for i in part])):
+                pieces = token_pieces(tokenizer, row.ids.tolist())
+                for qi, j in where[i]:
+                    q = found[qi]
+                    out[qi][j] = PairExplanation(
+                        query=_token_shares(query_pieces[qi], q, self.shares(q, row.signature)),
+                        row=_token_shares(pieces, row, self.shares(row, q.signature)),
+                        explained=float(q.signature @ row.signature),
+                    )
         return [[p for p in line if p is not None] for line in out]
+
+
+def _groups(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def _divisor(x: torch.Tensor, eps: float) -> float:
