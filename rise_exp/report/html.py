@@ -104,7 +104,7 @@ def data_uri(path: Path) -> str:
     return f"data:{kind};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
 
 
-def metric_chart(values: Mapping[str, float], chance: Mapping[str, float], width: int = 520) -> Markup:
+def metric_chart(values: Mapping[str, float], chance: Mapping[str, float], width: int = 440) -> Markup:
     """An inline SVG bar chart of metrics in [0, 1] with their chance level as a tick over each bar."""
     names = [k for k, v in values.items() if isinstance(v, (int, float)) and 0 <= v <= 1]
     if not names:

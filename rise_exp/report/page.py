@@ -108,6 +108,12 @@ def label_names(label: Any, positive: str | None, domain: Any = None) -> list[tu
     return out
 
 
+def top_pieces(pieces: Sequence[tuple[str, float | None]], n: int = 3) -> list[tuple[str, float]]:
+    """The ``n`` pieces with the largest positive shares (what a reader looks for first), largest first."""
+    scored = [(text.strip(), s) for text, s in pieces if s is not None and s > 0 and text.strip()]
+    return sorted(scored, key=lambda x: -x[1])[:n]
+
+
 def _pieces(tokens: Sequence[Sequence[Any]] | None) -> list[tuple[str, float | None]]:
     return [(str(p), None if s is None else float(s)) for p, s in (tokens or [])]
 
@@ -134,6 +140,7 @@ def _query_view(q: Mapping[str, Any], positive: str | None) -> dict[str, Any]:
                 "explained": r.get("explained"),
                 "badges": label_names(r.get("label"), positive, r.get("domain")),
                 "html": tokens_html(pieces, row_scale) if pieces else None,
+                "top": top_pieces(pieces),
                 "text": r.get("text") or r.get("preview") or "",
                 "query_html": tokens_html(qp, query_scale) if qp else None,
             }
