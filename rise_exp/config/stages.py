@@ -59,6 +59,13 @@ class AttributeStageConfig(StageConfig):
         "the pool; writes members.csv and their mean and std under metrics.json's members",
     )
 
+    explain: bool = setting(
+        True,
+        "per-token shares of each query's top stage.write_topk rows (explain.jsonl: each query token's and row "
+        "token's share of the score, summing to it; RISE and BM25 exactly, RapidIn with method.lora=true; other "
+        "methods say they have none)",
+    )
+
     def validate(self) -> None:
         if not self.ks or any(k < 1 for k in self.ks):
             raise self.fail("ks", f"must be a non-empty list of positive integers, got {list(self.ks)}")
@@ -99,6 +106,17 @@ class QueryStageConfig(IndexQueriesMixin, StageConfig):
 
     name: str = setting("query", "stage name")
     k: int = setting(10, "rows per query", gt=0)
+
+    def validate(self) -> None:
+        self.check_queries()
+
+
+@dataclass(frozen=True)
+class ExplainStageConfig(IndexQueriesMixin, StageConfig):
+    """Per-token shares of each query's top rows (explain.jsonl) from an existing index, without rebuilding it."""
+
+    name: str = setting("explain", "stage name")
+    k: int = setting(10, "top rows explained per query", gt=0)
 
     def validate(self) -> None:
         self.check_queries()
@@ -356,6 +374,7 @@ STAGE_CONFIGS: dict[str, type[StageConfig]] = {
     "closed_loop": ClosedLoopStageConfig,
     "probe": ProbeStageConfig,
     "query": QueryStageConfig,
+    "explain": ExplainStageConfig,
     "select": SelectStageConfig,
     "diagnose": DiagnoseStageConfig,
     "lds": LdsStageConfig,

@@ -13,10 +13,17 @@ from rise_exp.core.files import write_atomic
 
 #: Each ensemble member's metrics (the attribute stage with ``stage.members=true``; read by the report).
 MEMBERS_FILE = "members.csv"
+#: The protocol's metrics under random rankings (the attribute stage; read by the results page).
+CHANCE_FILE = "chance.json"
+#: The results page every run writes (rise_exp/report/page.py).
+PAGE_FILE = "report.html"
 #: What stages write as a run's result (globs, relative to the run dir).
 RESULT_FILES = (
     "metrics.json",
     MEMBERS_FILE,
+    CHANCE_FILE,
+    PAGE_FILE,
+    "explain.jsonl",
     "scores.npy",
     "topk.jsonl",
     "values.npy",

@@ -188,6 +188,11 @@ class SignatureIndex:
         block, pos = self._where[int(row)]
         return int(block), int(pos)
 
+    @property
+    def stores_tokens(self) -> bool:
+        """Whether every block keeps the token ids its vectors were computed from (:meth:`row_tokens`)."""
+        return bool(self._shards) and all("tokens" in s["files"] for s in self._shards.values())
+
     def row_tokens(self, row: int) -> tuple[np.ndarray, np.ndarray]:
         """Token ids (int64) and target mask (bool) a row's vector was computed from.
 

@@ -15,6 +15,7 @@ from rise_exp.config.run_settings import DEFAULT_SEED, DataConfig
 from rise_exp.config.settings import Settings
 from rise_exp.config.trainer import TrainerConfig
 from rise_exp.data.records import Record
+from rise_exp.methods.explanation import PairExplanation
 from rise_exp.models.placement import Placement
 
 #: Ensemble member ``e`` of a method draws its random tables from ``seed + e * MEMBER_SEED_STRIDE``.
@@ -86,11 +87,14 @@ class AttributionMethod(ABC):
         name: Registry name (``method.name``).
         needs_model: False for model-free methods (BM25): no model is loaded or finetuned.
         needs_checkpoints: True when the method reads the finetuning trajectory (ZO-Inf).
+        share_unit: What per-token explanations split a score over (``token`` or ``word``).
     """
 
     name: ClassVar[str] = "base"
     needs_model: ClassVar[bool] = True
     needs_checkpoints: ClassVar[bool] = False
+    #: What :meth:`explain` splits a score over: model tokens, or words (BM25).
+    share_unit: ClassVar[str] = "token"
 
     def __init__(self, cfg: Settings | Mapping[str, Any], ctx: MethodContext) -> None:
         if not isinstance(cfg, Settings):  # a plain mapping of settings: check it like the CLI does
@@ -115,6 +119,23 @@ class AttributionMethod(ABC):
     @abstractmethod
     def score(self, queries: Sequence[Record]) -> np.ndarray:
         """Influence scores, float32 ``[num_queries, num_train]``; higher = more influential."""
+
+    def explain_unavailable(self) -> str | None:
+        """None when :meth:`explain` splits this method's scores into exact per-token shares; otherwise
+        why it cannot (written to explain.jsonl and the results page)."""
+        return f"{self.name}: its scores are not a sum over token pairs, so it has no per-token shares"
+
+    def explain(
+        self, queries: Sequence[Record], rows: Sequence[Sequence[int]], pool: Sequence[Record] | None = None
+    ) -> list[list[PairExplanation]]:
+        """The query-token and row-token shares of the score of ``queries[q]`` and pool row ``rows[q][j]``
+        (:mod:`~rise_exp.methods.explanation`), each side summing to the pair's score. ``pool`` is the
+        built pool when the caller has it (a method whose index keeps the rows' tokens does not need it).
+
+        Raises:
+            NotImplementedError: the method has no per-token shares (:meth:`explain_unavailable` says why).
+        """
+        raise NotImplementedError(self.explain_unavailable())
 
     def value(self, targets: Sequence[Record], mode: str = "mean") -> np.ndarray:
         """Zero-shot value of every built row against a target set, float32 ``[num_train]``.

@@ -15,6 +15,7 @@ from rise_exp.report.plots import write_plots
 from rise_exp.report.render import render_markdown, to_latex
 from rise_exp.report.runs import REPORT_DIRNAME, check_tasks, collect_runs, find_run_dirs
 from rise_exp.report.summary import display_metrics, display_table, resolve_metric, summarize
+from rise_exp.report.sweep_page import write_sweep_page
 from rise_exp.report.wandb_log import log_to_wandb
 
 
@@ -51,8 +52,9 @@ def write_report(
     use_wandb: bool = True,
 ) -> Report:
     """Collect the runs under ``path`` and write report.md, report.tex, runs.csv, summary.csv,
-    report.json (column roles, for the notebook), the plots, and (when runs scored their ensemble members)
-    members.csv and members_summary.csv into ``out`` (default ``<path>/report``).
+    report.json (column roles, for the notebook), the plots, (when runs scored their ensemble members)
+    members.csv and members_summary.csv, and report.html (the page, linking each run's own) into ``out``
+    (default ``<path>/report``).
 
     Runs with unparseable files are reported as failed; they do not stop the report. ``pool`` names varied
     settings averaged over with the seed (e.g. ``finetune.seed``); one that does not vary here pools nothing,
@@ -102,6 +104,19 @@ def write_report(
     }
     files[4].write_text(json.dumps(meta, indent=2) + "\n")
     files += member_files + plots
+    files.append(
+        write_sweep_page(
+            out,
+            source=source,
+            tasks=tasks,
+            over=over,
+            table=table,
+            runs=runs,
+            metric=primary,
+            plots=plots,
+            markdown=markdown,
+        )
+    )
     if use_wandb:
         log_to_wandb(table, summary, plots, out, meta)
     return Report(runs=runs, summary=summary, markdown=markdown, metric=primary, files=files, out=out)

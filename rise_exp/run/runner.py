@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from rise_exp.config.settings import Settings
+from rise_exp.core.results import PAGE_FILE
 from rise_exp.data.records import Record
 from rise_exp.methods.base import AttributionMethod, MethodContext
 from rise_exp.methods.registry import build_method
@@ -252,4 +253,18 @@ def publish(
     close_loggers(loggers)
     if title is not None:
         print_metrics(metrics, title=title, headline=headline)
-    print_files(run_dir, ["metrics.json", *files], index=metrics.get("index"))
+    page = [PAGE_FILE] if write_page(run_dir) else []
+    print_files(run_dir, ["metrics.json", *files, *page], index=metrics.get("index"))
+
+
+def write_page(run_dir: Path) -> bool:
+    """The run's results page (``report.html``, report/page.py) from the files it wrote; a page that cannot be
+    written is logged with its traceback and does not fail the finished run."""
+    from rise_exp.report.page import write_run_page
+
+    try:
+        write_run_page(run_dir)
+    except Exception:  # noqa: BLE001 - the page is a view of results already on disk
+        log.exception("could not write %s in %s", PAGE_FILE, run_dir)
+        return False
+    return True

@@ -21,6 +21,7 @@ STAGES: dict[str, str] = {
     "closed_loop": "rise_exp.stages.closed_loop:run",
     "probe": "rise_exp.stages.probe:run",
     "query": "rise_exp.stages.query:run",
+    "explain": "rise_exp.stages.explain:run",
     "select": "rise_exp.stages.select:run",
     "diagnose": "rise_exp.stages.diagnose:run",
     "lds": "rise_exp.stages.lds:run",

@@ -16,10 +16,11 @@ import numpy as np
 import pandas as pd
 
 from rise_exp.core.errors import ConfigError
-from rise_exp.core.results import MEMBERS_FILE
+from rise_exp.core.results import CHANCE_FILE, MEMBERS_FILE, write_json
 from rise_exp.data.task_builders import Task
-from rise_exp.retrieval.metrics import retrieval_metrics, retrieval_metrics_ranked
+from rise_exp.retrieval.metrics import chance_retrieval_metrics, retrieval_metrics, retrieval_metrics_ranked
 from rise_exp.run.config import RunConfig
+from rise_exp.run.explain import EXPLAIN_FILE, write_explanations
 from rise_exp.run.pipeline import prepare_for_method
 from rise_exp.run.runner import (
     Ranked,
@@ -51,6 +52,27 @@ def write_topk(path: Path, ranked: Ranked, task: Task, k: int) -> None:
                 for r, i in enumerate(rows[qi, :k].tolist())
             ]
             f.write(json.dumps({"query_id": q.id, "query": q.full_text, "top": top}) + "\n")
+
+
+def explain_top(method: Any, task: Task, ranked: Ranked, k: int, path: Path) -> None:
+    """explain.jsonl: the per-token shares of each query's top ``k`` rows (run/explain.py)."""
+    scores, rows = (a[:, :k] for a in ranked.top)
+    labels = None
+    if task.labels is not None:
+        labels = task.labels[rows] if task.labels.ndim == 1 else np.take_along_axis(task.labels, rows, axis=1)
+    write_explanations(path, method, task.queries, rows, scores, pool=task.train, labels=labels, positive=task.positive)
+
+
+def write_chance(path: Path, task: Task, ks: tuple[int, ...], max_cells: int = 2_000_000) -> bool:
+    """chance.json: the protocol's metrics under random rankings (:func:`chance_retrieval_metrics`; labels shared
+    by the queries, at most ``max_cells`` random scores per draw), for the results page. False: not computed."""
+    if task.labels is None or task.labels.ndim != 1 or not task.labels.any():
+        return False
+    n = len(task.train)
+    queries = max(1, min(len(task.queries), max_cells // max(1, n)))
+    chance = chance_retrieval_metrics(task.labels, queries, ks)
+    write_json(path, {"draws": 20, "queries": queries, "num_positive": int(task.labels.sum()), **chance})
+    return True
 
 
 def label_metrics(task: Task, scores: np.ndarray | Ranked, ks: tuple[int, ...]) -> dict[str, Any]:
@@ -161,6 +183,11 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
             metrics["members"] = member_metrics(built.method, task, st.ks, run_dir)
             files.append(MEMBERS_FILE)
     write_topk(run_dir / "topk.jsonl", ranked, task, st.write_topk)
+    if st.explain:
+        explain_top(built.method, task, ranked, st.write_topk, run_dir / EXPLAIN_FILE)
+        files.append(EXPLAIN_FILE)
+    if write_chance(run_dir / CHANCE_FILE, task, st.ks):
+        files.append(CHANCE_FILE)
     if scores is not None:  # the full matrix, for re-analysis of small pools, and what it indexes
         np.save(run_dir / "scores.npy", scores)
         ids = {"rows": [r.id for r in task.train], "queries": [q.id for q in task.queries]}

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from rise_exp.config.model import ModelConfig
 from rise_exp.diagnostics import diagnostic_entry
 from rise_exp.diagnostics.gradients import HEAD
 from rise_exp.diagnostics.head_vs_full import gradient_kernels

@@ -25,6 +25,7 @@ from rise_exp.core.locks import cache_lock
 from rise_exp.core.names import safe_component
 from rise_exp.data.records import Record
 from rise_exp.methods.base import AttributionMethod
+from rise_exp.methods.explanation import PairExplanation
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
@@ -46,6 +47,7 @@ class BM25Method(AttributionMethod):
 
     name = "bm25"
     needs_model = False
+    share_unit = "word"
 
     def settings(self) -> dict[str, Any]:
         """The settings the scores depend on."""
@@ -143,6 +145,29 @@ class BM25Method(AttributionMethod):
                 if i in wanted:
                     found[i] = json.loads(line)
         return [found[int(r)] for r in rows]
+
+    def explain_unavailable(self) -> str | None:
+        return None
+
+    def explain(
+        self, queries: Sequence[Record], rows: Sequence[Sequence[int]], pool: Sequence[Record] | None = None
+    ) -> list[list[PairExplanation]]:
+        """Word shares from the stored term weights (:mod:`~rise_exp.methods.bm25.explain`); a row's words come
+        from ``pool``, else from the index's text preview (the weight of words past it on a final piece)."""
+        from rise_exp.methods.bm25.explain import Bm25Explainer
+
+        explainer = Bm25Explainer(self._retriever, self.cfg.stopwords)
+        wanted = sorted({int(i) for line in rows for i in line})
+        meta = {} if pool is not None else dict(zip(wanted, self.rows_meta(wanted)))
+        out = []
+        for q, line in zip(queries, rows):
+            pairs = []
+            for i in line:
+                text = pool[int(i)].full_text if pool is not None else meta[int(i)]["preview"]
+                cut = pool is None and len(text) >= PREVIEW_CHARS
+                pairs.append(explainer.pair(q.full_text, text, int(i), truncated=cut))
+            out.append(pairs)
+        return out
 
     def score(self, queries: Sequence[Record]) -> np.ndarray:
         import bm25s

@@ -22,12 +22,13 @@ import numpy as np
 import torch
 
 from rise_exp.core import progress
-from rise_exp.core.errors import ConfigError
+from rise_exp.core.errors import ConfigError, DataError
 from rise_exp.data.encoding import EncodedRow, collate
 from rise_exp.data.records import Record
 from rise_exp.index import IndexWriter
 from rise_exp.methods.base import MethodContext
 from rise_exp.methods.common import batch_row_loss, encode_all, pad_id
+from rise_exp.methods.explanation import PairExplanation
 from rise_exp.methods.rapidin.config import RapidInConfig
 from rise_exp.methods.rapidin.rapidgrad import RapidGrad
 from rise_exp.methods.vectors import PendingBlocks, VectorIndexMethod
@@ -187,3 +188,43 @@ class RapidIn(VectorIndexMethod):
         rows = self.encode(records, "query")
         chunks = list(self.compressed(rows))
         return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros((0, self.dim), np.float32)
+
+    def explain_unavailable(self) -> str | None:
+        if self.cfg.lora:
+            return None
+        return (
+            "RapidIn on every parameter: a token's share needs one backward pass and a gradient of all parameters "
+            "per token, not computed here (method.lora=true splits the adapter's gradients by token)"
+        )
+
+    def explain(
+        self, queries: Sequence[Record], rows: Sequence[Sequence[int]], pool: Sequence[Record] | None = None
+    ) -> list[list[PairExplanation]]:
+        """Per-token gradient shares on the adapter (:mod:`~rise_exp.methods.rapidin.explain`); the rows are
+        encoded from ``pool`` (a RapidIn index keeps no tokens)."""
+        from rise_exp.methods.rapidin.explain import explain_pairs, token_gradients
+
+        reason = self.explain_unavailable()
+        if reason:
+            raise NotImplementedError(reason)
+        if pool is None:
+            raise DataError("explaining RapidIn rows needs the pool they came from (stage=explain without stage.index)")
+        self._setup()
+        assert self._params is not None
+        model, pad, params = self.ctx.model, pad_id(self.ctx.tokenizer), self._params
+        was_training = model.training
+        model.eval()
+
+        def gradients(row: EncodedRow, per_token: bool) -> Any:
+            return token_gradients(model, params, self._compress, row, pad, self.cfg.loss_reduction, per_token)
+
+        try:
+            return explain_pairs(
+                self.ctx.tokenizer,
+                gradients,
+                self.encode(queries, "query"),
+                rows,
+                lambda i: encode_all([pool[i]], self.ctx)[0],
+            )
+        finally:
+            model.train(was_training)

@@ -44,6 +44,15 @@ def chunk_row(row: EncodedRow, cfg: RiseConfig) -> list[EncodedRow]:
     Raises:
         DataError: if the row has no target token at all.
     """
+    return [chunk for _, chunk in located_chunks(row, cfg)]
+
+
+def located_chunks(row: EncodedRow, cfg: RiseConfig) -> list[tuple[int, EncodedRow]]:
+    """:func:`chunk_row` with each chunk's first token position in the row (``(start, chunk)``).
+
+    Raises:
+        DataError: if the row has no target token at all.
+    """
     out = []
     for start, end in chunk_spans(len(row), cfg.chunk_len, cfg.chunk_overlap):
         mask = row.target_mask[start:end].copy()
@@ -51,7 +60,7 @@ def chunk_row(row: EncodedRow, cfg: RiseConfig) -> list[EncodedRow]:
         if start > 0 and not cfg.overlap_targets:
             mask[: cfg.chunk_overlap] = False
         if mask.any():
-            out.append(EncodedRow(row=row.row, input_ids=row.input_ids[start:end], target_mask=mask))
+            out.append((start, EncodedRow(row=row.row, input_ids=row.input_ids[start:end], target_mask=mask)))
     if not out:
         raise DataError(f"row {row.row} has no target tokens (empty text, or only prompt after masking)")
     return out

@@ -14,12 +14,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from rise_exp.data.encoding import EncodedPool, EncodedRow, encode_records
+from rise_exp.core.errors import DataError
+from rise_exp.data.encoding import EncodedPool, EncodedRow, encode_record, encode_records
 from rise_exp.data.records import Record
 from rise_exp.lightning.callbacks import PredictProgress
 from rise_exp.lightning.index_writer import IndexPredictionWriter
 from rise_exp.lightning.trainer_factory import make_trainer
 from rise_exp.methods.base import MethodContext
+from rise_exp.methods.explanation import PairExplanation
 from rise_exp.methods.rise.chunking import plan_batches
 from rise_exp.methods.rise.config import RiseIndexConfig, RiseMethodConfig
 from rise_exp.methods.rise.indexing import RiseIndexingModule, compute_signatures, predict_loader
@@ -130,6 +132,32 @@ class RiseMethod(VectorIndexMethod):
             batch_chunks=self.cfg.index.batch_chunks,
             pad_multiple=self.cfg.index.pad_multiple,
         )
+
+    def explain_unavailable(self) -> str | None:
+        return None
+
+    def explain(
+        self, queries: Sequence[Record], rows: Sequence[Sequence[int]], pool: Sequence[Record] | None = None
+    ) -> list[list[PairExplanation]]:
+        """Exact query-token and row-token shares (:mod:`~rise_exp.methods.rise.explain`), the rows' factors
+        recomputed from the tokens stored in the index (else from ``pool``)."""
+        from rise_exp.methods.rise.explain import RiseExplainer
+
+        explainer = RiseExplainer(self.ctx.model, self.rise, self.sketch_tables, self.ctx.tokenizer.pad_token_id)
+        return explainer.explain(self.ctx.tokenizer, self.encode(queries, "query"), rows, lambda i: self._row(i, pool))
+
+    def _row(self, i: int, pool: Sequence[Record] | None) -> EncodedRow:
+        """Pool row ``i`` as its vector was computed: the index's stored tokens, else encoded from ``pool``."""
+        index = self.require_index()
+        if index.stores_tokens:
+            ids, mask = index.row_tokens(i)
+            return EncodedRow(row=i, input_ids=ids, target_mask=mask)
+        if pool is None:
+            raise DataError(
+                f"{index.root} stores no row tokens (method.index.store_tokens=false): explaining its rows needs "
+                "the pool it was built from (stage=explain without stage.index)"
+            )
+        return encode_record(pool[i], self.ctx.tokenizer, i, mask_prompt=self.mask_train_prompt, max_length=None)
 
     def value(self, targets: Sequence[Record], mode: str | None = None) -> np.ndarray:
         """Mean-query-signature valuation (``mean``) or reciprocal-rank fusion over queries (``rrf``)."""

@@ -1,0 +1,71 @@
+"""Explain stage: the per-token shares of each query's top rows (explain.jsonl), from an existing index.
+
+With ``stage.index`` the method and model come from the index's manifest and the rows' tokens from the index
+(no data, no finetune); queries come from ``stage.queries_path`` / ``stage.query_texts``. Without it the
+configured task's index is reused from the cache (built once if missing) and the task's queries are
+explained with their labels. Nothing is rescored or rebuilt beyond the queries' own forward passes.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rise_exp.methods.registry import method_class
+from rise_exp.run.config import RunConfig
+from rise_exp.run.explain import EXPLAIN_FILE, write_explanations
+from rise_exp.run.pipeline import prepare_logged
+from rise_exp.run.runner import build_on, publish
+from rise_exp.run.serving import open_index_method, query_records, rows_meta, top_rows
+
+
+def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
+    """Rank and explain; write explain.jsonl."""
+    st = run.stage
+    custom = bool(st.queries_path or st.query_texts)
+    pool, labels, positive = None, None, None
+    if st.index:
+        method = open_index_method(st.index, run_dir / "method", run.trainer)
+        queries = query_records(st.queries_path, st.query_texts, st.query_fields)
+        where = str(Path(st.index))
+    else:
+        prep = prepare_logged(run, run_dir, need_model=method_class(run.method.name).needs_model)
+        method = build_on(run.method, prep.ctx, prep.task.train).method
+        queries = query_records(st.queries_path, st.query_texts, st.query_fields) if custom else prep.task.queries
+        pool, task = prep.task.train, prep.task
+        index = getattr(method, "index", None)
+        where = str(index.root) if index is not None else str(getattr(method, "index_path", ""))
+        if task.labels is not None and (task.labels.ndim == 1 or not custom):
+            labels, positive = task.labels, task.positive
+    t0 = time.perf_counter()
+    scores, rows = top_rows(method, queries, st.k, run.search)
+    seconds = time.perf_counter() - t0
+    if labels is not None:
+        labels = labels[rows] if labels.ndim == 1 else np.take_along_axis(labels, rows, axis=1)
+    meta = None if pool is not None else [rows_meta(method, [int(r) for r in line]) for line in rows]
+    summary = write_explanations(
+        run_dir / EXPLAIN_FILE,
+        method,
+        queries,
+        rows,
+        scores,
+        pool=pool,
+        meta=meta,
+        labels=labels,
+        positive=positive,
+    )
+    metrics = {"num_queries": len(queries), "k": st.k, "query_seconds": seconds, "index": where}
+    metrics.update({f"explain_{k}": v for k, v in summary.items()})
+    publish(
+        run,
+        run_dir,
+        metrics,
+        stage="explain",
+        files=[EXPLAIN_FILE],
+        headline=["num_queries", "explain_pairs", "explain_seconds", "explain_max_gap"],
+        title=f"explain: {method.name} index {where}",
+    )
+    return metrics
