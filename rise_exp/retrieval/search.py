@@ -134,18 +134,16 @@ def block_scores(q: np.ndarray, vecs: np.ndarray, cast_rows: int = _CAST_ROWS) -
 def _block_keys(scores: np.ndarray, rows: np.ndarray, k: int, largest: bool, invert: bool) -> np.ndarray:
     """Keys of each query's k best entries of one block (all entries' keys when ties cross the k-th place).
 
-    The k best scores are found by ``torch.topk`` on the float scores; only when some query has another
-    entry equal to its k-th score (a tie the row-id rule must break) are keys built for the whole block.
+    The k + 1 best scores are found by ``torch.topk`` on the float scores; only when some query's
+    (k + 1)-th score equals its k-th (a tie across the k-th place, which the row-id rule must break) are
+    keys built for the whole block.
     """
     n = scores.shape[1]
     if n > k:
-        t = _as_tensor(scores)
-        best, part = torch.topk(t, k, dim=1, largest=largest, sorted=False)
-        kth = (best.amin if largest else best.amax)(dim=1, keepdim=True)
-        inside = torch.count_nonzero(t >= kth if largest else t <= kth)
-        if int(inside) == k * scores.shape[0]:  # no tie at any query's k-th place
-            pos = part.numpy()
-            return (_ordered_bits(best.numpy()) << _SHIFT) | _low_bits(rows[pos], invert)
+        best, part = torch.topk(_as_tensor(scores), k + 1, dim=1, largest=largest, sorted=True)
+        if bool((best[:, k - 1] != best[:, k]).all()):  # no tie at any query's k-th place
+            pos = part[:, :k].numpy()
+            return (_ordered_bits(best[:, :k].numpy()) << _SHIFT) | _low_bits(rows[pos], invert)
     return _keys(scores, rows, invert)
 
 
