@@ -6,13 +6,22 @@ default, ``ties="high"`` for larger first), for both ``largest=True`` and ``larg
 (score, row) pair is packed into one uint64 key whose order is the wanted order, so selection never has
 equal keys. The bottom K of a stable descending sort (the attribution protocol's bottom set) is
 ``topk(..., largest=False, ties="high")``.
+
+The exact path runs at the pace of the product itself: float16 blocks are converted a few hundred rows
+at a time into one reused float32 buffer (torch's vectorised conversion; NumPy's float16 cast costs
+three times the product), each piece goes through one BLAS product into a reused ``[Q, block_rows]``
+score buffer, and ``torch.topk`` picks each block's k best (a tenth of the cost of ``np.argpartition``)
+before a merge with the running top-k. ``benchmarks/bench_search.py`` prints its time beside a plain
+NumPy float32 product of the same shapes.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
+import torch
 
 from rise_exp.core.errors import ConfigError, DataError, allowed
 from rise_exp.index import SignatureIndex
@@ -79,35 +88,62 @@ def _keys(scores: np.ndarray, rows: np.ndarray, invert: bool) -> np.ndarray:
     return (_ordered_bits(scores) << _SHIFT) | _low_bits(rows, invert)[None, :]
 
 
+def _as_tensor(x: np.ndarray) -> torch.Tensor:
+    """A tensor sharing ``x``'s memory (read-only memory maps included: the tensor is only read)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "The given NumPy array is not writable"
+        return torch.from_numpy(x)
+
+
+class BlockScorer:
+    """``q @ vecs.T`` in float32 for one block after another, in buffers reused from block to block.
+
+    Float16 (or other non-float32) blocks are converted ``cast_rows`` rows at a time into a small
+    float32 buffer that stays in cache for its product, never as a float32 copy of the whole block.
+    """
+
+    def __init__(self, q: np.ndarray, cast_rows: int = _CAST_ROWS) -> None:
+        self.q = q
+        self.cast_rows = cast_rows
+        self._out = np.empty(0, dtype=np.float32)
+        self._buf: torch.Tensor | None = None
+
+    def __call__(self, vecs: np.ndarray) -> np.ndarray:
+        """Scores ``[Q, n]`` of the block's ``n`` rows; valid until the next call."""
+        n = vecs.shape[0]
+        if self._out.size < self.q.shape[0] * n:
+            self._out = np.empty(self.q.shape[0] * n, dtype=np.float32)
+        out = self._out[: self.q.shape[0] * n].reshape(self.q.shape[0], n)
+        if vecs.dtype == np.float32:
+            return np.matmul(self.q, vecs.T, out=out)
+        if self._buf is None:
+            self._buf = torch.empty((self.cast_rows, vecs.shape[1]), dtype=torch.float32)
+        buf, src = self._buf, _as_tensor(np.ascontiguousarray(vecs))
+        for start in range(0, n, self.cast_rows):
+            m = min(self.cast_rows, n - start)
+            buf[:m].copy_(src[start : start + m])
+            np.matmul(self.q, buf[:m].numpy().T, out=out[:, start : start + m])
+        return out
+
+
 def block_scores(q: np.ndarray, vecs: np.ndarray, cast_rows: int = _CAST_ROWS) -> np.ndarray:
-    """``q @ vecs.T`` in float32 ``[Q, n]``; float16 blocks are cast ``cast_rows`` rows at a time into a
-    small reused buffer (it stays in cache for the product, instead of a float32 copy of the whole block)."""
-    if vecs.dtype == np.float32:
-        return q @ vecs.T
-    n = vecs.shape[0]
-    out = np.empty((q.shape[0], n), dtype=np.float32)
-    buf = np.empty((min(cast_rows, n), vecs.shape[1]), dtype=np.float32)
-    for start in range(0, n, cast_rows):
-        part = buf[: min(cast_rows, n - start)]
-        np.copyto(part, vecs[start : start + cast_rows], casting="same_kind")
-        np.matmul(q, part.T, out=out[:, start : start + part.shape[0]])
-    return out
+    """``q @ vecs.T`` in float32 ``[Q, n]`` (a fresh array; :class:`BlockScorer` reuses its buffers)."""
+    return BlockScorer(q, cast_rows)(vecs).copy()
 
 
 def _block_keys(scores: np.ndarray, rows: np.ndarray, k: int, largest: bool, invert: bool) -> np.ndarray:
     """Keys of each query's k best entries of one block (all entries' keys when ties cross the k-th place).
 
-    The k best scores are found by a partition of the float scores; only when some query has another entry
-    equal to its k-th score (a tie the row-id rule must break) are keys built for the whole block.
+    The k + 1 best scores are found by ``torch.topk`` on the float scores; only when some query's
+    (k + 1)-th score equals its k-th (a tie across the k-th place, which the row-id rule must break) are
+    keys built for the whole block.
     """
     n = scores.shape[1]
     if n > k:
-        signed = scores if largest else -scores
-        part = np.argpartition(signed, n - k, axis=1)[:, n - k :]
-        kth = np.take_along_axis(signed, part, axis=1).min(axis=1, keepdims=True)
-        if np.count_nonzero(signed >= kth) == k * scores.shape[0]:  # no tie at any query's k-th place
-            best = np.take_along_axis(scores, part, axis=1)
-            return (_ordered_bits(best) << _SHIFT) | _low_bits(rows[part], invert)
+        best, part = torch.topk(_as_tensor(scores), k + 1, dim=1, largest=largest, sorted=True)
+        if bool((best[:, k - 1] != best[:, k]).all()):  # no tie at any query's k-th place
+            pos = part[:, :k].numpy()
+            return (_ordered_bits(best[:, :k].numpy()) << _SHIFT) | _low_bits(rows[pos], invert)
     return _keys(scores, rows, invert)
 
 
@@ -185,6 +221,7 @@ def topk(
     k = int(k)
     q = _queries(queries)
     best = np.zeros((q.shape[0], 0), dtype=np.uint64)
+    product = BlockScorer(q)
     for rows, vecs in iter_blocks(index, block_rows):
         if scorer is None and vecs.shape[1] != q.shape[1]:
             raise DataError(f"queries have dim {q.shape[1]} but the index has dim {vecs.shape[1]}")
@@ -196,7 +233,7 @@ def topk(
             scores, pos = _faiss_block(q, vecs, k, largest)
             keys = (_ordered_bits(scores) << _SHIFT) | _low_bits(rows[pos], invert)
         else:
-            keys = _block_keys(block_scores(q, np.asarray(vecs)), rows, k, largest, invert)
+            keys = _block_keys(product(np.asarray(vecs)), rows, k, largest, invert)
         best = _select(np.concatenate([best, keys], axis=1), k, largest)
     return _decode(best, invert)
 
@@ -215,8 +252,9 @@ def all_scores(index: IndexLike, queries: np.ndarray, *, block_rows: int | None 
         index = list(index)
         n = max((int(r.max()) + 1 for r, _ in index if len(r)), default=0)
     out = np.zeros((q.shape[0], n), dtype=np.float32)
+    product = BlockScorer(q)
     for rows, vecs in iter_blocks(index, block_rows):
         if vecs.shape[1] != q.shape[1]:
             raise DataError(f"queries have dim {q.shape[1]} but the index has dim {vecs.shape[1]}")
-        out[:, rows] = q @ np.asarray(vecs, dtype=np.float32).T
+        out[:, rows] = product(np.asarray(vecs))
     return out

@@ -9,6 +9,9 @@ For each target position t (``target_mask[t]``; hidden state of position t-1, la
 each L2-normalised (``normalize_tokens``): divided by ``max(|x|, norm_eps)`` as in the official RISE
 code, so a token whose residual is below the floor (a near-certain prediction) contributes a short
 vector instead of a unit vector pointing in a direction set by rounding; zero vectors stay zero.
+``r^`` is summed in float64 (the residual's dtype) and rounded once, and a sketch within the rounding
+error of its own sums is zero (``sketch.drop_rounding``): entries of ``r`` sharing a bucket and a sign
+cancel, and a float32 sum would leave rounding above the floor.
 A chunk's signature is
 
     phi = [lam_rh sum_t r^ (x) h^,  lam_gh sum_t g^ (x) h^,  lam_rg sum_t r^ (x) g^]
@@ -32,7 +35,7 @@ import torch.nn.functional as F
 
 from rise_exp.core.errors import ConfigError, DataError
 from rise_exp.methods.rise.config import RiseConfig
-from rise_exp.methods.rise.sketch import SketchTables
+from rise_exp.methods.rise.sketch import SketchTables, drop_rounding
 from rise_exp.methods.rise.support import CHUNK, select_support
 from rise_exp.methods.rise.trunk import hidden_states, model_logits, unembedding
 from rise_exp.models.placement import full_precision
@@ -87,6 +90,7 @@ class RiseHead:
             w = self.weight.to(self.dtype)
             with full_precision(self.weight.device):  # built in fp32 even when a mixed-precision run builds it
                 self.m_gs = [w @ t.g.matrix(self.dtype) for t in self.members]
+        self.m_g_norms = [None if m is None else m.norm(dim=1, keepdim=True) for m in self.m_gs]
         self.verified = not cfg.check_logits
         self._logit_buffer: torch.Tensor | None = None
 
@@ -200,12 +204,18 @@ class RiseHead:
             z = self.padded_logits(h[s : s + step])
             sup = select_support(z, y[s : s + step], self.cfg, vocab_size=self.vocab_size)
             res = sup.residual.to(self.dtype)
+            terms = sup.index.shape[1]
             for e, t in enumerate(self.members):
                 if need_r:
-                    parts_r[e].append(t.r.sparse(sup.index, res))
+                    # summed in float64, the residual's dtype: r's entries cancel (sum r = 0), and a float32
+                    # sum of them leaves rounding that normalising would blow up to a unit vector
+                    r_hat = drop_rounding(t.r.sparse(sup.index, sup.residual), sup.residual.abs().sum(dim=1), terms)
+                    parts_r[e].append(r_hat.to(self.dtype))
                 if need_g:
                     # sum_v r(v) M_g[v] without materialising the [n, w, kg] rows
-                    parts_g[e].append(F.embedding_bag(sup.index, self.m_gs[e], per_sample_weights=res, mode="sum"))
+                    g_hat = F.embedding_bag(sup.index, self.m_gs[e], per_sample_weights=res, mode="sum")
+                    size = F.embedding_bag(sup.index, self.m_g_norms[e], per_sample_weights=res.abs(), mode="sum")
+                    parts_g[e].append(drop_rounding(g_hat, size[:, 0], terms))
         for e, t in enumerate(self.members):
             if need_r:
                 outs[e]["r"] = _cat(parts_r[e], t.r.out_dim, self.dtype, h.device)

@@ -64,6 +64,20 @@ class CountSketch:
         return CountSketch(self.buckets.to(device), self.signs.to(device), self.out_dim)
 
 
+def drop_rounding(sketched: torch.Tensor, magnitude: torch.Tensor, terms: int) -> torch.Tensor:
+    """Rows of ``sketched`` set to zero where every entry is within the rounding error of its sum.
+
+    A sketch coordinate sums at most ``terms`` products whose absolute values add up to at most
+    ``magnitude`` (``[n]``, e.g. ``sum_v |x_v|`` for a CountSketch of ``x``); summing in ``sketched``'s
+    dtype leaves an error of at most ``terms * eps * magnitude`` in each coordinate. A row no larger than
+    that is rounding: its exact value may be zero, and normalising it would turn rounding into a unit
+    vector. (The max-abs entry is compared, not the norm, whose squares underflow for tiny rows.)
+    """
+    tol = max(terms, 1) * torch.finfo(sketched.dtype).eps
+    noise = sketched.abs().amax(dim=1) <= tol * magnitude.to(sketched.dtype)
+    return sketched.masked_fill(noise[:, None], 0.0)
+
+
 @dataclass(frozen=True)
 class SketchTables:
     """The three sketches ``CS_h: R^D->R^kh``, ``CS_r: R^V->R^kr``, ``CS_g: R^D->R^kg``."""
