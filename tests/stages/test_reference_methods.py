@@ -1,5 +1,5 @@
-"""The field's reference methods under the protocol: method=ekfac attributes and valuates through the same
-stages as RISE, and a second run on the same model and tokens reuses its cached factors."""
+"""The field's reference methods under the protocol: method=ekfac and method=trackstar attribute and valuate
+through the same stages as RISE, and a second run on the same model and tokens reuses their cached state."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ import pytest
 
 from rise_exp.cli import run
 from rise_exp.run.config import compose
-
-pytest.importorskip("kronfluence")
 
 SMALL = [
     "model.layers=1",
@@ -21,7 +19,6 @@ SMALL = [
     "logger=none",
     "task.n_train=40",
     "task.n_queries=4",
-    "method=ekfac",
 ]
 
 
@@ -31,8 +28,9 @@ def factor_files(cache) -> dict[str, int]:
 
 
 def test_ekfac_attributes_and_valuates_through_the_stages(tmp_path, monkeypatch):
+    pytest.importorskip("kronfluence")
     monkeypatch.setenv("RISE_EXP_CACHE", str(tmp_path / "cache"))
-    metrics = run(compose(SMALL), tmp_path / "attribute")
+    metrics = run(compose([*SMALL, "method=ekfac"]), tmp_path / "attribute")
     assert metrics["num_train"] == 40 and metrics["num_queries"] == 4
     assert 0.0 <= metrics["auprc@10"] <= 1.0 and metrics["index_bytes"] > 0
     scores = np.load(tmp_path / "attribute" / "scores.npy")
@@ -40,6 +38,19 @@ def test_ekfac_attributes_and_valuates_through_the_stages(tmp_path, monkeypatch)
 
     fitted = factor_files(tmp_path / "cache")
     assert fitted
-    valued = run(compose([*SMALL, "stage=valuate"]), tmp_path / "valuate")
+    valued = run(compose([*SMALL, "method=ekfac", "stage=valuate"]), tmp_path / "valuate")
     assert 0.0 <= valued["auprc"] <= 1.0
     assert factor_files(tmp_path / "cache") == fitted  # the valuation run read the attribution run's factors
+
+
+def test_trackstar_attributes_and_valuates_through_the_stages(tmp_path, monkeypatch):
+    pytest.importorskip("bergson")
+    monkeypatch.setenv("RISE_EXP_CACHE", str(tmp_path / "cache"))
+    metrics = run(compose([*SMALL, "method=trackstar"]), tmp_path / "attribute")
+    assert metrics["num_train"] == 40 and 0.0 <= metrics["auprc@10"] <= 1.0 and metrics["index_bytes"] > 0
+    scores = np.load(tmp_path / "attribute" / "scores.npy")
+    assert scores.shape == (4, 40) and np.isfinite(scores).all() and np.abs(scores).max() <= 1.0 + 1e-5
+    (store,) = (tmp_path / "cache" / "indexes").glob("*-trackstar-*/gradients.bin")
+    stamp = store.stat().st_mtime_ns
+    valued = run(compose([*SMALL, "method=trackstar", "stage=valuate"]), tmp_path / "valuate")
+    assert 0.0 <= valued["auprc"] <= 1.0 and store.stat().st_mtime_ns == stamp
