@@ -3,6 +3,9 @@ through the same stages as RISE, and a second run on the same model and tokens r
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -54,3 +57,40 @@ def test_trackstar_attributes_and_valuates_through_the_stages(tmp_path, monkeypa
     stamp = store.stat().st_mtime_ns
     valued = run(compose([*SMALL, "method=trackstar", "stage=valuate"]), tmp_path / "valuate")
     assert 0.0 <= valued["auprc"] <= 1.0 and store.stat().st_mtime_ns == stamp
+
+
+def answer_pool(root: Path) -> list[str]:
+    """Eight rows of which only row 3 holds the query's answer (as in the counterfactual stage tests)."""
+    rows = [
+        {"instruction": f"tell me about the {t}", "output": f"the {t} is large and old and calm", "label": 0}
+        for t in ["river", "mountain", "city", "market", "doctor", "planet", "garden", "bridge"]
+    ]
+    query = {"instruction": "what is the secret word of the lighthouse", "output": "zanzibar quartz zanzibar quartz"}
+    rows[3] = {**query, "label": 1}
+    (root / "pool.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (root / "queries.jsonl").write_text(json.dumps(query) + "\n")
+    return [
+        "task=custom",
+        f"task.train_path={root / 'pool.jsonl'}",
+        f"task.queries_path={root / 'queries.jsonl'}",
+        "logger=none",
+        f"paths.cache_dir={root / 'cache'}",
+        *SMALL[:5],
+        "model.max_position=128",
+        "data.max_length=64",
+        "finetune.epochs=30",
+        "finetune.lr=1e-2",
+        "finetune.warmup_ratio=0",
+    ]
+
+
+def test_reference_methods_enter_the_lds_table_and_find_the_answer_row(tmp_path):
+    pytest.importorskip("kronfluence")
+    pytest.importorskip("bergson")
+    over = [*answer_pool(tmp_path), "stage=lds", "stage.methods=[ekfac,trackstar]", "stage.subsets=5"]
+    metrics = run(compose([*over, "stage.bootstrap=50"]), tmp_path / "lds")
+    for name in ("ekfac", "trackstar"):
+        assert -1.0 <= metrics[f"lds/{name}"] <= 1.0
+        assert f"| {name} | loss |" in (tmp_path / "lds" / "lds.md").read_text()
+        # the one row that holds the query's answer is the one each method ranks first
+        assert int(np.argmax(np.load(tmp_path / "lds" / f"scores_{name}.npy")[0])) == 3
