@@ -28,6 +28,10 @@ METHODS: dict[str, MethodEntry] = {
     "rapidin": MethodEntry("rise_exp.methods.rapidin.method:RapidIn", "rise_exp.methods.rapidin.config:RapidInConfig"),
     "zo_inf": MethodEntry("rise_exp.methods.zo_inf.method:ZOInf", "rise_exp.methods.zo_inf.config:ZOInfConfig"),
     "stride": MethodEntry("rise_exp.methods.stride.method:Stride", "rise_exp.methods.stride.config:StrideConfig"),
+    "ekfac": MethodEntry("rise_exp.methods.ekfac.method:EKFAC", "rise_exp.methods.ekfac.config:EKFACConfig"),
+    "trackstar": MethodEntry(
+        "rise_exp.methods.trackstar.method:TrackStar", "rise_exp.methods.trackstar.config:TrackStarConfig"
+    ),
 }
 
 

@@ -1,0 +1,1 @@
+"""EK-FAC influence functions through kronfluence (``method=ekfac``)."""

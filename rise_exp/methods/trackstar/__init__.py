@@ -1,0 +1,1 @@
+"""TrackStar through bergson (``method=trackstar``)."""

@@ -1,0 +1,30 @@
+"""``method=trackstar`` settings: TrackStar (Chang et al., "Scalable Influence and Fact Tracing for Large
+Language Model Pretraining", arXiv 2410.17413) through the ``bergson`` library."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rise_exp.config.settings import Settings, setting
+
+NORMALIZERS = ("pool", "none")
+REDUCTIONS = ("mean", "sum")
+
+
+@dataclass(frozen=True)
+class TrackStarConfig(Settings):
+    """Cosine of second-moment-normalised, randomly projected per-module loss gradients."""
+
+    GROUP = "method"
+    name: str = setting("trackstar", "method name")
+    projection_dim: int = setting(16, "k: each module's gradient G becomes the k x k matrix L G R^T (bergson)", gt=0)
+    normalizer: str = setting(
+        "pool",
+        "divide gradients elementwise by sqrt(second moment) + 1e-8: pool (mean squared per-row gradient "
+        "over the training pool, standing in for Adam's, which finetunes do not keep) or none",
+        choices=NORMALIZERS,
+    )
+    loss_reduction: str = setting("mean", "per-example loss = mean (or sum) of target-token NLL", choices=REDUCTIONS)
+    batch_rows: int = setting(8, "rows per gradient batch", gt=0)
+    seed: int | None = setting(None, "seed of the random projections; null = the global seed")
+    reuse: bool = setting(True, "reuse the cached training gradients of the same model, tokens and settings")
