@@ -31,6 +31,7 @@ from rise_exp.counterfactual.measure import measure, measure_settings, style_ans
 from rise_exp.data.encoding import encode_records
 from rise_exp.data.records import Record, records_hash
 from rise_exp.lightning.callbacks import TrainingProgress
+from rise_exp.models.placement import decide
 from rise_exp.training.recipe import fit_rows
 
 log = logging.getLogger(__name__)
@@ -146,14 +147,15 @@ class Retrainer:
                 root_dir=scratch,
                 callbacks=[TrainingProgress(desc)],
             )
-            return measure(
-                model,
-                tokenizer,
-                self.queries,
-                self.retrain,
-                max_length=self.max_length,
-                style_answers=self.style_answers,
-            )
+            with decide(self.trainer).autocast():  # the trained copy stays where its Trainer placed it
+                return measure(
+                    model,
+                    tokenizer,
+                    self.queries,
+                    self.retrain,
+                    max_length=self.max_length,
+                    style_answers=self.style_answers,
+                )
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 

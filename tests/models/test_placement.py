@@ -155,3 +155,33 @@ def test_bf16_autocast_keeps_rise_signatures_within_tolerance_of_float32(tiny_ne
     cos = (v32 * v16).sum(1) / (np.linalg.norm(v32, axis=1) * np.linalg.norm(v16, axis=1))
     assert cos.min() >= 0.99, cos.min()
     assert (s32.argmax(1) == s16.argmax(1)).all()
+
+
+def test_a_default_run_places_its_finetuned_model_once_and_computes_there(tmp_path):
+    """The pipeline (embedded model, cached finetune, RISE through the runner), bf16-mixed on the CPU: the
+    model is placed after loading, every forward afterwards runs there under bf16 autocast, nothing moves it."""
+    from rise_exp.run.config import RunConfig, compose
+    from rise_exp.run.pipeline import prepare
+
+    run = RunConfig.from_cfg(
+        compose(
+            [
+                "task.n_train=40",
+                "task.n_queries=3",
+                "finetune.max_steps=1",
+                "trainer.precision=bf16-mixed",
+                f"paths.cache_dir={tmp_path}/cache",
+            ]
+        )
+    )
+    prep = prepare(run, tmp_path / "run")
+    assert prep.ctx.placement == decide(run.trainer)
+    rec = Recorder(prep.ctx.model)
+    try:
+        built = build_on(run.method, prep.ctx, prep.task.train)
+        scores, _ = attribution_scores(built, prep.task.queries)
+    finally:
+        rec.close()
+    assert np.isfinite(scores).all() and rec.calls
+    assert all(c[1] == torch.device("cpu") and c[2] == torch.bfloat16 for c in rec.calls), rec.calls[:3]
+    assert rec.moves == []
