@@ -12,12 +12,15 @@ Modules: :mod:`~rise_exp.report.runs` (reading run dirs), :mod:`~rise_exp.report
 the display table, formatting), :mod:`~rise_exp.report.render` (Markdown, LaTeX, report.md),
 :mod:`~rise_exp.report.plots`, :mod:`~rise_exp.report.wandb_log`, :mod:`~rise_exp.report.write`
 (:func:`write_report`), :mod:`~rise_exp.report.cli`, :mod:`~rise_exp.report.closed_loop` (the
-closed-loop stage's selector tables and budget plot), and :mod:`~rise_exp.report.members` (RISE ensemble
-members scored alone, pooled over sketch, method and finetune seeds).
+closed-loop stage's selector tables and budget plot), :mod:`~rise_exp.report.members` (RISE ensemble
+members scored alone, pooled over sketch, method and finetune seeds), and the HTML results pages:
+:mod:`~rise_exp.report.page` (a run's ``report.html``, written by every run), :mod:`~rise_exp.report.sweep_page`
+(a sweep's, linking its runs') and :mod:`~rise_exp.report.html` (their templates, shading and charts).
 """
 
 from rise_exp.report.cli import build_parser, main
 from rise_exp.report.members import collect_members, members_section, summarize_members
+from rise_exp.report.page import write_run_page
 from rise_exp.report.plots import plot_ablation, plot_metric_vs_bytes, write_plots
 from rise_exp.report.render import render_markdown, tex_escape, to_latex, to_markdown
 from rise_exp.report.runs import (
@@ -41,6 +44,7 @@ from rise_exp.report.summary import (
     resolve_metric,
     summarize,
 )
+from rise_exp.report.sweep_page import write_sweep_page
 from rise_exp.report.wandb_log import log_to_wandb
 from rise_exp.report.write import Report, default_out, write_report
 
@@ -78,4 +82,6 @@ __all__ = [
     "to_markdown",
     "write_plots",
     "write_report",
+    "write_run_page",
+    "write_sweep_page",
 ]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rise_exp.core.results import CHANCE_FILE, COST_KEYS, MAIN_KEYS, PAGE_FILE
-from rise_exp.report.html import data_uri, metric_chart, scale_of, tokens_html, write_page
+from rise_exp.report.html import SPECIAL, data_uri, metric_chart, scale_of, tokens_html, write_page
 from rise_exp.report.runs import lookup, read_run
 
 #: Queries shown open when the page loads (the rest are collapsed sections, laid out when opened).
@@ -109,9 +109,20 @@ def label_names(label: Any, positive: str | None, domain: Any = None) -> list[tu
 
 
 def top_pieces(pieces: Sequence[tuple[str, float | None]], n: int = 3) -> list[tuple[str, float]]:
-    """The ``n`` pieces with the largest positive shares (what a reader looks for first), largest first."""
-    scored = [(text.strip(), s) for text, s in pieces if s is not None and s > 0 and text.strip()]
-    return sorted(scored, key=lambda x: -x[1])[:n]
+    """The ``n`` words with the largest positive shares (what a reader looks for first), largest first; a word is
+    a run of scored pieces without a space between them (``how`` + ``dy`` + ``!``), its share their sum."""
+    words: list[tuple[str, float]] = []
+    text, share, open_word = "", 0.0, False
+    for piece, s in [*pieces, (" ", None)]:
+        joins = open_word and s is not None and piece[:1].strip() != "" and not SPECIAL.fullmatch(piece)
+        if joins:
+            text, share = text + piece, share + s
+            continue
+        if open_word and text.strip():
+            words.append((text.strip(), share))
+        open_word = s is not None and piece.strip() != "" and not SPECIAL.fullmatch(piece)
+        text, share = (piece, s) if open_word else ("", 0.0)
+    return sorted((w for w in words if w[1] > 0), key=lambda w: -w[1])[:n]
 
 
 def _pieces(tokens: Sequence[Sequence[Any]] | None) -> list[tuple[str, float | None]]:

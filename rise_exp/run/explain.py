@@ -96,6 +96,13 @@ def write_explanations(
     return summary
 
 
+def row_labels(labels: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
+    """The ``[Q, k]`` labels of ranked ``rows`` from a task's ``[N]`` (shared) or ``[Q, N]`` labels."""
+    if labels is None:
+        return None
+    return labels[rows] if labels.ndim == 1 else np.take_along_axis(labels, rows, axis=1)
+
+
 def _facts(record: Record) -> dict[str, Any]:
     """A record's label and domain, where it has them."""
     return {k: v for k, v in (("label", record.label), ("domain", record.domain)) if v is not None}

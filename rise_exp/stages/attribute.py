@@ -20,7 +20,7 @@ from rise_exp.core.results import CHANCE_FILE, MEMBERS_FILE, write_json
 from rise_exp.data.task_builders import Task
 from rise_exp.retrieval.metrics import chance_retrieval_metrics, retrieval_metrics, retrieval_metrics_ranked
 from rise_exp.run.config import RunConfig
-from rise_exp.run.explain import EXPLAIN_FILE, write_explanations
+from rise_exp.run.explain import EXPLAIN_FILE, row_labels, write_explanations
 from rise_exp.run.pipeline import prepare_for_method
 from rise_exp.run.runner import (
     Ranked,
@@ -33,6 +33,8 @@ from rise_exp.run.runner import (
 )
 
 log = logging.getLogger(__name__)
+#: Random rankings averaged for chance.json.
+CHANCE_DRAWS = 20
 
 
 def write_topk(path: Path, ranked: Ranked, task: Task, k: int) -> None:
@@ -57,21 +59,21 @@ def write_topk(path: Path, ranked: Ranked, task: Task, k: int) -> None:
 def explain_top(method: Any, task: Task, ranked: Ranked, k: int, path: Path) -> None:
     """explain.jsonl: the per-token shares of each query's top ``k`` rows (run/explain.py)."""
     scores, rows = (a[:, :k] for a in ranked.top)
-    labels = None
-    if task.labels is not None:
-        labels = task.labels[rows] if task.labels.ndim == 1 else np.take_along_axis(task.labels, rows, axis=1)
+    labels = row_labels(task.labels, rows)
     write_explanations(path, method, task.queries, rows, scores, pool=task.train, labels=labels, positive=task.positive)
 
 
-def write_chance(path: Path, task: Task, ks: tuple[int, ...], max_cells: int = 2_000_000) -> bool:
+def write_chance(
+    path: Path, task: Task, ks: tuple[int, ...], max_cells: int = 2_000_000, draws: int = CHANCE_DRAWS
+) -> bool:
     """chance.json: the protocol's metrics under random rankings (:func:`chance_retrieval_metrics`; labels shared
     by the queries, at most ``max_cells`` random scores per draw), for the results page. False: not computed."""
     if task.labels is None or task.labels.ndim != 1 or not task.labels.any():
         return False
     n = len(task.train)
     queries = max(1, min(len(task.queries), max_cells // max(1, n)))
-    chance = chance_retrieval_metrics(task.labels, queries, ks)
-    write_json(path, {"draws": 20, "queries": queries, "num_positive": int(task.labels.sum()), **chance})
+    chance = chance_retrieval_metrics(task.labels, queries, ks, draws=draws)
+    write_json(path, {"draws": draws, "queries": queries, "num_positive": int(task.labels.sum()), **chance})
     return True
 
 

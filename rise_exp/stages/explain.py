@@ -12,11 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from rise_exp.methods.registry import method_class
 from rise_exp.run.config import RunConfig
-from rise_exp.run.explain import EXPLAIN_FILE, write_explanations
+from rise_exp.run.explain import EXPLAIN_FILE, row_labels, write_explanations
 from rise_exp.run.pipeline import prepare_logged
 from rise_exp.run.runner import build_on, publish
 from rise_exp.run.serving import open_index_method, query_records, rows_meta, top_rows
@@ -43,8 +41,7 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     scores, rows = top_rows(method, queries, st.k, run.search)
     seconds = time.perf_counter() - t0
-    if labels is not None:
-        labels = labels[rows] if labels.ndim == 1 else np.take_along_axis(labels, rows, axis=1)
+    labels = row_labels(labels, rows)
     meta = None if pool is not None else [rows_meta(method, [int(r) for r in line]) for line in rows]
     summary = write_explanations(
         run_dir / EXPLAIN_FILE,

@@ -129,3 +129,11 @@ def test_sweep_page_links_each_run_page(sweep, tmp_path):
     assert all((page.parent / link).resolve().is_file() for link in links)
     text = page.read_text()
     assert "auprc@10 0.1840 ± 0.0430" in text and "CUDA out of memory" in text  # chance level; the failed job
+
+
+def test_a_rows_largest_words_join_their_pieces():
+    from rise_exp.report.page import top_pieces
+
+    pieces = [("<|im_start|>", None), ("how", 0.02), ("dy", 0.03), ("!", 0.05), (" Generate", 0.047), (" a", -0.01)]
+    pieces += [("\n", 0.5), ("Hyper", 0.02), ("d", 0.01), ("<|im_end|>", 0.03), (" x", None)]
+    assert top_pieces(pieces) == [("howdy!", pytest.approx(0.1)), ("Generate", 0.047), ("Hyperd", pytest.approx(0.03))]
