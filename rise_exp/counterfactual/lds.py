@@ -4,10 +4,17 @@ For query ``q`` and subset ``S_j`` a method predicts the subset's effect as ``su
 the measured effect is ``HELPED[measure] * value_j(q)`` (for ``loss``: the negative loss, since a helpful
 row lowers it). ``LDS(q)`` is the Spearman correlation of the two over the subsets; a method's LDS is its
 mean ± std over queries, with a bootstrap interval over subsets.
+
+The noise ceiling says how high any attribution could score: per query, the Spearman correlation over the
+same subsets of the values measured after retraining with two different seeds (averaged over seed pairs),
+with the same mean, std and bootstrap over subsets. A method's LDS is read against it, not against 1.
 """
 
 from __future__ import annotations
 
+import itertools
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,6 +70,49 @@ class LdsResult:
     valid_queries: int
 
 
+def _summary(
+    per_query: np.ndarray, pairs: list[tuple[np.ndarray, np.ndarray]], bootstrap: int, ci: float, seed: int
+) -> LdsResult:
+    """Mean ± sample std over queries (NaN skipped), and a percentile bootstrap interval of the mean resampling
+    subsets with replacement, of ``mean over pairs of columnwise_spearman(a, b)`` (``bootstrap`` = 0: NaN)."""
+    valid = per_query[~np.isnan(per_query)]
+    mean = float(valid.mean()) if valid.size else float("nan")
+    std = float(valid.std(ddof=1)) if valid.size > 1 else float("nan")
+    low = high = float("nan")
+    if bootstrap > 0 and valid.size:
+        rng = np.random.default_rng(seed)
+        stats = []
+        for _ in range(bootstrap):
+            pick = rng.integers(0, len(pairs[0][0]), size=len(pairs[0][0]))
+            with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                sample = np.nanmean([columnwise_spearman(a[pick], b[pick]) for a, b in pairs], axis=0)
+            if not np.isnan(sample).all():
+                stats.append(float(np.nanmean(sample)))
+        if stats:
+            low, high = (float(x) for x in np.quantile(stats, [(1 - ci) / 2, (1 + ci) / 2]))
+    return LdsResult(per_query, mean, std, low, high, int(valid.size))
+
+
+def noise_ceiling(
+    values_by_seed: Sequence[np.ndarray], *, bootstrap: int = 1000, ci: float = 0.95, seed: int = 0
+) -> LdsResult:
+    """The rank correlation of the measured values ``[M, Q]`` between retraining seeds on the same subsets:
+    per query the mean over seed pairs of their Spearman correlation over subsets; summarised like :func:`lds`.
+
+    Raises:
+        ValueError: with fewer than two seeds.
+    """
+    if len(values_by_seed) < 2:
+        raise ValueError("the noise ceiling needs the values of at least two retraining seeds")
+    vals = [np.asarray(v, dtype=np.float64) for v in values_by_seed]
+    pairs = list(itertools.combinations(vals, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a query NaN in every pair stays NaN
+        per_query = np.nanmean([columnwise_spearman(a, b) for a, b in pairs], axis=0)
+    return _summary(per_query, pairs, bootstrap, ci, seed)
+
+
 def lds(
     scores: np.ndarray,
     masks: np.ndarray,
@@ -76,19 +126,5 @@ def lds(
     """The LDS of ``scores``: mean ± sample std over queries (NaN queries skipped) and a percentile
     bootstrap interval of the mean, resampling subsets with replacement (``bootstrap`` = 0: NaN bounds)."""
     per_query = lds_per_query(scores, masks, values, measure)
-    valid = per_query[~np.isnan(per_query)]
-    mean = float(valid.mean()) if valid.size else float("nan")
-    std = float(valid.std(ddof=1)) if valid.size > 1 else float("nan")
-    low = high = float("nan")
-    if bootstrap > 0 and valid.size:
-        pred, target = predictions(scores, masks), HELPED[measure] * np.asarray(values, dtype=np.float64)
-        rng = np.random.default_rng(seed)
-        stats = []
-        for _ in range(bootstrap):
-            pick = rng.integers(0, len(masks), size=len(masks))
-            sample = columnwise_spearman(pred[pick], target[pick])
-            if not np.isnan(sample).all():
-                stats.append(float(np.nanmean(sample)))
-        if stats:
-            low, high = (float(x) for x in np.quantile(stats, [(1 - ci) / 2, (1 + ci) / 2]))
-    return LdsResult(per_query, mean, std, low, high, int(valid.size))
+    pred, target = predictions(scores, masks), HELPED[measure] * np.asarray(values, dtype=np.float64)
+    return _summary(per_query, [(pred, target)], bootstrap, ci, seed)

@@ -181,3 +181,17 @@ def measure_masks(
         for name, values in measure_fn(keep, f"subset {j + 1}/{len(masks)}").items():
             out.setdefault(name, []).append(np.asarray(values, dtype=np.float64))
     return {name: np.stack(rows) for name, rows in out.items()}
+
+
+def measure_masks_by_seed(
+    masks: np.ndarray, retrainer: Retrainer
+) -> tuple[dict[str, np.ndarray], dict[int, dict[str, np.ndarray]]]:
+    """:func:`measure_masks` with :meth:`Retrainer.averaged` (``{name: [M, Q]}``, the same numbers), and the
+    values of each retraining seed alone (``{seed: {name: [M, Q]}}``), from one pass over the retrainings."""
+    runs = [retrainer.per_seed(keep, f"subset {j + 1}/{len(masks)}") for j, keep in enumerate(masks)]
+    seeds, names = list(retrainer.retrain.seeds), list(retrainer.retrain.measures)
+    averaged = {
+        n: np.stack([np.mean([r[s][n] for s in seeds], axis=0) for r in runs]).astype(np.float64) for n in names
+    }
+    by_seed = {s: {n: np.stack([np.asarray(r[s][n], dtype=np.float64) for r in runs]) for n in names} for s in seeds}
+    return averaged, by_seed

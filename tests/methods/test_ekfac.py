@@ -172,3 +172,28 @@ def test_bad_modules_and_a_missing_library_are_one_line(tiny, word_tokenizer, ma
     monkeypatch.setitem(sys.modules, "kronfluence", None)
     with pytest.raises(ConfigError, match=r"method=ekfac needs kronfluence .*pip install 'rise-exp\[ekfac\]'"):
         make(tiny, word_tokenizer, tmp_path)
+
+
+def test_lora_modules_give_the_damped_inverse_fisher_of_the_adapter_gradients(
+    tiny, word_tokenizer, make_records, tmp_path
+):
+    """``method.modules=lora_`` tracks only a PEFT adapter's LoRA layers (the SmolLM2 LoRA finetunes)."""
+    peft = pytest.importorskip("peft")
+    config = peft.LoraConfig(r=2, lora_alpha=4, target_modules=["query_key_value", "dense_h_to_4h"])
+    model = peft.get_peft_model(tiny, config).eval()
+    torch.manual_seed(0)
+    for name, p in model.named_parameters():
+        if "lora_B" in name:  # LoRA starts B at zero; a finetuned adapter does not
+            torch.nn.init.normal_(p, std=0.1)
+    train, queries = make_records(8, 0), make_records(2, 1)
+    method = make(model, word_tokenizer, tmp_path, modules="lora_")
+    method.build(train)
+    modules = tracked_modules(model, "lora_")
+    assert len(modules) == 4 and all("lora_" in m for m in modules)
+    pad = pad_id(word_tokenizer)
+    gx = module_grads(model, encode_all(train, method.ctx), pad, modules)
+    gq = module_grads(model, encode_all(queries, method.ctx), pad, modules)
+    ref = dense_influence(gq, gx, fisher_from_factors(method.factors(), "ekfac"), DAMPING)
+    torch.testing.assert_close(
+        torch.from_numpy(method.score(queries)).double(), ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item()
+    )

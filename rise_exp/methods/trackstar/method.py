@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rise_exp.core import progress
 from rise_exp.core.errors import ConfigError
 from rise_exp.core.hashing import config_hash
 from rise_exp.core.locks import cache_lock
@@ -64,7 +65,7 @@ def pool_second_moments(
     try:
         for w in weights:
             w.requires_grad_(True)
-        for row in rows:
+        for row in progress.bar(len(rows), "trackstar second moments", iterable=rows):
             loss = batch_row_loss(model, collate([row], pad), reduction).sum()
             for s, g in zip(sums, torch.autograd.grad(loss, weights)):
                 s += g.float() ** 2
