@@ -20,7 +20,7 @@ from rise_exp.core.errors import RiseError
 from rise_exp.core.paths import CONF_DIR
 from rise_exp.core.results import retire_results, write_json
 from rise_exp.core.rss import PeakRss
-from rise_exp.run.config import RunConfig, register_schemas
+from rise_exp.run.config import RunConfig, recorded_config, register_schemas
 from rise_exp.run.hardware import check_hardware
 from rise_exp.stages import stage_entry
 
@@ -40,7 +40,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     stale = retire_results(run_dir)
     if stale:
         log.info("set aside the earlier results in %s as *.stale: %s", run_dir, ", ".join(stale))
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(recorded_config(cfg)))
     typed = RunConfig.from_cfg(cfg)
     check_hardware(typed.trainer)
     if typed.trainer.threads is not None:

@@ -22,28 +22,24 @@ from rise_exp.methods.registry import method_class
 from rise_exp.retrieval.metrics import retrieval_metrics, retrieval_metrics_ranked
 from rise_exp.run.config import RunConfig
 from rise_exp.run.pipeline import prepare_logged
+from rise_exp.run.rankings import ranked_rows, write_query_line
 from rise_exp.run.runner import Ranked, attribution_ranked, attribution_scores, build_on, publish, rank_dense
 
 log = logging.getLogger(__name__)
 
 
 def write_topk(path: Path, ranked: Ranked, task: Task, k: int) -> None:
-    """One JSON line per query: its id and its top-``k`` training rows (id, score, label, text)."""
+    """One JSON line per query: its top-``k`` training rows (:mod:`rise_exp.run.rankings`' schema)."""
     scores, rows = ranked.top
     with open(path, "w") as f:
         for qi, q in enumerate(task.queries):
             labels = None if task.labels is None else task.labels if task.labels.ndim == 1 else task.labels[qi]
-            top = [
-                {
-                    "rank": r + 1,
-                    "id": task.train[i].id,
-                    "score": float(scores[qi, r]),
-                    "label": None if labels is None else int(labels[i]),
-                    "text": task.train[i].full_text,
-                }
-                for r, i in enumerate(rows[qi, :k].tolist())
+            top_rows = rows[qi, :k].tolist()
+            meta = [
+                {"id": r.id, "text": r.full_text, "label": None if labels is None else labels[i]}
+                for i, r in ((i, task.train[i]) for i in top_rows)
             ]
-            f.write(json.dumps({"query_id": q.id, "query": q.full_text, "top": top}) + "\n")
+            write_query_line(f, q, ranked_rows(top_rows, scores[qi, :k].tolist(), meta))
 
 
 def label_metrics(task: Task, scores: np.ndarray | Ranked, ks: tuple[int, ...]) -> dict[str, Any]:

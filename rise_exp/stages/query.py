@@ -7,7 +7,6 @@ the index cache) first, and the queries default to the task's.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 from rise_exp.methods.registry import method_class
 from rise_exp.run.config import RunConfig
 from rise_exp.run.pipeline import prepare_logged
+from rise_exp.run.rankings import ranked_rows, write_query_line
 from rise_exp.run.runner import build_on, publish
 from rise_exp.run.serving import open_index_method, query_records, rows_meta, top_rows
 
@@ -41,11 +41,7 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     with open(run_dir / "topk.jsonl", "w") as f:
         for qi, q in enumerate(queries):
             meta = rows_meta(method, [int(r) for r in rows[qi]], pool)
-            top = [
-                {"rank": j + 1, "row": int(r), "id": m.get("id"), "score": float(s), "preview": m.get("preview")}
-                for j, (r, s, m) in enumerate(zip(rows[qi], scores[qi], meta))
-            ]
-            f.write(json.dumps({"query_id": q.id, "query": q.full_text, "top": top}) + "\n")
+            write_query_line(f, q, ranked_rows(rows[qi].tolist(), scores[qi].tolist(), meta))
     metrics = {
         "num_queries": len(queries),
         "k": st.k,

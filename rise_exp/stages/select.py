@@ -23,6 +23,7 @@ from rise_exp.data.records import Record
 from rise_exp.methods.registry import method_class
 from rise_exp.run.config import RunConfig
 from rise_exp.run.pipeline import prepare_logged
+from rise_exp.run.rankings import write_selection
 from rise_exp.run.runner import BuiltMethod, build_on, publish, valuation_values
 from rise_exp.run.serving import open_index_method, query_records
 
@@ -73,9 +74,8 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     with open(run_dir / "selected.jsonl", "w") as f:
         for i in sorted(kept.tolist()):  # pool order: ready to train on
             f.write(json.dumps({**pool[i].to_dict(), "value": float(values[i])}) + "\n")
-    with open(run_dir / "selection.jsonl", "w") as f:
-        for rank, i in enumerate(kept.tolist()):
-            f.write(json.dumps({"rank": rank + 1, "row": int(i), "id": pool[i].id, "value": float(values[i])}) + "\n")
+    meta = [{"id": pool[i].id, "label": pool[i].label, "text": pool[i].full_text} for i in kept.tolist()]
+    write_selection(run_dir / "selection.jsonl", kept.tolist(), values[kept].tolist(), meta)
     metrics = {
         "num_pool": len(pool),
         "num_selected": len(kept),

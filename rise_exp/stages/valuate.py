@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import numpy as np
 from rise_exp.data.task_builders import Task
 from rise_exp.methods.registry import method_class
 from rise_exp.retrieval.metrics import valuation_metrics
+from rise_exp.run import rankings
 from rise_exp.run.config import RunConfig
 from rise_exp.run.pipeline import prepare_logged
 from rise_exp.run.runner import BuiltMethod, build_on, publish, valuation_values
@@ -21,15 +21,10 @@ log = logging.getLogger(__name__)
 
 
 def write_selection(path: Path, task: Task, values: np.ndarray) -> None:
-    """The ranked candidate pool, best first: one JSON line per row (rank, id, value, label)."""
-    order = np.argsort(-values, kind="stable")
-    with open(path, "w") as f:
-        for rank, i in enumerate(order):
-            r = task.candidates[i]
-            f.write(
-                json.dumps({"rank": rank + 1, "row": int(i), "id": r.id, "value": float(values[i]), "label": r.label})
-                + "\n"
-            )
+    """The ranked candidate pool, best first (:mod:`rise_exp.run.rankings`' schema)."""
+    order = np.argsort(-values, kind="stable").tolist()
+    meta = [{"id": r.id, "label": r.label, "text": r.full_text} for r in (task.candidates[i] for i in order)]
+    rankings.write_selection(path, order, values[order].tolist(), meta)
 
 
 def run_on_index(run: RunConfig, run_dir: Path) -> dict[str, Any]:
@@ -40,21 +35,8 @@ def run_on_index(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     n = len(method.index) if getattr(method, "index", None) is not None else method.num_rows
     values, seconds = valuation_values(BuiltMethod(method, n, 0.0), targets, st.mode)
     order = np.argsort(-values, kind="stable")
-    meta = rows_meta(method, order.tolist())
-    with open(run_dir / "selection.jsonl", "w") as f:
-        for rank, (i, m) in enumerate(zip(order.tolist(), meta)):
-            f.write(
-                json.dumps(
-                    {
-                        "rank": rank + 1,
-                        "row": i,
-                        "id": m.get("id"),
-                        "value": float(values[i]),
-                        "preview": m.get("preview"),
-                    }
-                )
-                + "\n"
-            )
+    ranked = order.tolist()
+    rankings.write_selection(run_dir / "selection.jsonl", ranked, values[order].tolist(), rows_meta(method, ranked))
     np.save(run_dir / "values.npy", values.astype(np.float64))
     metrics = {"num_candidates": n, "num_targets": len(targets), "value_seconds": seconds, "index": str(st.index)}
     publish(
