@@ -13,10 +13,12 @@ the display table, formatting), :mod:`~rise_exp.report.render` (Markdown, LaTeX,
 :mod:`~rise_exp.report.plots`, :mod:`~rise_exp.report.wandb_log`, :mod:`~rise_exp.report.write`
 (:func:`write_report`), :mod:`~rise_exp.report.cli`, :mod:`~rise_exp.report.closed_loop` (the
 closed-loop stage's selector tables and budget plot), and :mod:`~rise_exp.report.members` (RISE ensemble
-members scored alone, pooled over sketch, method and finetune seeds).
+members scored alone, pooled over sketch, method and finetune seeds), :mod:`~rise_exp.report.locate` (the
+notebook's report, found from ``notebooks/`` too).
 """
 
 from rise_exp.report.cli import build_parser, main
+from rise_exp.report.locate import find_report
 from rise_exp.report.members import collect_members, members_section, summarize_members
 from rise_exp.report.plots import plot_ablation, plot_metric_vs_bytes, write_plots
 from rise_exp.report.render import render_markdown, tex_escape, to_latex, to_markdown
@@ -58,6 +60,7 @@ __all__ = [
     "collect_runs",
     "default_out",
     "display_metrics",
+    "find_report",
     "display_table",
     "find_run_dirs",
     "fmt_mean_std",
