@@ -97,6 +97,7 @@ Examples:
   python -m rise_exp model=smollm2-135m                  # a real pretrained model (LoRA finetune)
   python -m rise_exp -m method=rise,bm25 seed=0,1,2,3,4   # a sweep, then: python -m rise_exp.report <sweep dir>
   python -m rise_exp method.kr=64 --cfg job              # print the composed config and stop
+  python -m rise_exp serve <index dir> --port 8765        # keep an index loaded, answer over local HTTP JSON
 
 Config groups (group=option):
 {groups}
@@ -151,6 +152,15 @@ def main() -> None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    if sys.argv[1:2] == ["serve"]:  # an index kept loaded, answering over local HTTP (run/server.py)
+        from rise_exp.run.server import serve
+
+        try:
+            serve(sys.argv[2:])
+        except RiseError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+        return
     if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
         print(help_text())
         return

@@ -21,6 +21,7 @@ from rise_exp.core.errors import DataError
 from rise_exp.data.arrow_pool import open_pool
 from rise_exp.data.records import Record
 from rise_exp.methods.registry import method_class
+from rise_exp.retrieval.valuation import chosen_rows
 from rise_exp.run.config import RunConfig
 from rise_exp.run.pipeline import prepare_logged
 from rise_exp.run.rankings import write_selection
@@ -43,14 +44,6 @@ def check_pool(method: Any, pool: Sequence[Record], index_dir: str) -> None:
             f"stage.pool_path holds another pool than the index {index_dir} was built from "
             f"(hash {got} != {want}); select from the pool the index was built on, or index this one"
         )
-
-
-def chosen_rows(values: np.ndarray, keep: str, fraction: float | None, count: int | None) -> np.ndarray:
-    """Row positions of the kept rows, best first (ties keep pool order)."""
-    n = len(values)
-    k = min(n, count if count is not None else max(1, int(round(fraction * n))))
-    order = np.argsort(-values if keep == "top" else values, kind="stable")
-    return order[:k]
 
 
 def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
