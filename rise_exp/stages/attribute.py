@@ -20,6 +20,7 @@ from rise_exp.core.results import MEMBERS_FILE
 from rise_exp.data.task_builders import Task
 from rise_exp.methods.registry import method_class
 from rise_exp.retrieval.metrics import retrieval_metrics, retrieval_metrics_ranked
+from rise_exp.run.bm25_check import bm25_agreement
 from rise_exp.run.config import RunConfig
 from rise_exp.run.pipeline import prepare_logged
 from rise_exp.run.rankings import ranked_rows, write_query_line
@@ -140,6 +141,11 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     index = index_location(built.method)
     if index:
         metrics["index"] = index
+    if st.bm25_check and run.task.name == "custom" and run.method.name != "bm25" and cells <= st.dense_max_cells:
+        labels = np.asarray(task.labels) if task.labelled else None
+        metrics.update(
+            bm25_agreement(run.method.name, ranked.top[1][:, :10], prep.ctx, task.train, task.queries, labels)
+        )
     files = ["topk.jsonl"]
     if st.members:
         if not task.labelled:

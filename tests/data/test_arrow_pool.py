@@ -167,7 +167,7 @@ def test_cli_streams_a_pool_and_shares_its_index_with_a_loaded_run(tmp_path):
 
     def run(stream: bool) -> str:
         args = ["task=custom", f"task.train_path={path}", "task.query_texts=[cats and rates]", f"task.stream={stream}"]
-        args += ["method=rise", "logger=none", f"hydra.run.dir={tmp_path}/run-{stream}"]
+        args += ["method=rise", "model=tiny-pythia", "logger=none", f"hydra.run.dir={tmp_path}/run-{stream}"]
         res = subprocess.run(
             [sys.executable, "-m", "rise_exp", *args],
             cwd=tmp_path,

@@ -42,6 +42,7 @@ def _overrides(root: Path, *extra: str) -> list[str]:
     pool, queries = _pool(root)
     return [
         "task=custom",
+        "model=tiny-pythia",
         f"task.train_path={pool}",
         f"task.queries_path={queries}",
         "logger=none",

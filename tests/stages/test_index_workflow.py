@@ -49,7 +49,7 @@ def indexed(tmp_path_factory):
     cache = root / "cache"
     mp = pytest.MonkeyPatch()
     mp.setenv("RISE_EXP_CACHE", str(cache))
-    base = ["task=custom", f"task.train_path={pool}", *TINY]
+    base = ["task=custom", f"task.train_path={pool}", "model=tiny-pythia", *TINY]
     metrics = run(compose([*base, 'task.query_texts=["howdy! what is the capital of france?"]']), root / "first")
     yield {"root": root, "pool": pool, "cache": cache, "metrics": metrics, "base": base}
     mp.undo()
