@@ -13,7 +13,6 @@ from typing import Any
 
 from rise_exp.methods.registry import method_class
 from rise_exp.run.config import RunConfig
-from rise_exp.run.pipeline import prepare_logged
 from rise_exp.run.rankings import ranked_rows, write_query_line
 from rise_exp.run.runner import build_on, publish
 from rise_exp.run.serving import open_index_method, query_records, rows_meta, top_rows
@@ -28,6 +27,8 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
         queries = query_records(st.queries_path, st.query_texts, st.query_fields)
         where = str(Path(st.index))
     else:
+        from rise_exp.run.pipeline import prepare_logged  # task, model, finetune: not needed from an index
+
         prep = prepare_logged(run, run_dir, need_model=method_class(run.method.name).needs_model)
         method = build_on(run.method, prep.ctx, prep.task.train).method
         custom = st.queries_path or st.query_texts
