@@ -67,6 +67,8 @@ def hydra_main(cfg: DictConfig) -> None:
     try:
         run(cfg, run_dir)
         write_json(run_dir / "status.json", {"status": "ok"})
+        if multirun:  # say how to turn the sweep into tables, plots and the notebook's input
+            print(f"sweep job {hc.job.num} done; when all are: python -m rise_exp.report {hc.sweep.dir}")
     except RiseError as e:
         write_json(run_dir / "status.json", {"status": "failed", "error": str(e)})
         print(f"error: {e}", file=sys.stderr)

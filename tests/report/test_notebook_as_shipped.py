@@ -41,6 +41,8 @@ def test_the_notebook_runs_on_a_real_sweep_from_notebooks(tmp_path, monkeypatch)
     for cmd in ([sys.executable, "-m", "rise_exp", *sweep], [sys.executable, "-m", "rise_exp.report", "multirun/s"]):
         done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
+        if "-m" in cmd[3:4]:  # the sweep says how to report it
+            assert "sweep job 1 done; when all are: python -m rise_exp.report multirun/s" in done.stdout
     (tmp_path / "notebooks").mkdir()
     monkeypatch.delenv("RISE_REPORT_DIR", raising=False)
     nb = nbformat.read(NOTEBOOK, as_version=4)
