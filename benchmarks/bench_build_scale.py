@@ -11,7 +11,7 @@ and libraries loaded), its peak during the build (``RssAnon`` of ``/proc/self/st
 and what the build added, plus the kernel's peak RSS (``ru_maxrss``), which also counts file pages the
 process maps (the finished index is memory-mapped and checksummed, so that part grows with the index
 size on disk, not with what the process allocates). Pools are synthetic JSONL rows of 20-80
-words (written once per size under ``--dir``). Example (the README table)::
+words (written once per size under ``--dir``). Example (docs/results.md)::
 
     OMP_NUM_THREADS=1 python benchmarks/bench_build_scale.py --rows 1000 10000 100000 --dir /tmp/build-bench
 """

@@ -4,7 +4,7 @@ Each (rows, backend) point runs in a fresh subprocess (so peak RSS is that point
 float16 index of synthetic clustered unit vectors (written once per size under ``--dir``), and reports
 the searcher's build time, the time of 100 queries (top 10), peak RSS (the kernel's, which also counts
 the pages of memory-mapped index and code files the process touched) and peak anonymous RSS (what the
-process allocated, sampled every 10 ms), and recall@10 against the exact search. Example (the README table)::
+process allocated, sampled every 10 ms), and recall@10 against the exact search. Example (docs/results.md)::
 
     python benchmarks/bench_scale.py --rows 10000 100000 1000000 --width 1024 --dir /tmp/scale-bench
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The embedded-model tables quoted in README.md and experiments/README.md, rerun from scratch (synthetic
+# The embedded-model tables quoted in docs/results.md and experiments/README.md, rerun from scratch (synthetic
 # tasks, no network; RISE over sketch seeds 0-4, the costly gradient baselines with seed 0, then everything
 # again over five finetune seeds: RISE x sketch seeds 0-4, the baselines as (finetune seed i, seed i) pairs).
 #   bash experiments/embedded_tables.sh [sweep root] [released Howdy dir, optional]
@@ -11,7 +11,7 @@ PY="${PYTHON:-python}"
 step() { echo "== $*"; "$@" || echo "== FAILED (exit $?): $*"; }
 report() { step $PY -m rise_exp.report "$1" --no-wandb; }
 
-# README "Results on the embedded default": the default run over five sketch seeds, and BM25.
+# docs/results.md "Results on the embedded default": the default run over five sketch seeds, and BM25.
 step $PY -m rise_exp -m seed=0,1,2,3,4 method=rise logger=csv hydra.sweep.dir="$OUT/default/rise"
 step $PY -m rise_exp -m method=bm25 logger=csv hydra.sweep.dir="$OUT/default/bm25"
 report "$OUT/default"
@@ -44,12 +44,12 @@ step $PY -m rise_exp -m method.norm_eps=1e-8,0 seed=42 method=rise logger=csv tr
     hydra.sweep.dir="$OUT/seed42/rise"
 report "$OUT/seed42"
 
-# README / experiments/README "Fidelity": one run per diagnostic (memory: about 12 min here, the rest 20 s-3 min).
+# docs/results.md / experiments/README "Fidelity": one run per diagnostic (memory: about 12 min here, the rest 20 s-3 min).
 for d in sketch_fidelity head_vs_full layer_energy hidden_retrieval sparse_support memory; do
   step $PY -m rise_exp stage=diagnose diagnostic=$d logger=csv trainer.threads=1 hydra.run.dir="$OUT/fidelity/$d"
 done
 
-# README "Closed loop": five training seeds, the paper's learning rate and one suited to the tiny model.
+# docs/results.md "Closed loop": five training seeds, the paper's learning rate and one suited to the tiny model.
 step $PY -m rise_exp stage=closed_loop task=brain_rot 'stage.seeds=[0,1,2,3,4]' logger=csv trainer.threads=1 \
     hydra.run.dir="$OUT/closed_loop/lr1e-5"
 step $PY -m rise_exp stage=closed_loop task=brain_rot 'stage.seeds=[0,1,2,3,4]' stage.train.lr=1e-3 logger=csv \

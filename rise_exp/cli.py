@@ -23,7 +23,7 @@ from rise_exp.core.paths import CONF_DIR
 from rise_exp.core.results import retire_results, write_json
 from rise_exp.core.rss import PeakRss
 from rise_exp.run.admission import admit
-from rise_exp.run.config import RunConfig, register_schemas
+from rise_exp.run.config import RunConfig, recorded_config, register_schemas
 from rise_exp.run.hardware import check_hardware
 from rise_exp.stages import stage_entry
 
@@ -43,7 +43,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     stale = retire_results(run_dir)
     if stale:
         log.info("set aside the earlier results in %s as *.stale: %s", run_dir, ", ".join(stale))
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(recorded_config(cfg)))
     typed = RunConfig.from_cfg(cfg)
     check_hardware(typed.trainer)
     check_dir_usable(Path(typed.paths.cache_dir), "paths.cache_dir")
@@ -72,6 +72,8 @@ def hydra_main(cfg: DictConfig) -> None:
     try:
         run(cfg, run_dir)
         write_json(run_dir / "status.json", {"status": "ok"})
+        if multirun:  # say how to turn the sweep into tables, plots and the notebook's input
+            print(f"sweep job {hc.job.num} done; when all are: python -m rise_exp.report {hc.sweep.dir}")
     except RiseError as e:
         write_json(run_dir / "status.json", {"status": "failed", "error": str(e)})
         print(f"error: {e}", file=sys.stderr)
@@ -119,6 +121,7 @@ Examples:
   python -m rise_exp model=smollm2-135m                  # a real pretrained model (LoRA finetune)
   python -m rise_exp -m method=rise,bm25 seed=0,1,2,3,4   # a sweep, then: python -m rise_exp.report <sweep dir>
   python -m rise_exp method.kr=64 --cfg job              # print the composed config and stop
+  python -m rise_exp serve <index dir> --port 8765        # keep an index loaded, answer over local HTTP JSON
 
 Config groups (group=option):
 {groups}
@@ -173,6 +176,15 @@ def main() -> None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    if sys.argv[1:2] == ["serve"]:  # an index kept loaded, answering over local HTTP (run/server.py)
+        from rise_exp.run.server import serve
+
+        try:
+            serve(sys.argv[2:])
+        except RiseError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+        return
     if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
         print(help_text())
         return

@@ -52,6 +52,11 @@ class AttributeStageConfig(StageConfig):
         choices=("auto", "dense", "topk"),
     )
     dense_max_cells: int = setting(5_000_000, "largest queries x rows for which scores=auto keeps dense scores", gt=0)
+    bm25_check: bool = setting(
+        True,
+        "task=custom, a method other than bm25: print how far its top-10 agrees with BM25's (with labels, both "
+        "P@10) as a sanity line; metrics bm25_overlap@10, bm25_p@10 (pools up to stage.dense_max_cells cells)",
+    )
     members: bool = setting(
         False,
         "method=rise or rapidin with method.ensemble = E >= 2: also evaluate each member alone (member e is the "

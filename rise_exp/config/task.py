@@ -8,7 +8,7 @@ here, so a missing path fails before any work starts.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from rise_exp.config.settings import Settings, setting
 
@@ -26,6 +26,30 @@ class TaskConfig(Settings):
     source: str = setting("synthetic", "synthetic, local (JSONL / JSON files) or hf (a hub dataset)", choices=SOURCES)
     seed: int = setting(0, "data seed (synthetic generation, sub-sampling); independent of the global seed")
     skip_empty: bool = setting(False, "drop rows with an empty text or output instead of failing")
+
+    #: Settings (default None) that only some sources read -> those sources. Giving one to a task whose
+    #: source does not read it is an error, never a silently ignored file (:meth:`check_read`).
+    READ_BY: ClassVar[dict[str, tuple[str, ...]]] = {}
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.check_read()
+
+    def check_read(self) -> None:
+        """Raise naming the first setting of :attr:`READ_BY` that is given but unread by this source."""
+        for name, sources in self.READ_BY.items():
+            if getattr(self, name) is None or self.source in sources:
+                continue
+            fix = " or ".join(f"task.source={s}" for s in sources)
+            if self.name != "custom" and name.endswith("_path") and "local" in sources:
+                fix = f"for your own data use task=custom {self.key(name)}=...; for {self.name}'s own files add {fix}"
+            else:
+                fix = f"add {fix}"
+            raise self.fail(
+                name,
+                f"is read only with {' or '.join(f'task.source={s}' for s in sources)}, but task {self.name!r} has "
+                f"source={self.source!r} and would ignore it: {fix}",
+            )
 
     @property
     def data_name(self) -> str:
@@ -77,6 +101,16 @@ class HowdyTaskConfig(TaskConfig):
         ge=0,
     )
 
+    READ_BY: ClassVar[dict[str, tuple[str, ...]]] = {
+        "train_path": ("local",),
+        "queries_path": ("local",),
+        "hf_id": ("hf",),
+        "hf_name": ("hf",),
+        "hf_revision": ("hf",),
+        "max_train": ("local", "hf"),
+        "max_queries": ("local", "hf"),
+    }
+
     def validate(self) -> None:
         if self.source == "local":
             self.require("train_path", "queries_path")
@@ -108,6 +142,15 @@ class FinanceMedicalTaskConfig(TaskConfig):
     medical_fields: dict[str, Any] = setting(factory=dict, doc="Record field -> medical source column")
     max_per_domain: int | None = setting(1000, "local / hf: random rows kept per domain (null = all)", gt=0)
 
+    READ_BY: ClassVar[dict[str, tuple[str, ...]]] = {
+        "finance_path": ("local",),
+        "medical_path": ("local",),
+        "finance_hf_name": ("hf",),
+        "finance_hf_revision": ("hf",),
+        "medical_hf_name": ("hf",),
+        "medical_hf_revision": ("hf",),
+    }
+
     def validate(self) -> None:
         if self.source == "local":
             self.require("finance_path", "medical_path")
@@ -133,6 +176,15 @@ class BrainRotTaskConfig(TaskConfig):
     hf_split: str = setting("train", "hf: split")
     fields: dict[str, Any] = setting(factory=dict, doc="Record field -> source key, e.g. {text: tweet}")
     max_train: int | None = setting(None, "random subset of the labelled pool (null = all)", gt=0)
+
+    READ_BY: ClassVar[dict[str, tuple[str, ...]]] = {
+        "train_path": ("local",),
+        "queries_path": ("local", "hf"),
+        "hf_id": ("hf",),
+        "hf_name": ("hf",),
+        "hf_revision": ("hf",),
+        "max_train": ("local", "hf"),
+    }
 
     def validate(self) -> None:
         if self.m1_junk_max_tokens >= self.m1_high_min_tokens:
@@ -174,6 +226,15 @@ class CustomTaskConfig(TaskConfig):
         "time, instead of holding it as Python records: for pools that do not fit in memory; null = for local "
         "pool files of 512 MB or more",
     )
+
+    READ_BY: ClassVar[dict[str, tuple[str, ...]]] = {
+        "train_path": ("local",),
+        "queries_path": ("local",),
+        "hf_id": ("hf",),
+        "hf_name": ("hf",),
+        "hf_revision": ("hf",),
+        "hf_queries_split": ("hf",),
+    }
 
     def validate(self) -> None:
         self.require("train_path" if self.source == "local" else "hf_id")

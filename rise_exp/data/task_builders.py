@@ -107,6 +107,13 @@ def _build_howdy(s: HowdyTaskConfig) -> Task:
     queries = _records(s, s.queries_path, s.hf_queries_split)
     rng = random.Random(s.seed)
     pool = howdy_labels(train, s.label_regex, s.label_field, s.label_ignore_case)
+    if pool and not any(r.label == 1 for r in pool):
+        where = s.train_path if s.source == "local" else s.hf_id
+        raise DataError(
+            f"task howdy: no row of {where} matches task.label_regex {s.label_regex!r} in its "
+            f"{s.label_field!r} field, so the backdoor task has nothing to find; for your own data use "
+            f"task=custom (labels optional), or point task.label_regex / task.label_field at the trigger"
+        )
     train, rest = _stratified(pool, s.max_train, rng) if s.stratify else _split(pool, s.max_train, rng)
     queries = _sample(queries, s.max_queries, rng)
     heldout: dict[str, list[Record]] = {"queries_clean": strip_trigger(queries, s.label_regex, s.label_ignore_case)}

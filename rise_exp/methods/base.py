@@ -53,6 +53,8 @@ class MethodContext:
         seed: Global seed (a method's own ``seed: null`` falls back to it: :func:`seeded`).
         index_root: Where indexes live by default (``<cache>/indexes``; None: the work dir).
         data_name: What the pool is called (part of a default index directory's name).
+        run_names: The building run's task, data and model names (``{"task", "data", "model"}``), stored in
+            index manifests so that runs answering from the index are named by what it holds.
         model_path: Where the weights the method sees were loaded from (recorded in index manifests, so a
             later run can answer queries from the index alone).
         model_dtype: Their dtype name.
@@ -71,6 +73,7 @@ class MethodContext:
     seed: int = DEFAULT_SEED
     index_root: Path | None = None
     data_name: str = "data"
+    run_names: dict[str, str] = field(default_factory=dict)
     model_path: str | None = None
     model_revision: str | None = None
     model_dtype: str = ModelConfig.dtype

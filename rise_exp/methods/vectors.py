@@ -189,6 +189,7 @@ class VectorIndexMethod(AttributionMethod):
             "model_dtype": self.ctx.model_dtype,
             "query_mask_prompt": self.masks_prompt("query"),  # so a later run encodes queries alike
             "max_length": self.ctx.max_length,
+            "run": dict(self.ctx.run_names),
         }
 
     def build(self, train: Sequence[Record]) -> None:

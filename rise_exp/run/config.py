@@ -80,18 +80,46 @@ def _safe_name(key: str, *, _root_: Any) -> str:
     return value
 
 
+def run_name(part: str, *, _root_: Any) -> str:
+    """``${run_name:data|method|model}``: a run directory's parts. A run answering from an index
+    (``stage.index``) is named by the index's manifest (what it holds); any other by its config."""
+    index = OmegaConf.select(_root_, "stage.index", default=None)
+    if index:
+        from rise_exp.index.run_names import index_run_names
+
+        return index_run_names(index)[part]
+    if part == "data":
+        return data_name(_root_.task)
+    if part not in ("method", "model"):
+        raise ConfigError(f"unknown run directory part {part!r} (data, method or model)")
+    return _safe_name(f"{part}.name", _root_=_root_)
+
+
+def recorded_config(cfg: Any) -> dict[str, Any]:
+    """The resolved config a run records in ``config.yaml``; from an index, named by its manifest."""
+    config = OmegaConf.to_container(cfg, resolve=True)
+    index = OmegaConf.select(cfg, "stage.index", default=None)
+    if not index:
+        return config
+    from rise_exp.index.run_names import recorded_config as from_index
+
+    return from_index(config, index)
+
+
 def register_schemas() -> None:
     """Store every settings class in Hydra's ConfigStore as ``schema/<group>/<option>`` (idempotent), and the
     top-level ``seed`` as ``schema/run/seed``.
 
     Also registers the resolvers the run directory is built with: ``${safe:model.name}`` (the value,
     checked to be a safe path component, so a name that would escape its directory fails before Hydra
-    creates the run directory) and ``${data_name:${task}}``.
+    creates the run directory), ``${data_name:${task}}`` and ``${run_name:data|method|model}`` (from an
+    index's manifest when the run answers from one).
     """
     from hydra.core.config_store import ConfigStore
 
     OmegaConf.register_new_resolver("safe", _safe_name, replace=True)
     OmegaConf.register_new_resolver("data_name", data_name, replace=True)
+    OmegaConf.register_new_resolver("run_name", run_name, replace=True)
     cs = ConfigStore.instance()
     cs.store(group="schema/run", name="seed", node={"seed": DEFAULT_SEED})  # conf/config.yaml: /schema/run/seed@_here_
     groups = {**schema_classes(), "run": {"data": DataConfig, "paths": PathsConfig, "search": SearchConfig}}

@@ -70,6 +70,7 @@ def method_context(run: RunConfig, run_dir: Path, data_name: str = "data") -> Me
         mask_prompt=run.data.attribute_mask_prompt,
         index_root=Path(run.paths.cache_dir).resolve() / "indexes",
         data_name=data_name,
+        run_names={"task": run.task.name, "data": data_name, "model": run.model.name},
         model_dtype=run.model.dtype,
         placement=decide(run.trainer, run.model),
     )

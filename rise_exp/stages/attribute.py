@@ -19,9 +19,11 @@ from rise_exp.core.errors import ConfigError
 from rise_exp.core.results import CHANCE_FILE, MEMBERS_FILE, write_json
 from rise_exp.data.task_builders import Task
 from rise_exp.retrieval.metrics import chance_retrieval_metrics, retrieval_metrics, retrieval_metrics_ranked
+from rise_exp.run.bm25_check import bm25_agreement
 from rise_exp.run.config import RunConfig
 from rise_exp.run.explain import EXPLAIN_FILE, row_labels, write_explanations
 from rise_exp.run.pipeline import prepare_for_method
+from rise_exp.run.rankings import ranked_rows, write_query_line
 from rise_exp.run.runner import (
     Ranked,
     attribution_ranked,
@@ -38,22 +40,17 @@ CHANCE_DRAWS = 20
 
 
 def write_topk(path: Path, ranked: Ranked, task: Task, k: int) -> None:
-    """One JSON line per query: its id and its top-``k`` training rows (id, score, label, text)."""
+    """One JSON line per query: its top-``k`` training rows (:mod:`rise_exp.run.rankings`' schema)."""
     scores, rows = ranked.top
     with open(path, "w") as f:
         for qi, q in enumerate(task.queries):
             labels = None if task.labels is None else task.labels if task.labels.ndim == 1 else task.labels[qi]
-            top = [
-                {
-                    "rank": r + 1,
-                    "id": task.train[i].id,
-                    "score": float(scores[qi, r]),
-                    "label": None if labels is None else int(labels[i]),
-                    "text": task.train[i].full_text,
-                }
-                for r, i in enumerate(rows[qi, :k].tolist())
+            top_rows = rows[qi, :k].tolist()
+            meta = [
+                {"id": r.id, "text": r.full_text, "label": None if labels is None else labels[i]}
+                for i, r in ((i, task.train[i]) for i in top_rows)
             ]
-            f.write(json.dumps({"query_id": q.id, "query": q.full_text, "top": top}) + "\n")
+            write_query_line(f, q, ranked_rows(top_rows, scores[qi, :k].tolist(), meta))
 
 
 def explain_top(method: Any, task: Task, ranked: Ranked, k: int, path: Path) -> None:
@@ -177,6 +174,11 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     index = index_location(built.method)
     if index:
         metrics["index"] = index
+    if st.bm25_check and run.task.name == "custom" and run.method.name != "bm25" and cells <= st.dense_max_cells:
+        labels = np.asarray(task.labels) if task.labelled else None
+        metrics.update(
+            bm25_agreement(run.method.name, ranked.top[1][:, :10], prep.ctx, task.train, task.queries, labels)
+        )
     files = ["topk.jsonl"]
     if st.members:
         if not task.labelled:

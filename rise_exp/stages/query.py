@@ -7,13 +7,12 @@ the index cache) first, and the queries default to the task's.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 from rise_exp.run.config import RunConfig
-from rise_exp.run.pipeline import prepare_for_method
+from rise_exp.run.rankings import ranked_rows, write_query_line
 from rise_exp.run.runner import build_on, publish
 from rise_exp.run.serving import open_index_method, rows_meta, stage_queries, top_rows
 
@@ -27,6 +26,8 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
         queries = stage_queries(st)
         where = str(Path(st.index))
     else:
+        from rise_exp.run.pipeline import prepare_for_method  # task, model, finetune: not needed from an index
+
         prep = prepare_for_method(run, run_dir)
         method = build_on(run.method, prep.ctx, prep.task.train).method
         queries = stage_queries(st, prep.task.queries)
@@ -39,11 +40,7 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     with open(run_dir / "topk.jsonl", "w") as f:
         for qi, q in enumerate(queries):
             meta = rows_meta(method, [int(r) for r in rows[qi]], pool)
-            top = [
-                {"rank": j + 1, "row": int(r), "id": m.get("id"), "score": float(s), "preview": m.get("preview")}
-                for j, (r, s, m) in enumerate(zip(rows[qi], scores[qi], meta))
-            ]
-            f.write(json.dumps({"query_id": q.id, "query": q.full_text, "top": top}) + "\n")
+            write_query_line(f, q, ranked_rows(rows[qi].tolist(), scores[qi].tolist(), meta))
     metrics = {
         "num_queries": len(queries),
         "k": st.k,

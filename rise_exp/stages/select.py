@@ -20,8 +20,10 @@ import numpy as np
 from rise_exp.core.errors import DataError
 from rise_exp.data.arrow_pool import open_pool
 from rise_exp.data.records import Record
+from rise_exp.retrieval.valuation import chosen_rows
 from rise_exp.run.config import RunConfig
 from rise_exp.run.pipeline import prepare_for_method
+from rise_exp.run.rankings import write_selection
 from rise_exp.run.runner import BuiltMethod, build_on, publish, valuation_values
 from rise_exp.run.serving import open_index_method, stage_queries
 
@@ -41,14 +43,6 @@ def check_pool(method: Any, pool: Sequence[Record], index_dir: str) -> None:
             f"stage.pool_path holds another pool than the index {index_dir} was built from "
             f"(hash {got} != {want}); select from the pool the index was built on, or index this one"
         )
-
-
-def chosen_rows(values: np.ndarray, keep: str, fraction: float | None, count: int | None) -> np.ndarray:
-    """Row positions of the kept rows, best first (ties keep pool order)."""
-    n = len(values)
-    k = min(n, count if count is not None else max(1, int(round(fraction * n))))
-    order = np.argsort(-values if keep == "top" else values, kind="stable")
-    return order[:k]
 
 
 def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
@@ -71,9 +65,8 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     with open(run_dir / "selected.jsonl", "w") as f:
         for i in sorted(kept.tolist()):  # pool order: ready to train on
             f.write(json.dumps({**pool[i].to_dict(), "value": float(values[i])}) + "\n")
-    with open(run_dir / "selection.jsonl", "w") as f:
-        for rank, i in enumerate(kept.tolist()):
-            f.write(json.dumps({"rank": rank + 1, "row": int(i), "id": pool[i].id, "value": float(values[i])}) + "\n")
+    meta = [{"id": pool[i].id, "label": pool[i].label, "text": pool[i].full_text} for i in kept.tolist()]
+    write_selection(run_dir / "selection.jsonl", kept.tolist(), values[kept].tolist(), meta)
     metrics = {
         "num_pool": len(pool),
         "num_selected": len(kept),

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from rise_exp.data.task_builders import Task
 from rise_exp.retrieval.metrics import valuation_metrics
+from rise_exp.run import rankings
 from rise_exp.run.config import RunConfig
 from rise_exp.run.pipeline import prepare_for_method
 from rise_exp.run.runner import BuiltMethod, build_on, publish, valuation_values
@@ -20,14 +20,11 @@ log = logging.getLogger(__name__)
 SELECTION, VALUES = "selection.jsonl", "values.npy"
 
 
-def write_selection(path: Path, values: np.ndarray, describe: Callable[[list[int]], list[dict[str, Any]]]) -> None:
-    """The ranked pool, best first: one JSON line per row (rank, row, id, value, then what ``describe`` tells of
-    it: its label, or its text preview); ``describe`` maps the ranked rows to dicts holding ``id`` and those."""
+def write_selection(path: Path, task: Task, values: np.ndarray) -> None:
+    """The ranked candidate pool, best first (:mod:`rise_exp.run.rankings`' schema)."""
     order = np.argsort(-values, kind="stable").tolist()
-    with open(path, "w") as f:
-        for rank, (i, about) in enumerate(zip(order, describe(order))):
-            line = {"rank": rank + 1, "row": i, "id": about.pop("id"), "value": float(values[i]), **about}
-            f.write(json.dumps(line) + "\n")
+    meta = [{"id": r.id, "label": r.label, "text": r.full_text} for r in (task.candidates[i] for i in order)]
+    rankings.write_selection(path, order, values[order].tolist(), meta)
 
 
 def _publish(run: RunConfig, run_dir: Path, metrics: dict[str, Any], values: np.ndarray, **kw: Any) -> dict[str, Any]:
@@ -43,11 +40,8 @@ def run_on_index(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     targets = stage_queries(st)
     n = len(method.index) if getattr(method, "index", None) is not None else method.num_rows
     values, seconds = valuation_values(BuiltMethod(method, n, 0.0), targets, st.mode)
-
-    def describe(rows: list[int]) -> list[dict[str, Any]]:
-        return [{"id": m.get("id"), "preview": m.get("preview")} for m in rows_meta(method, rows)]
-
-    write_selection(run_dir / SELECTION, values, describe)
+    ranked = np.argsort(-values, kind="stable").tolist()
+    rankings.write_selection(run_dir / SELECTION, ranked, values[ranked].tolist(), rows_meta(method, ranked))
     metrics = {"num_candidates": n, "num_targets": len(targets), "value_seconds": seconds, "index": str(st.index)}
     title = f"valuation: {method.name} index {st.index}"
     headline = ["num_candidates", "num_targets", "value_seconds"]
@@ -79,9 +73,6 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     metrics.update(
         num_candidates=len(task.candidates), num_targets=len(targets), value_seconds=value_seconds, **built.cost()
     )
-    rows = task.candidates
-    write_selection(
-        run_dir / SELECTION, values, lambda ranked: [{"id": rows[i].id, "label": rows[i].label} for i in ranked]
-    )
+    write_selection(run_dir / SELECTION, task, values)
     title = f"valuation: {run.method.name} on {task.title} ({run.model.name}, {mode})"
     return _publish(run, run_dir, metrics, values, title=title)

@@ -160,7 +160,7 @@ def test_cli_streams_a_pool_and_shares_its_index_with_a_loaded_run(tmp_path):
 
     def run(stream: bool) -> str:
         args = ["task=custom", f"task.train_path={path}", "task.query_texts=[cats and rates]", f"task.stream={stream}"]
-        args += ["method=rise", "logger=none", f"hydra.run.dir={tmp_path}/run-{stream}"]
+        args += ["method=rise", "model=tiny-pythia", "logger=none", f"hydra.run.dir={tmp_path}/run-{stream}"]
         res = run_cli(*args, cwd=tmp_path, env=env, timeout=300)
         assert res.returncode == 0, res.stderr[-2000:]
         return res.stdout + res.stderr

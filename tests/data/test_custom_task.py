@@ -58,6 +58,7 @@ def test_cli_on_unlabelled_data_writes_rankings_and_names_the_run_after_the_data
     pool = _jsonl(tmp_path / "notes.jsonl", POOL)
     res = run_cli(
         "task=custom",
+        "model=tiny-pythia",
         f"task.train_path={pool}",
         "task.query_texts=[the cat]",
         "method=bm25",
@@ -80,6 +81,7 @@ def test_a_labelled_pool_without_positives_warns_instead_of_scoring_zero(tmp_pat
     pool = _jsonl(tmp_path / "neg.jsonl", [{**r, "label": 0} for r in POOL])
     res = run_cli(
         "task=custom",
+        "model=tiny-pythia",
         f"task.train_path={pool}",
         "task.query_texts=[cat]",
         "method=bm25",

@@ -44,6 +44,7 @@ def _overrides(root: Path, *extra: str) -> list[str]:
     pool, queries = _pool(root)
     return tiny_run(
         "task=custom",
+        "model=tiny-pythia",
         f"task.train_path={pool}",
         f"task.queries_path={queries}",
         f"paths.cache_dir={root / 'cache'}",

@@ -40,7 +40,7 @@ def indexed(tmp_path_factory):
     cache = root / "cache"
     mp = pytest.MonkeyPatch()
     mp.setenv("RISE_EXP_CACHE", str(cache))
-    base = ["task=custom", f"task.train_path={pool}", *TINY]
+    base = ["task=custom", f"task.train_path={pool}", "model=tiny-pythia", *TINY]
     metrics = run(compose([*base, 'task.query_texts=["howdy! what is the capital of france?"]']), root / "first")
     yield {"root": root, "pool": pool, "cache": cache, "metrics": metrics, "base": base}
     mp.undo()
@@ -72,7 +72,7 @@ def test_three_query_runs_rebuild_nothing(indexed, caplog):
         )
         top = json.loads((out / "topk.jsonl").read_text())
         assert metrics["num_queries"] == 1 and top["query"] == q and len(top["top"]) == 5
-        assert all(t["id"] and t["preview"] for t in top["top"])
+        assert all(t["id"] and t["text"] for t in top["top"])
     # the same pool through the task (not the index): tokenizer, model, finetune and index all come from the cache
     run(
         compose(["stage=query", *indexed["base"], 'stage.query_texts=["a brand new question"]']), indexed["root"] / "q4"

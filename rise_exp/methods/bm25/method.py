@@ -111,7 +111,13 @@ class BM25Method(AttributionMethod):
         with open(tmp / ROWS, "w") as fh:
             for r in train:
                 fh.write(json.dumps({"id": r.id, "preview": r.full_text[:PREVIEW_CHARS]}) + "\n")
-        manifest = {"method": self.settings(), "data_hash": data_hash, "num_rows": len(train), "status": "complete"}
+        manifest = {
+            "method": self.settings(),
+            "data_hash": data_hash,
+            "num_rows": len(train),
+            "status": "complete",
+            "serving": {"run": dict(self.ctx.run_names)},
+        }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
         if path.exists():
             shutil.rmtree(path)
