@@ -13,6 +13,10 @@ DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
 FACTS = ("layers", "hidden_size", "heads", "vocab_size", "max_position")
 
 
+#: Settings that say where the weights are placed, not what they are (left out of cache keys).
+PLACEMENT_SETTINGS = ("device_map", "max_memory", "offload_folder")
+
+
 @dataclass(frozen=True)
 class ModelConfig(Settings):
     """A model: an embedded tiny model built from these facts, or any Hugging Face causal LM.
@@ -93,6 +97,10 @@ class ModelConfig(Settings):
                 raise self.fail("max_memory", f"expects 'device=size' pairs like '0=20GiB,cpu=60GiB', got {part!r}")
             out[int(key) if key.strip().isdigit() else key.strip()] = size.strip()
         return out
+
+    def weights_settings(self) -> dict[str, object]:
+        """The settings that decide the weights (an embedded model's cache key): all but where they are placed."""
+        return {k: v for k, v in self.to_dict().items() if k not in PLACEMENT_SETTINGS}
 
     @property
     def has_facts(self) -> bool:

@@ -74,7 +74,7 @@ def embedded_dir(spec: ModelConfig, texts: Iterable[str], cache_dir: Path) -> Pa
     for i, t in enumerate(texts):
         h.update((t if i == 0 else "\n" + t).encode())
     text_hash = h.hexdigest()[:12]
-    return Path(cache_dir) / "models" / f"{spec.name}-{config_hash(spec.to_dict())}-{text_hash}"
+    return Path(cache_dir) / "models" / f"{spec.name}-{config_hash(spec.weights_settings())}-{text_hash}"
 
 
 def prepare_embedded(spec: ModelConfig, texts: Sequence[str], cache_dir: Path) -> Path:
