@@ -33,7 +33,8 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
         raise IndexError_(f"{path}: no manifest.json; not an index directory (stage.index)") from None
     except ValueError as e:
         raise IndexError_(f"{file} is unreadable ({e})") from None
-    name = (manifest.get("method") or {}).get("name") if isinstance(manifest, dict) else None
+    method = manifest.get("method") if isinstance(manifest, dict) else None
+    name = method.get("name") if isinstance(method, dict) else None
     if name not in METHODS:
         raise IndexError_(f"{file}: names no known method (method.name {name!r})")
     return manifest
