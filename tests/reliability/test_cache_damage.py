@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from damage_kit import DAMAGES
 
 from rise_exp.config.finetune import FinetuneConfig
 from rise_exp.config.model import ModelConfig
@@ -23,6 +22,7 @@ from rise_exp.data.records import Record
 from rise_exp.models.embedded import prepare_embedded
 from rise_exp.models.loading import load_pretrained
 from rise_exp.training.cached_finetune import run_finetune
+from tests.reliability.damage_kit import DAMAGES
 
 EMBEDDED = ModelConfig(
     name="tiny-pythia", source="embedded", arch="gpt_neox", layers=1, hidden_size=32, heads=2,

@@ -33,6 +33,11 @@ from rise_exp.methods.vectors import PendingBlocks, VectorIndexMethod
 STORE_TOKENS_MAX_ROWS = 100_000
 
 
+#: The head's arithmetic, part of an index's identity: 2 sums the residual sketch in float64 and drops
+#: rounding-level token sketches (docs/numerics.md), so an index built by earlier code is rebuilt, never reused.
+NUMERICS = 2
+
+
 class _IndexingModule(RiseIndexingModule):
     """Adds each row's metadata (id, text preview) and, optionally, its token ids and target mask."""
 
@@ -83,7 +88,7 @@ class RiseMethod(VectorIndexMethod):
         return encode_records(records, self.ctx.tokenizer, mask_prompt=mask, max_length=None)
 
     def identity(self) -> dict[str, Any]:
-        return self.rise.to_dict()
+        return {**self.rise.to_dict(), "numerics": NUMERICS}
 
     def tables(self) -> Mapping[str, torch.Tensor]:
         """The sketch tables (ensemble member e > 0 under the prefix ``m<e>_``)."""
