@@ -12,12 +12,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rise_exp.methods.registry import method_class
 from rise_exp.run.config import RunConfig
 from rise_exp.run.explain import EXPLAIN_FILE, row_labels, write_explanations
-from rise_exp.run.pipeline import prepare_logged
+from rise_exp.run.pipeline import prepare_for_method
 from rise_exp.run.runner import build_on, publish
-from rise_exp.run.serving import open_index_method, query_records, rows_meta, top_rows
+from rise_exp.run.serving import open_index_method, rows_meta, stage_queries, top_rows
 
 
 def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
@@ -27,12 +26,12 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     pool, labels, positive = None, None, None
     if st.index:
         method = open_index_method(st.index, run_dir / "method", run.trainer)
-        queries = query_records(st.queries_path, st.query_texts, st.query_fields)
+        queries = stage_queries(st)
         where = str(Path(st.index))
     else:
-        prep = prepare_logged(run, run_dir, need_model=method_class(run.method.name).needs_model)
+        prep = prepare_for_method(run, run_dir)
         method = build_on(run.method, prep.ctx, prep.task.train).method
-        queries = query_records(st.queries_path, st.query_texts, st.query_fields) if custom else prep.task.queries
+        queries = stage_queries(st, prep.task.queries)
         pool, task = prep.task.train, prep.task
         index = getattr(method, "index", None)
         where = str(index.root) if index is not None else str(getattr(method, "index_path", ""))

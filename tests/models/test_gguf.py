@@ -8,6 +8,7 @@ import importlib.util
 
 import pytest
 
+from rise_exp.core import sealed
 from rise_exp.core.errors import ConfigError
 from rise_exp.models.gguf import convert_gguf, gguf_location, package_dir
 
@@ -30,7 +31,7 @@ def test_package_dir_finds_the_package_without_importing_it(weights_package):
 
 
 def test_a_missing_package_names_how_to_install_it():
-    with pytest.raises(ConfigError, match=r"model.package 'no_such_weights_pkg' is not installed.*rise-exp\[smollm2\]"):
+    with pytest.raises(ConfigError, match=r"model.package 'no_such_weights_pkg' is not installed.*no-such-weights-pkg"):
         package_dir("no_such_weights_pkg")
 
 
@@ -60,7 +61,8 @@ def test_a_missing_file_is_named_with_where_it_was_looked_for(weights_package, t
 def test_a_finished_conversion_is_reused_without_reading_the_file(tmp_path):
     out = tmp_path / "converted"
     out.mkdir()
-    (out / "READY").write_text("done\n")
+    (out / "config.json").write_text("{}\n")
+    sealed.seal(out)  # a finished conversion is a sealed one
     assert convert_gguf(str(tmp_path / "nowhere"), "missing.gguf", out) == out  # would fail if it read anything
 
 
@@ -69,4 +71,4 @@ def test_an_unreadable_gguf_file_is_one_clear_error(weights_package, tmp_path):
     out = tmp_path / "converted"
     with pytest.raises(ConfigError, match=r"cannot read GGUF model .*model.gguf"):
         convert_gguf(str(weights_package), "model.gguf", out)
-    assert not (out / "READY").exists()
+    assert not (out / sealed.SEAL).exists()

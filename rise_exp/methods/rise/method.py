@@ -162,7 +162,7 @@ class RiseMethod(VectorIndexMethod):
                 f"{index.root} stores no row tokens (method.index.store_tokens=false): explaining its rows needs "
                 "the pool it was built from (stage=explain without stage.index)"
             )
-        return encode_record(pool[i], self.ctx.tokenizer, i, mask_prompt=self.mask_train_prompt, max_length=None)
+        return encode_record(pool[i], self.ctx.tokenizer, i, mask_prompt=self.masks_prompt("train"), max_length=None)
 
     def value(self, targets: Sequence[Record], mode: str | None = None) -> np.ndarray:
         """Mean-query-signature valuation (``mean``) or reciprocal-rank fusion over queries (``rrf``)."""
