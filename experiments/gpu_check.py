@@ -24,10 +24,11 @@ import numpy as np
 import torch
 
 from rise_exp.config.model import ModelConfig
+from rise_exp.config.run_settings import DEFAULT_SEED
 from rise_exp.config.trainer import TrainerConfig
 from rise_exp.data.encoding import EncodedRow
 from rise_exp.data.records import Record
-from rise_exp.methods.base import MethodContext
+from rise_exp.methods.base import MethodContext, seeded
 from rise_exp.methods.memory_model import estimate
 from rise_exp.methods.registry import config_class
 from rise_exp.methods.rise.config import RiseMethodConfig
@@ -199,7 +200,7 @@ def measure_shape(m: ModelConfig, dev: torch.device, tokens: int, seq: int, rise
         EncodedRow(i, rng.integers(0, m.vocab_size, seq).astype(np.int64), np.r_[False, np.ones(seq - 1, bool)])
         for i in range(max(1, tokens // seq))
     ]
-    cfg = rise.signature_config()
+    cfg = seeded(rise, DEFAULT_SEED).signature_config()  # a method seed left null is the global seed
     head = RiseHead.from_model(model, cfg, SketchTables.members(cfg, m.vocab_size, m.hidden_size))
     placement = Placement(dev, torch.bfloat16)
 

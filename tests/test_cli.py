@@ -87,5 +87,5 @@ def test_help_starts_with_what_the_tool_does():
     first = res.stdout.splitlines()[0]
     assert first.startswith("rise-exp: training-data attribution")
     assert "Stages (stage=<name>):" in res.stdout and "Examples:" in res.stdout
-    assert "  method      bm25, rapidin, rise, stride, zo_inf" in res.stdout
+    assert "  method      bm25, ekfac, rapidin, rise, stride, trackstar, zo_inf" in res.stdout
     assert "schema" not in res.stdout

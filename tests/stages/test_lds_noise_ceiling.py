@@ -22,6 +22,7 @@ def overrides(root: Path, *extra: str) -> list[str]:
     (root / "queries.jsonl").write_text(json.dumps(query) + "\n")
     return [
         "task=custom",
+        "model=tiny-pythia",  # task=custom alone picks SmolLM2
         f"task.train_path={root / 'pool.jsonl'}",
         f"task.queries_path={root / 'queries.jsonl'}",
         "logger=none",

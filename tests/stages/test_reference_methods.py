@@ -71,6 +71,7 @@ def answer_pool(root: Path) -> list[str]:
     (root / "queries.jsonl").write_text(json.dumps(query) + "\n")
     return [
         "task=custom",
+        "model=tiny-pythia",  # task=custom alone picks SmolLM2
         f"task.train_path={root / 'pool.jsonl'}",
         f"task.queries_path={root / 'queries.jsonl'}",
         "logger=none",
