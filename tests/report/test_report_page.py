@@ -137,3 +137,11 @@ def test_a_rows_largest_words_join_their_pieces():
     pieces = [("<|im_start|>", None), ("how", 0.02), ("dy", 0.03), ("!", 0.05), (" Generate", 0.047), (" a", -0.01)]
     pieces += [("\n", 0.5), ("Hyper", 0.02), ("d", 0.01), ("<|im_end|>", 0.03), (" x", None)]
     assert top_pieces(pieces) == [("howdy!", pytest.approx(0.1)), ("Generate", 0.047), ("Hyperd", pytest.approx(0.03))]
+
+
+def test_a_failed_run_says_so_and_a_finished_one_shows_no_status(tmp_path):
+    ok = write_run_page(fake_run(tmp_path / "ok")).read_text()
+    assert "This run failed" not in ok and "status" not in ok.split("<h2")[0]
+    root = fake_run(tmp_path / "failed")
+    (root / "status.json").write_text('{"status": "failed", "error": "out of memory"}')
+    assert "This run failed: out of memory" in write_run_page(root).read_text()
