@@ -21,11 +21,9 @@ DAMPING = 0.05
 
 
 @pytest.fixture()
-def tiny(tiny_gpt_neox, word_tokenizer):
+def tiny(tiny_lm, word_tokenizer):
     """A float64 one-layer GPT-NeoX small enough to form every module's Fisher (d = 8, vocab 19)."""
-    return tiny_gpt_neox(
-        vocab=len(word_tokenizer), hidden_size=8, num_attention_heads=2, intermediate_size=16, num_hidden_layers=1
-    ).double()
+    return tiny_lm(len(word_tokenizer), hidden_size=8, heads=2, intermediate_size=16, layers=1).double()
 
 
 def make(model, tokenizer, tmp_path, model_id="tiny", **settings) -> EKFAC:

@@ -17,8 +17,8 @@ peft = pytest.importorskip("peft")
 
 
 @pytest.fixture
-def lora_ctx(tiny_gpt_neox, word_tokenizer, tmp_path):
-    model = tiny_gpt_neox(vocab=len(word_tokenizer))
+def lora_ctx(tiny_lm, word_tokenizer, tmp_path):
+    model = tiny_lm(len(word_tokenizer))
     cfg = peft.LoraConfig(r=2, target_modules=["dense", "query_key_value"], task_type="CAUSAL_LM")
     adapted = peft.get_peft_model(model, cfg).get_base_model()
     torch.manual_seed(1)
@@ -73,8 +73,8 @@ def test_row_shares_equal_per_token_gradients_computed_directly(lora_ctx, make_r
     assert [s is None for s in pair.row.shares] == (~row.target_mask).tolist()
 
 
-def test_rapidin_on_every_parameter_says_it_has_no_token_shares(tiny_gpt_neox, word_tokenizer, tmp_path):
-    ctx = MethodContext(model=tiny_gpt_neox(vocab=len(word_tokenizer)), tokenizer=word_tokenizer, work_dir=tmp_path)
+def test_rapidin_on_every_parameter_says_it_has_no_token_shares(tiny_lm, word_tokenizer, tmp_path):
+    ctx = MethodContext(model=tiny_lm(len(word_tokenizer)), tokenizer=word_tokenizer, work_dir=tmp_path)
     m = RapidIn({"k": 64}, ctx)
     assert "method.lora=true" in m.explain_unavailable()
     with pytest.raises(NotImplementedError, match="every parameter"):

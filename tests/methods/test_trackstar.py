@@ -23,10 +23,8 @@ K = 4
 
 
 @pytest.fixture()
-def tiny(tiny_gpt_neox, word_tokenizer):
-    return tiny_gpt_neox(
-        vocab=len(word_tokenizer), hidden_size=8, num_attention_heads=2, intermediate_size=16, num_hidden_layers=1
-    )
+def tiny(tiny_lm, word_tokenizer):
+    return tiny_lm(len(word_tokenizer), hidden_size=8, heads=2, intermediate_size=16, layers=1)
 
 
 def make(model, tokenizer, tmp_path, model_id="tiny", **settings) -> TrackStar:
