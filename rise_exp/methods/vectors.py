@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from rise_exp.core.errors import ConfigError, IndexError_
+from rise_exp.core.errors import ConfigError, DataError, IndexError_
 from rise_exp.core.hashing import config_hash
 from rise_exp.core.locks import cache_lock, launched_rank
 from rise_exp.core.names import safe_component
@@ -48,6 +48,14 @@ log = logging.getLogger(__name__)
 
 #: Characters of each row's text kept in the index metadata (query answers show them without the pool).
 PREVIEW_CHARS = 200
+#: Pools below this size store each row's token ids and target mask in the index (``store_tokens: null``).
+STORE_TOKENS_MAX_ROWS = 100_000
+
+
+def stores_tokens(num_rows: int, setting: bool | None) -> bool:
+    """Whether a build keeps each row's tokens: the ``store_tokens`` setting, or (null) pools under
+    :data:`STORE_TOKENS_MAX_ROWS` rows."""
+    return num_rows < STORE_TOKENS_MAX_ROWS if setting is None else bool(setting)
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,7 @@ class IndexSettings(Protocol):
     dir: str | None
     block_rows: int
     reuse: bool
+    store_tokens: bool | None
 
     def key(self, name: str) -> str: ...
 
@@ -260,6 +269,27 @@ class VectorIndexMethod(AttributionMethod):
             raise IndexError_(f"index {path} was built with other sketch tables than these settings draw")
         self.index, self.index_bytes = index, int(index.nbytes)
         return index
+
+    def encode_row(self, record: Record, row: int) -> EncodedRow:
+        """One pool row encoded as the build encodes it (explanations of an index without stored tokens)."""
+        return self.encode([record], "train")[0]
+
+    def stored_row(self, i: int, pool: Sequence[Record] | None = None) -> EncodedRow:
+        """Pool row ``i`` as its vector was computed: the index's stored tokens, else encoded from ``pool``.
+
+        Raises:
+            DataError: the index keeps no tokens and no pool is given.
+        """
+        index = self.require_index()
+        if index.stores_tokens:
+            ids, mask = index.row_tokens(i)
+            return EncodedRow(row=i, input_ids=ids, target_mask=mask)
+        if pool is None:
+            raise DataError(
+                f"{index.root} stores no row tokens ({self.index_settings().key('store_tokens')}=false): explaining "
+                "its rows needs the pool it was built from (stage=explain without stage.index)"
+            )
+        return self.encode_row(pool[i], i)
 
     def require_index(self) -> SignatureIndex:
         """The built index (raises if :meth:`build` has not run)."""

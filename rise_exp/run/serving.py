@@ -8,7 +8,6 @@ tokenizer training, nor a finetune. A BM25 index holds its own settings and row 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,24 +18,18 @@ from rise_exp.config.trainer import TrainerConfig
 from rise_exp.core.errors import ConfigError, DataError, IndexError_
 from rise_exp.data.arrow_pool import open_pool
 from rise_exp.data.records import Record
+from rise_exp.index.run_names import read_manifest_json
 from rise_exp.methods.base import AttributionMethod, MethodContext
 from rise_exp.methods.registry import METHODS, build_method, config_class
 from rise_exp.models.placement import decide
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
-    """The ``manifest.json`` of an index directory (clear errors for anything else)."""
-    file = Path(path) / "manifest.json"
-    try:
-        manifest = json.loads(file.read_text())
-    except FileNotFoundError:
-        raise IndexError_(f"{path}: no manifest.json; not an index directory (stage.index)") from None
-    except ValueError as e:
-        raise IndexError_(f"{file} is unreadable ({e})") from None
-    method = manifest.get("method") if isinstance(manifest, dict) else None
-    name = method.get("name") if isinstance(method, dict) else None
+    """The ``manifest.json`` of an index directory built by a known method (clear errors for anything else)."""
+    manifest = read_manifest_json(path)
+    name = manifest["method"].get("name")
     if name not in METHODS:
-        raise IndexError_(f"{file}: names no known method (method.name {name!r})")
+        raise IndexError_(f"{Path(path) / 'manifest.json'}: names no known method (method.name {name!r})")
     return manifest
 
 

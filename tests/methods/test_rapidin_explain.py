@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from rise_exp.core.errors import DataError
 from rise_exp.data.encoding import collate
 from rise_exp.methods.base import MethodContext
 from rise_exp.methods.common import encode_all
@@ -79,3 +80,29 @@ def test_rapidin_on_every_parameter_says_it_has_no_token_shares(tiny_lm, word_to
     assert "method.lora=true" in m.explain_unavailable()
     with pytest.raises(NotImplementedError, match="every parameter"):
         m.explain([], [])
+
+
+def test_rows_are_explained_from_the_index_alone(lora_ctx, make_records):
+    """The index keeps each row's tokens (a small pool), so no pool is needed: the same shares as from the pool."""
+    train, queries = make_records(6, seed=0), make_records(2, seed=1)
+    m = RapidIn({"lora": True, "k": 256}, lora_ctx)
+    m.build(train)
+    assert m.require_index().stores_tokens
+    rows = [[1, 4], [0]]
+    from_pool, from_index = m.explain(queries, rows, pool=train), m.explain(queries, rows)
+    for a_line, b_line in zip(from_pool, from_index):
+        for a, b in zip(a_line, b_line):
+            assert a.row.pieces == b.row.pieces
+            np.testing.assert_allclose(
+                [s or 0.0 for s in a.row.shares], [s or 0.0 for s in b.row.shares], rtol=1e-6, atol=1e-9
+            )
+
+
+def test_an_index_without_tokens_names_the_setting_when_no_pool_is_given(lora_ctx, make_records):
+    train, queries = make_records(4, seed=0), make_records(1, seed=1)
+    m = RapidIn({"lora": True, "k": 256, "store_tokens": False}, lora_ctx)
+    m.build(train)
+    assert not m.require_index().stores_tokens
+    with pytest.raises(DataError, match=r"stores no row tokens \(method.store_tokens=false\)"):
+        m.explain(queries, [[0]])
+    assert m.explain(queries, [[0]], pool=train)[0][0].explained == pytest.approx(m.score(queries)[0, 0], rel=1e-4)

@@ -131,3 +131,25 @@ def test_lora_finetune_saves_reloads_and_changes_the_signatures(smol, tmp_path):
     assert np.all(np.sum(before * after, axis=1) < 0.9999)  # the finetune moved the signatures
     merged, _ = load_pretrained(res.final_dir, merge_adapter=True)
     np.testing.assert_allclose(compute_signatures(merged.eval(), tok.pad_token_id, rows, cfg), after, atol=2e-3)
+
+
+def test_a_damaged_gguf_conversion_is_redone_with_a_warning(smol, tmp_path, caplog):
+    """The converted checkpoint is a sealed cache entry: valid-looking noise in its weights is caught before a
+    run loads them, and the conversion is redone to the same bytes (one reconversion: the other damages are
+    tested on every other entry kind in tests/reliability/test_cache_damage.py, through the same seal)."""
+    import logging
+    import shutil
+
+    from rise_exp.models.weights import resolve_weights
+    from tests.reliability.damage_kit import DAMAGES
+    from tests.reliability.test_cache_damage import entry_bytes
+
+    _, _, spec, path = smol
+    cache = tmp_path / "cache"
+    out = cache / "models" / path.name
+    shutil.copytree(path, out)
+    DAMAGES["noise"](out / "model.safetensors")
+    with caplog.at_level(logging.WARNING):
+        assert resolve_weights(spec, [], cache) == (out, None)
+    assert any("is damaged or incomplete" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
+    assert entry_bytes(out) == entry_bytes(path)

@@ -33,5 +33,8 @@ class RapidInConfig(Settings):
         gt=0,
     )
     block_rows: int = setting(4096, "rows per on-disk index block", gt=0)
+    store_tokens: bool | None = setting(
+        None, "store token ids and masks per row (explain from the index alone); null = on for pools under 100k rows"
+    )
     reuse: bool = setting(True, "reuse or resume an index of the same build in dir; false: rebuild it from scratch")
     dir: str | None = setting(None, "index directory (default: <run dir>/method/rapidin_index)")

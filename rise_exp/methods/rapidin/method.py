@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from rise_exp.core import progress
-from rise_exp.core.errors import ConfigError, DataError
+from rise_exp.core.errors import ConfigError
 from rise_exp.data.encoding import EncodedRow, collate
 from rise_exp.data.records import Record
 from rise_exp.index import IndexWriter
@@ -31,7 +31,7 @@ from rise_exp.methods.common import batch_row_loss, encode_all, pad_id
 from rise_exp.methods.explanation import PairExplanation
 from rise_exp.methods.rapidin.config import RapidInConfig
 from rise_exp.methods.rapidin.rapidgrad import RapidGrad
-from rise_exp.methods.vectors import PendingBlocks, VectorIndexMethod
+from rise_exp.methods.vectors import PendingBlocks, VectorIndexMethod, stores_tokens
 from rise_exp.models.placement import model_device
 
 
@@ -174,13 +174,22 @@ class RapidIn(VectorIndexMethod):
     def compute_blocks(self, work: PendingBlocks) -> None:
         writer = IndexWriter(work.path, resume=True, **work.writer_args)
         by_id = {r.row: r for r in work.rows}
+        keep_tokens = stores_tokens(work.writer_args["num_rows"], self.cfg.store_tokens)
         bar = progress.bar(work.num_rows, "rapidin gradients", unit="row")
         try:
             for block in work.blocks:
                 batches = work.plan.block_batches(block)
                 vecs = [v for batch in batches for v in self.compressed([by_id[i] for i in batch], bar)]
                 ids = work.plan.block_rows(block)
-                writer.write_block(block, ids, np.concatenate(vecs), meta=[self.row_meta[int(i)] for i in ids])
+                rows = [by_id[int(i)] for i in ids] if keep_tokens else None
+                writer.write_block(
+                    block,
+                    ids,
+                    np.concatenate(vecs),
+                    tokens=None if rows is None else [r.input_ids for r in rows],
+                    masks=None if rows is None else [r.target_mask for r in rows],
+                    meta=[self.row_meta[int(i)] for i in ids],
+                )
         finally:
             bar.close()
 
@@ -201,14 +210,12 @@ class RapidIn(VectorIndexMethod):
         self, queries: Sequence[Record], rows: Sequence[Sequence[int]], pool: Sequence[Record] | None = None
     ) -> list[list[PairExplanation]]:
         """Per-token gradient shares on the adapter (:mod:`~rise_exp.methods.rapidin.explain`); the rows are
-        encoded from ``pool`` (a RapidIn index keeps no tokens)."""
+        the tokens stored in the index (else encoded from ``pool``)."""
         from rise_exp.methods.rapidin.explain import explain_pairs, token_gradients
 
         reason = self.explain_unavailable()
         if reason:
             raise NotImplementedError(reason)
-        if pool is None:
-            raise DataError("explaining RapidIn rows needs the pool they came from (stage=explain without stage.index)")
         self._setup()
         assert self._params is not None
         model, pad, params = self.ctx.model, pad_id(self.ctx.tokenizer), self._params
@@ -224,7 +231,7 @@ class RapidIn(VectorIndexMethod):
                 gradients,
                 self.encode(queries, "query"),
                 rows,
-                lambda i: encode_all([pool[i]], self.ctx)[0],
+                lambda i: self.stored_row(i, pool),
             )
         finally:
             model.train(was_training)

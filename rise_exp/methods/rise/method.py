@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from rise_exp.core.errors import DataError
 from rise_exp.data.encoding import EncodedPool, EncodedRow, encode_record, encode_records
 from rise_exp.data.records import Record
 from rise_exp.lightning.callbacks import PredictProgress
@@ -27,11 +26,7 @@ from rise_exp.methods.rise.config import RiseIndexConfig, RiseMethodConfig
 from rise_exp.methods.rise.indexing import RiseIndexingModule, compute_signatures, predict_loader
 from rise_exp.methods.rise.sketch import SketchTables
 from rise_exp.methods.rise.trunk import unembedding
-from rise_exp.methods.vectors import PendingBlocks, VectorIndexMethod
-
-#: Pools below this size store each row's token ids and target mask in the index (``store_tokens: null``).
-STORE_TOKENS_MAX_ROWS = 100_000
-
+from rise_exp.methods.vectors import PendingBlocks, VectorIndexMethod, stores_tokens
 
 #: The head's arithmetic, part of an index's identity: 2 sums the residual sketch in float64 and drops
 #: rounding-level token sketches (docs/numerics.md), so an index built by earlier code is rebuilt, never reused.
@@ -115,8 +110,7 @@ class RiseMethod(VectorIndexMethod):
 
     def compute_blocks(self, work: PendingBlocks) -> None:
         ix = self.cfg.index
-        store = work.writer_args["num_rows"] < STORE_TOKENS_MAX_ROWS if ix.store_tokens is None else ix.store_tokens
-        rows = work.rows if store else None
+        rows = work.rows if stores_tokens(work.writer_args["num_rows"], ix.store_tokens) else None
         module = _IndexingModule(self.ctx.model, self.rise, self.sketch_tables, rows, self.row_meta)
         writer = IndexPredictionWriter(work.path, blocks=work.blocks, **work.writer_args)
         progress = PredictProgress(work.num_rows, "rise index")
@@ -149,20 +143,11 @@ class RiseMethod(VectorIndexMethod):
         from rise_exp.methods.rise.explain import RiseExplainer
 
         explainer = RiseExplainer(self.ctx.model, self.rise, self.sketch_tables, self.ctx.tokenizer.pad_token_id)
-        return explainer.explain(self.ctx.tokenizer, self.encode(queries, "query"), rows, lambda i: self._row(i, pool))
+        encoded = self.encode(queries, "query")
+        return explainer.explain(self.ctx.tokenizer, encoded, rows, lambda i: self.stored_row(i, pool))
 
-    def _row(self, i: int, pool: Sequence[Record] | None) -> EncodedRow:
-        """Pool row ``i`` as its vector was computed: the index's stored tokens, else encoded from ``pool``."""
-        index = self.require_index()
-        if index.stores_tokens:
-            ids, mask = index.row_tokens(i)
-            return EncodedRow(row=i, input_ids=ids, target_mask=mask)
-        if pool is None:
-            raise DataError(
-                f"{index.root} stores no row tokens (method.index.store_tokens=false): explaining its rows needs "
-                "the pool it was built from (stage=explain without stage.index)"
-            )
-        return encode_record(pool[i], self.ctx.tokenizer, i, mask_prompt=self.masks_prompt("train"), max_length=None)
+    def encode_row(self, record: Record, row: int) -> EncodedRow:
+        return encode_record(record, self.ctx.tokenizer, row, mask_prompt=self.masks_prompt("train"), max_length=None)
 
     def value(self, targets: Sequence[Record], mode: str | None = None) -> np.ndarray:
         """Mean-query-signature valuation (``mean``) or reciprocal-rank fusion over queries (``rrf``)."""
