@@ -18,6 +18,10 @@ returns ``(scores, rows)`` like the exact search:
 - ``faiss_ivfpq``: FAISS ``IndexIVFPQ`` (inner product; ``nlist`` clusters, ``pq_m`` bytes a row,
   ``nprobe`` clusters visited), trained on ``train_rows`` sampled rows: for pools of ~10M rows and more.
 
+``search.rerank = R`` wraps an approximate backend: its R best candidates per query are re-scored exactly
+with the index's stored vectors (:mod:`rise_exp.retrieval.rerank`), so the k returned are exact search's
+wherever the candidates contain them.
+
 Approximate backends return approximate scores; their order among equal scores is unspecified. SimHash
 codes and IVF-PQ indexes built from an on-disk index are cached in ``<index>/search/<backend>-<key>/``
 (the key hashes the settings and the index's block checksums), written to a temporary directory and
@@ -43,6 +47,7 @@ from rise_exp.config.run_settings import SearchConfig
 from rise_exp.core.errors import ConfigError, DataError
 from rise_exp.core.hashing import config_hash
 from rise_exp.index import SignatureIndex
+from rise_exp.retrieval.rerank import rerank
 from rise_exp.retrieval.search import IndexLike, iter_blocks, topk
 
 log = logging.getLogger(__name__)
@@ -290,11 +295,35 @@ def _train_ivfpq(faiss: Any, blocks: Callable, n: int, dim: int, nlist: int, cfg
     return ivf
 
 
+class RerankedSearcher(Searcher):
+    """An approximate searcher's ``rerank`` best candidates per query, re-scored exactly with the stored vectors."""
+
+    def __init__(self, approximate: Searcher, index: IndexLike, rerank: int) -> None:
+        self.approximate, self.rerank = approximate, rerank
+        self.index = index if isinstance(index, SignatureIndex | np.ndarray) else list(index)
+        self.backend = f"{approximate.backend}+rerank"
+        self.bytes_per_row = approximate.bytes_per_row  # in memory; the stored vectors are read R rows a query
+        self.build_seconds = approximate.build_seconds
+
+    def topk(
+        self, queries: np.ndarray, k: int, *, largest: bool = True, ties: str = "low"
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if int(k) > self.rerank:
+            raise ConfigError(
+                f"search.rerank={self.rerank} candidates per query are fewer than the {k} results asked; "
+                f"set search.rerank >= {k}"
+            )
+        _, candidates = self.approximate.topk(queries, self.rerank, largest=largest, ties=ties)
+        return rerank(self.index, queries, candidates, k, largest=largest, ties=ties)
+
+
 def open_searcher(index: IndexLike, cfg: SearchConfig | None = None) -> Searcher:
-    """The searcher ``cfg.backend`` names over ``index`` (built, or loaded from the index's cache)."""
+    """The searcher ``cfg.backend`` names over ``index`` (built, or loaded from the index's cache), re-ranking
+    its candidates with the stored vectors when ``cfg.rerank`` is set."""
     cfg = cfg or SearchConfig()
     if cfg.backend == "exact":
         return Searcher(index)
-    if cfg.backend == "simhash":
-        return SimHashSearcher(index, cfg)
-    return FaissSearcher(index, cfg)
+    if not isinstance(index, SignatureIndex | np.ndarray):
+        index = list(index)  # read by the backend's build and again by the re-ranking
+    searcher = SimHashSearcher(index, cfg) if cfg.backend == "simhash" else FaissSearcher(index, cfg)
+    return RerankedSearcher(searcher, index, cfg.rerank) if cfg.rerank else searcher
