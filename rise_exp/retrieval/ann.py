@@ -38,6 +38,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,10 @@ log = logging.getLogger(__name__)
 SEARCH_DIR = "search"
 #: SimHash bits unpacked to float32 at once while scoring (16M: 64 MB, e.g. 2,048 rows of 8,192 bits).
 UNPACK_CELLS = 1 << 24
+#: SimHash with at least this share of the vectors' width in bits answers no faster than exact search (it
+#: multiplies ``bits`` numbers a row and unpacks them; at width 1,024: 512 bits 1.1x exact's time, 256 bits 0.5x,
+#: ``benchmarks/bench_search.py``, docs/search.md), so such settings are warned about.
+SIMHASH_SLOWER_SHARE = Fraction(1, 2)
 
 
 class Searcher:
@@ -125,6 +130,16 @@ class SimHashSearcher(Searcher):
         t0 = time.perf_counter()
         blocks, n, dim = _source(index)
         self.bits, self.dim = cfg.bits, dim
+        if cfg.bits * SIMHASH_SLOWER_SHARE.denominator >= dim * SIMHASH_SLOWER_SHARE.numerator:
+            log.warning(
+                "search.bits=%d with vectors of width %d: SimHash multiplies %d numbers a row where exact search "
+                "multiplies %d, so it answers no faster than search.backend=exact (docs/search.md); use bits < %d",
+                cfg.bits,
+                dim,
+                cfg.bits,
+                dim,
+                dim * SIMHASH_SLOWER_SHARE.numerator // SIMHASH_SLOWER_SHARE.denominator,
+            )
         density = cfg.density if cfg.density is not None else 1.0 / math.sqrt(max(dim, 1))
         self.planes = _sparse_planes(cfg.bits, dim, density, cfg.seed)
         self.dtype = np.dtype([("code", np.uint8, (cfg.bits // 8,)), ("norm", np.float32)])

@@ -73,9 +73,9 @@ def rerank(
         stored = gather_rows(index, want)
         if stored.shape[1] != q.shape[1]:
             raise DataError(f"queries have dim {q.shape[1]} but the index has dim {stored.shape[1]}")
-        vecs = torch.from_numpy(np.ascontiguousarray(stored))
+        vecs = torch.from_numpy(np.ascontiguousarray(stored)).to(torch.float32)  # torch: a vectorised cast
         for j, rows in enumerate(c):
             ok = np.flatnonzero(rows >= 0)
-            x = vecs[torch.from_numpy(np.searchsorted(want, rows[ok]))].to(torch.float32)
-            scores[start + j, ok] = (x @ torch.from_numpy(q[start + j])).numpy()
+            x = torch.index_select(vecs, 0, torch.from_numpy(np.searchsorted(want, rows[ok])))
+            scores[start + j, ok] = torch.mv(x, torch.from_numpy(q[start + j])).numpy()
     return topk_among(scores, cand, k, largest=largest, ties=ties)
