@@ -62,7 +62,7 @@ def test_equals_exact_search_when_the_candidates_hold_its_top_k(tmp_path, block)
             cand = np.full((len(q), max(map(len, sets))), -1)  # -1: no candidate in that slot
             for i, c in enumerate(sets):
                 cand[i, : len(c)] = c
-            got_scores, got_rows = rerank(index, q, cand, 10, largest=largest, ties=ties, max_bytes=4096)
+            got_scores, got_rows = rerank(index, q, cand, 10, largest=largest, ties=ties)
             np.testing.assert_array_equal(got_rows, ref_rows)
             np.testing.assert_array_equal(got_scores, ref_scores)
 
