@@ -58,8 +58,8 @@ SEARCH_DIR = "search"
 #: SimHash bits unpacked to float32 at once while scoring (16M: 64 MB, e.g. 2,048 rows of 8,192 bits).
 UNPACK_CELLS = 1 << 24
 #: SimHash with at least this share of the vectors' width in bits answers no faster than exact search (it
-#: multiplies ``bits`` numbers a row and unpacks them; at width 1,024: 512 bits 1.1x exact's time, 256 bits 0.5x,
-#: ``benchmarks/bench_search.py``, docs/search.md), so such settings are warned about.
+#: multiplies ``bits`` numbers a row and unpacks them; at width 1,024: 256 bits 0.3-0.5x exact's time, 512 bits
+#: 0.5-1.1x, 1,024 bits 1.1-1.9x: ``benchmarks/bench_search.py``, docs/search.md), so such settings are warned about.
 SIMHASH_SLOWER_SHARE = Fraction(1, 2)
 
 
