@@ -316,6 +316,7 @@ class RerankedSearcher(Searcher):
     def __init__(self, approximate: Searcher, index: IndexLike, rerank: int) -> None:
         self.approximate, self.rerank = approximate, rerank
         self.index = index if isinstance(index, SignatureIndex | np.ndarray) else list(index)
+        self.num_rows = _source(self.index)[1]
         self.backend = f"{approximate.backend}+rerank"
         self.bytes_per_row = approximate.bytes_per_row  # in memory; the stored vectors are read R rows a query
         self.build_seconds = approximate.build_seconds
@@ -323,7 +324,7 @@ class RerankedSearcher(Searcher):
     def topk(
         self, queries: np.ndarray, k: int, *, largest: bool = True, ties: str = "low"
     ) -> tuple[np.ndarray, np.ndarray]:
-        if int(k) > self.rerank:
+        if min(int(k), self.num_rows) > self.rerank:  # a pool of at most R rows is re-ranked whole
             raise ConfigError(
                 f"search.rerank={self.rerank} candidates per query are fewer than the {k} results asked; "
                 f"set search.rerank >= {k}"
