@@ -39,6 +39,8 @@ class PathsConfig(Settings):
 
 
 SEARCH_BACKENDS = ("exact", "simhash", "faiss_flat", "faiss_ivfpq")
+#: Backends whose scores are the exact inner products (nothing to re-rank).
+EXACT_BACKENDS = ("exact", "faiss_flat")
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,9 @@ class SearchConfig(Settings):
     ``simhash`` stores ``bits`` sign bits per row (plus its norm) from random hyperplanes and scores float
     queries against them asymmetrically; ``faiss_flat`` is FAISS's exact inner-product index (in memory);
     ``faiss_ivfpq`` is an inverted file with product quantisation, for pools of ~10M rows and more. The
-    compressed copies are built once from the index and cached inside it (``<index>/search/``).
+    compressed copies are built once from the index and cached inside it (``<index>/search/``). ``rerank``
+    re-scores an approximate backend's best ``rerank`` candidates per query with the stored vectors (exact
+    scores, ``rerank`` row reads per query), which is how IVF-PQ reaches high recall (docs/search.md).
     """
 
     GROUP = "search"
@@ -62,7 +66,17 @@ class SearchConfig(Settings):
     pq_m: int = setting(64, "faiss_ivfpq: sub-quantizers, i.e. bytes per row (must divide the vector dim)", gt=0)
     nprobe: int = setting(16, "faiss_ivfpq: clusters visited per query", gt=0)
     train_rows: int = setting(65536, "faiss_ivfpq: rows sampled to train the quantizers", gt=0)
+    rerank: int = setting(
+        0,
+        "simhash / faiss_ivfpq: candidates per query taken from the approximate backend and re-scored exactly "
+        "against the index's stored vectors, best k kept (0 = off; at least the k asked, e.g. 1000)",
+        ge=0,
+    )
 
     def validate(self) -> None:
         if self.bits % 8:
             raise self.fail("bits", f"must be a multiple of 8, got {self.bits}")
+        if self.rerank and self.backend in EXACT_BACKENDS:
+            raise self.fail(
+                "rerank", f"re-scores an approximate backend's candidates; search.backend={self.backend} is exact"
+            )

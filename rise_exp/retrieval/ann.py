@@ -18,6 +18,10 @@ returns ``(scores, rows)`` like the exact search:
 - ``faiss_ivfpq``: FAISS ``IndexIVFPQ`` (inner product; ``nlist`` clusters, ``pq_m`` bytes a row,
   ``nprobe`` clusters visited), trained on ``train_rows`` sampled rows: for pools of ~10M rows and more.
 
+``search.rerank = R`` wraps an approximate backend: its R best candidates per query are re-scored exactly
+with the index's stored vectors (:mod:`rise_exp.retrieval.rerank`), so the k returned are exact search's
+wherever the candidates contain them.
+
 Approximate backends return approximate scores; their order among equal scores is unspecified. SimHash
 codes and IVF-PQ indexes built from an on-disk index are cached in ``<index>/search/<backend>-<key>/``
 (the key hashes the settings and the index's block checksums), written to a temporary directory and
@@ -34,6 +38,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +48,7 @@ from rise_exp.config.run_settings import SearchConfig
 from rise_exp.core.errors import ConfigError, DataError
 from rise_exp.core.hashing import config_hash
 from rise_exp.index import SignatureIndex
+from rise_exp.retrieval.rerank import rerank
 from rise_exp.retrieval.search import IndexLike, iter_blocks, topk
 
 log = logging.getLogger(__name__)
@@ -51,6 +57,10 @@ log = logging.getLogger(__name__)
 SEARCH_DIR = "search"
 #: SimHash bits unpacked to float32 at once while scoring (16M: 64 MB, e.g. 2,048 rows of 8,192 bits).
 UNPACK_CELLS = 1 << 24
+#: SimHash with at least this share of the vectors' width in bits answers no faster than exact search (it
+#: multiplies ``bits`` numbers a row and unpacks them; at width 1,024: 256 bits 0.3-0.5x exact's time, 512 bits
+#: 0.5-1.1x, 1,024 bits 1.1-1.9x: ``benchmarks/bench_search.py``, docs/search.md), so such settings are warned about.
+SIMHASH_SLOWER_SHARE = Fraction(1, 2)
 
 
 class Searcher:
@@ -120,6 +130,16 @@ class SimHashSearcher(Searcher):
         t0 = time.perf_counter()
         blocks, n, dim = _source(index)
         self.bits, self.dim = cfg.bits, dim
+        if cfg.bits * SIMHASH_SLOWER_SHARE.denominator >= dim * SIMHASH_SLOWER_SHARE.numerator:
+            log.warning(
+                "search.bits=%d with vectors of width %d: SimHash multiplies %d numbers a row where exact search "
+                "multiplies %d, so it answers no faster than search.backend=exact (docs/search.md); use bits < %d",
+                cfg.bits,
+                dim,
+                cfg.bits,
+                dim,
+                dim * SIMHASH_SLOWER_SHARE.numerator // SIMHASH_SLOWER_SHARE.denominator,
+            )
         density = cfg.density if cfg.density is not None else 1.0 / math.sqrt(max(dim, 1))
         self.planes = _sparse_planes(cfg.bits, dim, density, cfg.seed)
         self.dtype = np.dtype([("code", np.uint8, (cfg.bits // 8,)), ("norm", np.float32)])
@@ -290,11 +310,36 @@ def _train_ivfpq(faiss: Any, blocks: Callable, n: int, dim: int, nlist: int, cfg
     return ivf
 
 
+class RerankedSearcher(Searcher):
+    """An approximate searcher's ``rerank`` best candidates per query, re-scored exactly with the stored vectors."""
+
+    def __init__(self, approximate: Searcher, index: IndexLike, rerank: int) -> None:
+        self.approximate, self.rerank = approximate, rerank
+        self.index = index if isinstance(index, SignatureIndex | np.ndarray) else list(index)
+        self.num_rows = _source(self.index)[1]
+        self.backend = f"{approximate.backend}+rerank"
+        self.bytes_per_row = approximate.bytes_per_row  # in memory; the stored vectors are read R rows a query
+        self.build_seconds = approximate.build_seconds
+
+    def topk(
+        self, queries: np.ndarray, k: int, *, largest: bool = True, ties: str = "low"
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if min(int(k), self.num_rows) > self.rerank:  # a pool of at most R rows is re-ranked whole
+            raise ConfigError(
+                f"search.rerank={self.rerank} candidates per query are fewer than the {k} results asked; "
+                f"set search.rerank >= {k}"
+            )
+        _, candidates = self.approximate.topk(queries, self.rerank, largest=largest, ties=ties)
+        return rerank(self.index, queries, candidates, k, largest=largest, ties=ties)
+
+
 def open_searcher(index: IndexLike, cfg: SearchConfig | None = None) -> Searcher:
-    """The searcher ``cfg.backend`` names over ``index`` (built, or loaded from the index's cache)."""
+    """The searcher ``cfg.backend`` names over ``index`` (built, or loaded from the index's cache), re-ranking
+    its candidates with the stored vectors when ``cfg.rerank`` is set."""
     cfg = cfg or SearchConfig()
     if cfg.backend == "exact":
         return Searcher(index)
-    if cfg.backend == "simhash":
-        return SimHashSearcher(index, cfg)
-    return FaissSearcher(index, cfg)
+    if not isinstance(index, SignatureIndex | np.ndarray):
+        index = list(index)  # read by the backend's build and again by the re-ranking
+    searcher = SimHashSearcher(index, cfg) if cfg.backend == "simhash" else FaissSearcher(index, cfg)
+    return RerankedSearcher(searcher, index, cfg.rerank) if cfg.rerank else searcher

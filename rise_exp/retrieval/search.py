@@ -228,7 +228,7 @@ def topk(
         if rows.size and int(rows.max()) > 0xFFFFFFFF:
             raise DataError("row ids above 2**32 - 1 are not supported by search")
         if scorer is not None:
-            keys = _keys(np.asarray(scorer(q, vecs), dtype=np.float32), rows, invert)
+            keys = _block_keys(np.ascontiguousarray(scorer(q, vecs), dtype=np.float32), rows, k, largest, invert)
         elif backend == "faiss":
             scores, pos = _faiss_block(q, vecs, k, largest)
             keys = (_ordered_bits(scores) << _SHIFT) | _low_bits(rows[pos], invert)
@@ -236,6 +236,34 @@ def topk(
             keys = _block_keys(product(np.asarray(vecs)), rows, k, largest, invert)
         best = _select(np.concatenate([best, keys], axis=1), k, largest)
     return _decode(best, invert)
+
+
+def topk_among(
+    scores: np.ndarray, rows: np.ndarray, k: int, *, largest: bool = True, ties: str = "low"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each query's k best of its own candidates: ``scores`` float32 and ``rows`` int64 ``[Q, R]`` (row -1: no
+    candidate), ranked and tie-broken exactly as :func:`topk` ranks a pool holding them.
+
+    Returns ``(scores, rows)`` ``[Q, min(k, R)]``, best first; a query with fewer than k candidates gets rows
+    -1 and scores -inf (``largest``) or +inf after them.
+    """
+    if ties not in TIES:
+        raise allowed("search ties", ties, TIES)
+    if int(k) < 1:
+        raise ConfigError(f"top-k needs k >= 1, got {k}")
+    invert = largest == (ties == "low")
+    rows = np.asarray(rows, dtype=np.int64)
+    valid = rows >= 0
+    if rows.size and int(rows.max()) > 0xFFFFFFFF:
+        raise DataError("row ids above 2**32 - 1 are not supported by search")
+    keys = (_ordered_bits(np.asarray(scores, dtype=np.float32)) << _SHIFT) | _low_bits(np.where(valid, rows, 0), invert)
+    none = np.uint64(0) if largest else np.uint64(0xFFFFFFFFFFFFFFFF)  # below (above) every real key
+    keys = _select(np.where(valid, keys, none), min(int(k), rows.shape[1]), largest)
+    out_scores, out_rows = _decode(keys, invert)
+    missing = keys == none
+    out_rows[missing] = -1
+    out_scores[missing] = -np.inf if largest else np.inf
+    return out_scores, out_rows
 
 
 def all_scores(index: IndexLike, queries: np.ndarray, *, block_rows: int | None = None) -> np.ndarray:
