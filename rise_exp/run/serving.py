@@ -115,8 +115,11 @@ def top_rows(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` best rows per query ``(scores, rows)``: streamed from an index (through the ``search``
     backend), else from the dense scores."""
-    if hasattr(method, "topk") and getattr(method, "index", None) is not None:
-        return method.topk(queries, k, search=search)
-    scores = np.asarray(method.score(queries), dtype=np.float32)
+    from rise_exp.run.runner import placed
+
+    with placed(method.ctx):  # the query vectors in the placement's precision, like the index's
+        if hasattr(method, "topk") and getattr(method, "index", None) is not None:
+            return method.topk(queries, k, search=search)
+        scores = np.asarray(method.score(queries), dtype=np.float32)
     order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     return np.take_along_axis(scores, order, axis=1), order
