@@ -43,13 +43,15 @@ def load_pretrained(
     device_map: str | None = None,
     max_memory: dict[int | str, str] | None = None,
     offload_folder: str | Path | None = None,
+    device: str | None = None,
 ):
     """Load an HF causal LM and its tokenizer; a pad token is set to EOS when missing.
 
     Weights are read shard by shard (safetensors, memory-mapped) into an empty model built on the meta
     device (``low_cpu_mem_usage``), so no rank holds a second host copy. ``device_map`` (with ``max_memory``
     and ``offload_folder``) splits the model layer-wise over GPUs, CPU RAM and disk (accelerate's big-model
-    inference): forward passes then run with the layers where they are.
+    inference): forward passes then run with the layers where they are. ``device`` (without ``device_map``)
+    fills the empty model on that device straight from the shards: no host copy of the weights at all.
 
     A PEFT adapter directory (``adapter_config.json``) loads its base model (``base_model_name_or_path``)
     with the adapter applied: kept as LoRA layers inside the model (the same function as the merged
@@ -70,6 +72,7 @@ def load_pretrained(
             device_map=device_map,
             max_memory=max_memory,
             offload_folder=offload_folder,
+            device=device,
         )
         if (Path(path_or_id) / "tokenizer_config.json").is_file():
             tokenizer = AutoTokenizer.from_pretrained(str(path_or_id))
@@ -96,6 +99,8 @@ def load_pretrained(
                 ),
                 "offload_folder": str(offload_folder) if offload_folder else None,
             }
+        elif device is not None:
+            split = {"device_map": {"": device}}  # one device: the shards are read straight into its memory
         model = AutoModelForCausalLM.from_pretrained(
             str(path_or_id),
             revision=revision,
