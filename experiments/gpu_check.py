@@ -3,7 +3,7 @@
 1. Every method (RISE, RapidIn, ZO-Inf, STRIDE, BM25, and EK-FAC / TrackStar where kronfluence / bergson are
    installed) on a tiny GPT-NeoX on the device (``trainer=gpu``-style placement, fp32 and bf16-mixed)
    against the CPU in fp32: score matrices compared by cosine and top-1 agreement, within the stated
-   tolerances (fp32: cosine >= 0.999; RISE bf16-mixed: cosine >= 0.99); each with its build's tokens/s and
+   tolerances (fp32: cosine >= 0.999; bf16-mixed: :data:`BF16_TOL`); each with its build's tokens/s and
    peak device memory.
 2. Every stage (attribute, query, valuate, select, explain, probe, lds, removal, closed loop) of a tiny run
    with ``trainer=gpu`` against the same run on the CPU (``experiments/gpu_check_stages.py``).
@@ -61,7 +61,11 @@ METHODS = {
 }
 #: The library each reference method needs (skipped, and said so, where it is not installed).
 LIBRARIES = {"ekfac": "kronfluence", "trackstar": "bergson"}
-TOL = {"fp32": 0.999, "bf16": 0.99}  # cosine of score matrices against the CPU fp32 run
+FP32_TOL = 0.999  # cosine of score matrices against the CPU fp32 run
+#: bf16-mixed on the device, per method (on the dry run RISE only: the CPU's bf16 paths are unit-tested).
+#: ZO-Inf scores differences of checkpoint losses, which bf16 forwards round (cosine 0.974 on the CPU's bf16);
+#: TrackStar collects outside autocast (bergson's clamp), so it keeps the fp32 tolerance.
+BF16_TOL = {"rise": 0.99, "rapidin": 0.99, "stride": 0.99, "ekfac": 0.99, "trackstar": 0.999, "zo_inf": 0.95}
 
 
 def device() -> torch.device:
@@ -163,8 +167,8 @@ def check_methods(dev: torch.device) -> bool:
                 print(f"| {name} | 32-true | ERROR on the CPU: {type(exc).__name__}: {exc} | - | - | NO | - | - |")
                 ok = False
                 continue
-            for precision, tol in (("32-true", TOL["fp32"]), ("bf16-mixed", TOL["bf16"])):
-                if precision == "bf16-mixed" and name != "rise":
+            for precision, tol in (("32-true", FP32_TOL), ("bf16-mixed", BF16_TOL.get(name))):
+                if precision == "bf16-mixed" and (tol is None or (dev.type == "cpu" and name != "rise")):
                     continue
                 reset_peak(dev)
                 try:
