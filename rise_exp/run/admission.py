@@ -150,12 +150,17 @@ def refuse_split_gradients(run: RunConfig) -> None:
     RapidIn and TrackStar take gradients of the model's own weights, and accelerate's split keeps an offloaded
     layer's weights as meta tensors outside that layer's forward, so those gradients do not exist; kronfluence
     moves the whole model, which accelerate refuses for an offloaded one (docs/gpus.md)."""
-    name = run.method.name
-    if name in GRADIENT_METHODS and run.model.device_map is not None and run.stage.name not in SERVING_STAGES:
+    if run.model.device_map is None or run.stage.name in SERVING_STAGES:
+        return
+    stage = run.stage  # lds / removal score stage.methods, the closed loop its selectors, on the same model
+    names = [run.method.name, *getattr(stage, "methods", ()), *getattr(stage, "selectors", ())]
+    name = next((n for n in names if isinstance(n, str) and n in GRADIENT_METHODS), None)
+    if name is not None:
+        which = f"method={name}" if name == run.method.name else f"{name} (in stage={stage.name}'s methods)"
         raise ConfigError(
             f"model.device_map={run.model.device_map} splits the model for method=rise, zo_inf and stride only; "
-            f"method={name} needs the gradients of weights that a split offloads; drop model.device_map (admission "
-            "then says whether the whole model fits one device), or use one of those methods or a smaller model"
+            f"{which} needs the gradients of weights that a split offloads; drop model.device_map (admission "
+            "then says whether the whole model fits one device), or use only those methods or a smaller model"
         )
 
 

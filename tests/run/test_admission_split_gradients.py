@@ -34,6 +34,13 @@ def test_forward_only_methods_keep_the_split():
         admit(run, capacity=("GPU", 80 * GB))
 
 
+def test_a_counterfactual_stage_scoring_a_gradient_method_on_a_split_model_is_refused():
+    over = ["stage=lds", "stage.methods=[rise,trackstar]", "model=pythia-1b", "model.device_map=auto"]
+    with pytest.raises(ConfigError, match=r"trackstar \(in stage=lds's methods\) needs the gradients"):
+        admit(RunConfig.from_cfg(compose(over)), capacity=("GPU", 800 * GB))
+    admit(RunConfig.from_cfg(compose([*over[:1], "stage.methods=[rise,bm25]", *over[2:]])), capacity=("GPU", 800 * GB))
+
+
 def test_the_cli_refuses_before_anything_is_built(tmp_path):
     cmd = [sys.executable, "-m", "rise_exp", "method=rapidin", "model.device_map=auto"]
     cmd += [f"paths.cache_dir={tmp_path}/c", f"hydra.run.dir={tmp_path}/r"]
