@@ -40,7 +40,7 @@ def load_pretrained(
     dtype: str = "float32",
     trust_remote_code: bool = False,
     merge_adapter: bool = False,
-    device_map: str | None = None,
+    device_map: str | dict[str, int | str] | None = None,
     max_memory: dict[int | str, str] | None = None,
     offload_folder: str | Path | None = None,
     device: str | None = None,
@@ -50,7 +50,8 @@ def load_pretrained(
     Weights are read shard by shard (safetensors, memory-mapped) into an empty model built on the meta
     device (``low_cpu_mem_usage``), so no rank holds a second host copy. ``device_map`` (with ``max_memory``
     and ``offload_folder``) splits the model layer-wise over GPUs, CPU RAM and disk (accelerate's big-model
-    inference): forward passes then run with the layers where they are. ``device`` (without ``device_map``)
+    inference): forward passes then run with the layers where they are; a dict ``device_map`` (an earlier
+    model's ``hf_device_map``) is used as it is. ``device`` (without ``device_map``)
     fills the empty model on that device straight from the shards: no host copy of the weights at all.
 
     A PEFT adapter directory (``adapter_config.json``) loads its base model (``base_model_name_or_path``)
@@ -85,7 +86,9 @@ def load_pretrained(
             str(path_or_id), revision=revision, trust_remote_code=trust_remote_code
         )
         split: dict[str, object] = {}
-        if device_map:
+        if isinstance(device_map, dict):  # an explicit map (another model's hf_device_map): used as it is
+            split = {"device_map": device_map, "offload_folder": str(offload_folder) if offload_folder else None}
+        elif device_map:
             from rise_exp.models.device_map import resident_head_map
 
             split = {
