@@ -105,7 +105,8 @@ def cases(pool: Path, queries: Path) -> list[Case]:
         return lambda dirs: [f"stage={stage}", f"stage.index={index(dirs)}", f"stage.queries_path={queries}", *more]
 
     return [
-        Case("attribute", lambda _: [*custom, *rise, "finetune.epochs=1"], _npy("scores.npy"), metric_keys=("auprc",)),
+        Case("attribute", lambda _: [*custom, *rise, "finetune.epochs=1"], _npy("scores.npy"), metric_tol=0.05,
+             metric_keys=("auprc",)),  # a near-tie swapped in a top 10 moves auPRC a little
         Case("query", serve("query", "stage.k=5"), _topk_scores),
         Case("valuate", serve("valuate"), _npy("values.npy")),
         Case("select", serve("select", f"stage.pool_path={pool}", "stage.fraction=0.25"), _selected, cosine=0.8,
