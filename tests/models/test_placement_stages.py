@@ -1,4 +1,4 @@
-"""One placement for the stages that answer from an index (query, valuate, select): the model the manifest
+"""One placement for the stages that answer from an index (query, valuate, select, explain): the model the manifest
 names is placed once, every forward runs on it in the configured precision (bf16 autocast on the CPU here),
 none runs before placement or on another module, and nothing moves it afterwards."""
 
@@ -73,7 +73,7 @@ def index(tmp_path_factory):
     return root, pool, metrics["index"]
 
 
-@pytest.mark.parametrize("stage", ["query", "valuate", "select"])
+@pytest.mark.parametrize("stage", ["query", "valuate", "select", "explain"])
 def test_stages_from_an_index_compute_on_the_placed_model_in_the_configured_precision(
     stage, index, monkeypatch, tmp_path
 ):
