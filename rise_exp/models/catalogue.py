@@ -23,3 +23,22 @@ def parameter_count(m: ModelConfig) -> int:
         return n * block + 2 * v * d + d
     block = 4 * d * d + 4 * d + 2 * d * f + f + d + 4 * d
     return n * block + 2 * v * d + 2 * d
+
+
+def linear_shapes(m: ModelConfig) -> list[tuple[str, int, int, bool]]:
+    """``(name, out, in, bias)`` of every ``nn.Linear`` of a GPT-NeoX, OLMo 2 or OLMo 3 model, blocks in order
+    and the LM head last (names as in transformers, relative to the model; what EK-FAC and TrackStar track)."""
+    if not m.has_facts:
+        raise ConfigError(f"model {m.name!r} states no architecture facts (model.layers, ...) to list its layers")
+    d, f, v = m.hidden_size, m.intermediate_size or 4 * m.hidden_size, m.vocab_size
+    if m.arch in ("olmo2", "olmo3"):
+        kv = (m.kv_heads or m.heads) * (d // m.heads)
+        block = [("self_attn.q_proj", d, d), ("self_attn.k_proj", kv, d), ("self_attn.v_proj", kv, d)]
+        block += [("self_attn.o_proj", d, d), ("mlp.gate_proj", f, d), ("mlp.up_proj", f, d), ("mlp.down_proj", d, f)]
+        prefix, bias, head = "model.layers", False, "lm_head"
+    else:
+        block = [("attention.query_key_value", 3 * d, d), ("attention.dense", d, d)]
+        block += [("mlp.dense_h_to_4h", f, d), ("mlp.dense_4h_to_h", d, f)]
+        prefix, bias, head = "gpt_neox.layers", True, "lm_head"  # transformers 5 (Pythia files: embed_out)
+    out = [(f"{prefix}.{i}.{name}", o, k, bias) for i in range(m.layers) for name, o, k in block]
+    return [*out, (head, v, d, False)]

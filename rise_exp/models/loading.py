@@ -40,16 +40,19 @@ def load_pretrained(
     dtype: str = "float32",
     trust_remote_code: bool = False,
     merge_adapter: bool = False,
-    device_map: str | None = None,
+    device_map: str | dict[str, int | str] | None = None,
     max_memory: dict[int | str, str] | None = None,
     offload_folder: str | Path | None = None,
+    device: str | None = None,
 ):
     """Load an HF causal LM and its tokenizer; a pad token is set to EOS when missing.
 
     Weights are read shard by shard (safetensors, memory-mapped) into an empty model built on the meta
     device (``low_cpu_mem_usage``), so no rank holds a second host copy. ``device_map`` (with ``max_memory``
     and ``offload_folder``) splits the model layer-wise over GPUs, CPU RAM and disk (accelerate's big-model
-    inference): forward passes then run with the layers where they are.
+    inference): forward passes then run with the layers where they are; a dict ``device_map`` (an earlier
+    model's ``hf_device_map``) is used as it is. ``device`` (without ``device_map``)
+    fills the empty model on that device straight from the shards: no host copy of the weights at all.
 
     A PEFT adapter directory (``adapter_config.json``) loads its base model (``base_model_name_or_path``)
     with the adapter applied: kept as LoRA layers inside the model (the same function as the merged
@@ -70,6 +73,7 @@ def load_pretrained(
             device_map=device_map,
             max_memory=max_memory,
             offload_folder=offload_folder,
+            device=device,
         )
         if (Path(path_or_id) / "tokenizer_config.json").is_file():
             tokenizer = AutoTokenizer.from_pretrained(str(path_or_id))
@@ -82,7 +86,9 @@ def load_pretrained(
             str(path_or_id), revision=revision, trust_remote_code=trust_remote_code
         )
         split: dict[str, object] = {}
-        if device_map:
+        if isinstance(device_map, dict):  # an explicit map (another model's hf_device_map): used as it is
+            split = {"device_map": device_map, "offload_folder": str(offload_folder) if offload_folder else None}
+        elif device_map:
             from rise_exp.models.device_map import resident_head_map
 
             split = {
@@ -96,6 +102,8 @@ def load_pretrained(
                 ),
                 "offload_folder": str(offload_folder) if offload_folder else None,
             }
+        elif device is not None:
+            split = {"device_map": {"": device}}  # one device: the shards are read straight into its memory
         model = AutoModelForCausalLM.from_pretrained(
             str(path_or_id),
             revision=revision,

@@ -32,8 +32,10 @@ def model_device(model: torch.nn.Module) -> torch.device:
 
 
 def dispatched(model: torch.nn.Module) -> bool:
-    """Whether accelerate spread the model over devices (``model.device_map``): never move it as a whole."""
-    return bool(getattr(model, "hf_device_map", None))
+    """Whether accelerate spread the model over devices (``model.device_map``): never move it as a whole.
+    A map naming one device (a model loaded straight onto its GPU) is not a split."""
+    device_map = getattr(model, "hf_device_map", None) or {}
+    return len({str(d) for d in device_map.values()}) > 1
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,11 @@ class Placement:
         if not dispatched(model) and model_device(model) != self.device:
             model.to(self.device)
         return model
+
+    def load_kwargs(self) -> dict[str, str]:
+        """``load_pretrained``'s ``device`` for a model that lives on a GPU (read straight into its memory, no
+        host copy); nothing on the CPU, where loading is placing."""
+        return {"device": str(self.device)} if self.device.type == "cuda" else {}
 
     @contextlib.contextmanager
     def autocast(self) -> Iterator[None]:

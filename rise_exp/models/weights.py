@@ -83,7 +83,9 @@ def split_kwargs(spec: ModelConfig, cache_dir: Path) -> dict[str, Any]:
     return {"device_map": spec.device_map, "max_memory": spec.memory_limits(), "offload_folder": str(folder)}
 
 
-def load_base_model(spec: ModelConfig, texts: Sequence[str], cache_dir: Path, *, split: bool = True):
+def load_base_model(
+    spec: ModelConfig, texts: Sequence[str], cache_dir: Path, *, split: bool = True, device: str | None = None
+):
     """The starting model of a run and its tokenizer (``model.adapter`` merged in when set).
 
     Args:
@@ -91,6 +93,7 @@ def load_base_model(spec: ModelConfig, texts: Sequence[str], cache_dir: Path, *,
         texts: Task text, used to train an embedded model's tokenizer.
         cache_dir: ``paths.cache_dir``.
         split: Apply ``model.device_map`` (False: the whole model in host memory, for training).
+        device: Without a split, read the weights straight into this device's memory (a GPU placement).
 
     Returns:
         ``(model, tokenizer, source_path)``; ``source_path`` is what ``from_pretrained`` loaded.
@@ -104,7 +107,7 @@ def load_base_model(spec: ModelConfig, texts: Sequence[str], cache_dir: Path, *,
         revision=revision,
         dtype=spec.dtype,
         trust_remote_code=spec.trust_remote_code,
-        **(split_kwargs(spec, cache_dir) if split else {}),
+        **((split_kwargs(spec, cache_dir) if split else {}) or ({"device": device} if device else {})),
     )
     head = model.get_output_embeddings()
     if head is None or not isinstance(head, torch.nn.Linear):

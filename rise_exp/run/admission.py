@@ -20,8 +20,14 @@ from rise_exp.run.config import RunConfig
 GB = 1e9
 #: Stages that serve a stored index: their model comes from its manifest, not from ``model.*``.
 SERVING_STAGES = ("query", "valuate", "select")
-#: Forward-only methods: they can split the model with ``model.device_map``.
-FORWARD_ONLY = ("rise", "zo_inf")
+#: Methods that run on a model split with ``model.device_map``: the forward-only ones, and STRIDE (its gradients
+#: are those of its own operators, through the frozen, split base: equal scores, tests/models/test_offload.py).
+FORWARD_ONLY = ("rise", "zo_inf", "stride")
+#: Methods that take gradients of the model's own weights in their own loops (RapidIn, TrackStar) or move the
+#: model (kronfluence): one whole model per device, never split.
+GRADIENT_METHODS = ("rapidin", "ekfac", "trackstar")
+#: ``method.name`` -> its key in the memory model's peaks (RapidIn: see :func:`method_need`).
+PEAK_KEYS = {"rise": "RISE", "zo_inf": "ZO-Inf", "stride": "STRIDE", "ekfac": "EK-FAC", "trackstar": "TrackStar"}
 #: Fraction of a device's memory a run may plan to use (allocator fragmentation, the runtime, the OS).
 USABLE = 0.9
 
@@ -66,10 +72,10 @@ def finetune_need(run: RunConfig) -> Need:
 def method_need(run: RunConfig) -> Need | None:
     """The method's peak from the memory model (None: a method without one, e.g. BM25)."""
     name = run.method.name
-    if name not in ("rise", "zo_inf", "stride", "rapidin"):
+    if name not in (*PEAK_KEYS, "rapidin"):
         return None
     e = estimate(run.model, run.data.max_length, **{name: run.method})
-    key = {"rise": "RISE", "zo_inf": "ZO-Inf", "stride": "STRIDE"}.get(name)
+    key = PEAK_KEYS.get(name)
     if key is None:  # RapidIn: its configured compress_batch (the larger of the two RapidIn peaks)
         key = max((k for k in e.peaks if k.startswith("RapidIn")), key=lambda k: e.peaks[k])
     return Need(f"method={name}", float(e.weight_bytes), e.peaks[key] - e.weight_bytes)
@@ -97,7 +103,7 @@ def remedies(run: RunConfig, need: Need, capacity: float) -> list[str]:
                 out.append("trainer.activation_checkpointing=true")
     if need.what.startswith("finetune (full"):
         out.append("finetune=lora")
-    if need.work >= capacity / 2 or run.method.name == "rapidin":
+    if need.work >= capacity / 2 or run.method.name in ("rapidin", "ekfac", "trackstar"):
         out.append(f"a smaller batch ({_batch_setting(run, need)})")
     out.append("a smaller model (model=pythia-1b, ...)")
     return out
@@ -110,6 +116,10 @@ def _batch_setting(run: RunConfig, need: Need) -> str:
         return "method.compress_batch=1"
     if run.method.name == "rise":
         return f"method.index.batch_tokens={max(1, run.method.index.batch_tokens // 4)}"
+    if run.method.name == "ekfac":
+        return "method.factor_batch=1 method.train_batch=1 method.query_batch=1 (or method.query_low_rank=32)"
+    if run.method.name == "trackstar":
+        return "method.batch_rows=1"
     if hasattr(run.method, "max_tokens"):
         return f"method.max_tokens={max(1, run.method.max_tokens // 4)}"
     return "data.max_length=..."
@@ -134,6 +144,26 @@ def _per_device(run: RunConfig, need: Need) -> Need:
     return need
 
 
+def refuse_split_gradients(run: RunConfig) -> None:
+    """A method of :data:`GRADIENT_METHODS` with ``model.device_map``: refused in one line, before any load.
+
+    RapidIn and TrackStar take gradients of the model's own weights, and accelerate's split keeps an offloaded
+    layer's weights as meta tensors outside that layer's forward, so those gradients do not exist; kronfluence
+    moves the whole model, which accelerate refuses for an offloaded one (docs/gpus.md)."""
+    if run.model.device_map is None or run.stage.name in SERVING_STAGES:
+        return
+    stage = run.stage  # lds / removal score stage.methods, the closed loop its selectors, on the same model
+    names = [run.method.name, *getattr(stage, "methods", ()), *getattr(stage, "selectors", ())]
+    name = next((n for n in names if isinstance(n, str) and n in GRADIENT_METHODS), None)
+    if name is not None:
+        which = f"method={name}" if name == run.method.name else f"{name} (in stage={stage.name}'s methods)"
+        raise ConfigError(
+            f"model.device_map={run.model.device_map} splits the model for method=rise, zo_inf and stride only; "
+            f"{which} needs the gradients of weights that a split offloads; drop model.device_map (admission "
+            "then says whether the whole model fits one device), or use only those methods or a smaller model"
+        )
+
+
 def admit(run: RunConfig, capacity: tuple[str, float] | None = None) -> None:
     """Raise a one-line ConfigError when the run would not fit one device (before any model is loaded).
 
@@ -142,6 +172,7 @@ def admit(run: RunConfig, capacity: tuple[str, float] | None = None) -> None:
         capacity: ``(device name, bytes)``; default: :func:`device_memory` of ``trainer.accelerator``.
     """
     m: ModelConfig = run.model
+    refuse_split_gradients(run)
     if run.stage.name in SERVING_STAGES or not m.has_facts:
         return
     if m.arch not in ("gpt_neox", "olmo2", "olmo3"):

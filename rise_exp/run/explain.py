@@ -64,7 +64,13 @@ def write_explanations(
         head["positive"] = positive
     t0 = time.perf_counter()
     lists = [[int(i) for i in line] for line in rows]
-    explained = method.explain(queries, lists, pool) if reason is None else [[] for _ in queries]
+    if reason is None:
+        from rise_exp.run.runner import placed
+
+        with placed(method.ctx):  # the forwards in the placement's precision, like the index's
+            explained = method.explain(queries, lists, pool)
+    else:
+        explained = [[] for _ in queries]
     seconds = time.perf_counter() - t0
     gaps = []
     with open(path, "w") as f:

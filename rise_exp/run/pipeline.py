@@ -93,7 +93,9 @@ def prepare(run: RunConfig, run_dir: Path, *, need_model: bool = True, loggers: 
 
     cache = Path(run.paths.cache_dir).resolve()  # absolute: adapters and checkpoints record their base path
     trains = run.finetune.epochs > 0  # gradient work loads the whole model (split: trainer=fsdp), never dispatched
-    model, tokenizer, source = load_base_model(run.model, tokenizer_texts(task), cache, split=not trains)
+    assert ctx.placement is not None  # a model that only computes is read straight onto its GPU
+    direct = {} if trains else ctx.placement.load_kwargs()
+    model, tokenizer, source = load_base_model(run.model, tokenizer_texts(task), cache, split=not trains, **direct)
     identity = identify_model(run.model, source, cache)  # from the weights: keys the finetune cache and index
     result: FinetuneResult | None = None
     model_id = identity
@@ -111,7 +113,10 @@ def prepare(run: RunConfig, run_dir: Path, *, need_model: bool = True, loggers: 
         )
         if result.cached:
             log.info("reusing cached finetune %s", result.final_dir)
-        model, tokenizer = load_pretrained(result.final_dir, dtype=run.model.dtype, **split_kwargs(run.model, cache))
+        # every rank computes its share of the method with the whole model (or model.device_map's split), so
+        # every rank reloads it: from memory-mapped shards into an empty model, on a GPU straight into its memory
+        place = split_kwargs(run.model, cache) or ctx.placement.load_kwargs()
+        model, tokenizer = load_pretrained(result.final_dir, dtype=run.model.dtype, **place)
         model_id = f"{identity}+finetune:{key}"
     assert ctx.placement is not None
     model = ctx.placement.place(model.eval())  # the one move: every stage and method computes here

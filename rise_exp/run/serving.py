@@ -64,8 +64,10 @@ def open_index_method(path: str | Path, work_dir: Path, trainer: TrainerConfig |
 
     # a serving field the manifest lacks (an older index) falls back to MethodContext's default
     ctx.model_path, ctx.model_dtype = serving["model_path"], serving.get("model_dtype", ctx.model_dtype)
-    model, tokenizer = load_pretrained(ctx.model_path, revision=serving.get("model_revision"), dtype=ctx.model_dtype)
     assert ctx.placement is not None
+    model, tokenizer = load_pretrained(
+        ctx.model_path, revision=serving.get("model_revision"), dtype=ctx.model_dtype, **ctx.placement.load_kwargs()
+    )
     ctx.model, ctx.tokenizer, ctx.model_id = ctx.placement.place(model.eval()), tokenizer, manifest.get("model", "")
     ctx.max_length = int(serving.get("max_length", ctx.max_length))
     ctx.mask_prompt = bool(serving.get("query_mask_prompt"))  # the query token rule the index was built with
@@ -108,8 +110,11 @@ def top_rows(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` best rows per query ``(scores, rows)``: streamed from an index (through the ``search``
     backend), else from the dense scores."""
-    if hasattr(method, "topk") and getattr(method, "index", None) is not None:
-        return method.topk(queries, k, search=search)
-    scores = np.asarray(method.score(queries), dtype=np.float32)
+    from rise_exp.run.runner import placed
+
+    with placed(method.ctx):  # the query vectors in the placement's precision, like the index's
+        if hasattr(method, "topk") and getattr(method, "index", None) is not None:
+            return method.topk(queries, k, search=search)
+        scores = np.asarray(method.score(queries), dtype=np.float32)
     order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     return np.take_along_axis(scores, order, axis=1), order

@@ -60,6 +60,15 @@ RESUME_FILE = "RESUME.json"
 RESUME_CKPT = "resume.ckpt"
 
 
+def model_state_dict(trainer: L.Trainer) -> dict[str, torch.Tensor]:
+    """The full weights of the LightningModule's ``model``, keyed as ``model.state_dict()`` keys them.
+
+    A collective under FSDP (``strategy.lightning_module_state_dict`` gathers the shards, to rank 0): every
+    rank calls it. Reading ``module.model``'s parameters directly would give each rank its own shard."""
+    full = trainer.strategy.lightning_module_state_dict()
+    return {k[len("model.") :]: v for k, v in full.items() if k.startswith("model.")}
+
+
 class SaveHFEachEpoch(L.Callback):
     """Write a Hugging Face checkpoint (model + tokenizer) before training and after every epoch, each
     followed by a resume point (``RESUME_CKPT``, then ``RESUME_FILE``); the random states travel in the
@@ -68,20 +77,24 @@ class SaveHFEachEpoch(L.Callback):
     def __init__(self, out_dir: Path, tokenizer: Any) -> None:
         self.out_dir, self.tokenizer = Path(out_dir), tokenizer
 
-    def save(self, module: CausalLMModule, epoch: int) -> None:
+    def save(self, trainer: L.Trainer, module: CausalLMModule, epoch: int) -> None:
+        """Every rank calls it: a sharding strategy (FSDP) gathers the full weights, rank 0 writes them."""
+        weights = model_state_dict(trainer)
+        if not trainer.is_global_zero:
+            return
         d = self.out_dir / f"epoch-{epoch:03d}"
-        module.model.save_pretrained(d)
+        module.model.save_pretrained(d, state_dict=weights)
         self.tokenizer.save_pretrained(d)
         sealed.seal(d, {"epoch": epoch})
 
     def on_train_start(self, trainer: L.Trainer, pl_module: CausalLMModule) -> None:
-        if trainer.is_global_zero and not (self.out_dir / "epoch-000").is_dir():  # a resumed run keeps its start
-            self.save(pl_module, 0)
+        # a resumed run keeps its start; rank 0's answer, so that every rank joins the same collectives
+        if trainer.strategy.broadcast(not (self.out_dir / "epoch-000").is_dir(), src=0):
+            self.save(trainer, pl_module, 0)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: CausalLMModule) -> None:
         epoch = trainer.current_epoch + 1
-        if trainer.is_global_zero:
-            self.save(pl_module, epoch)
+        self.save(trainer, pl_module, epoch)
         tmp = self.out_dir / (RESUME_CKPT + ".tmp")
         trainer.save_checkpoint(tmp)  # every rank calls it; rank 0 writes
         if trainer.is_global_zero:

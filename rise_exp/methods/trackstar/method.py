@@ -34,6 +34,7 @@ from rise_exp.data.records import Record
 from rise_exp.methods.base import AttributionMethod, MethodContext
 from rise_exp.methods.common import batch_row_loss, encode_all, pad_id
 from rise_exp.methods.trackstar.config import TrackStarConfig
+from rise_exp.models.placement import full_precision, model_device
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,10 @@ class TrackStar(AttributionMethod):
         batches = [
             list(range(i, min(i + self.cfg.batch_rows, len(rows)))) for i in range(0, len(rows), self.cfg.batch_rows)
         ]
-        collect_gradients(self.ctx.model, data, processor, cfg, batches=batches)  # (its hooks end with the call)
+        # outside autocast (trainer.precision=bf16-mixed): bergson clamps each gradient to the range of the weights'
+        # dtype, which a bf16 gradient cannot hold when the weights are float32 (an overflow error)
+        with full_precision(model_device(self.ctx.model)):
+            collect_gradients(self.ctx.model, data, processor, cfg, batches=batches)  # (its hooks end with the call)
         part.rename(path)
         return np.asarray(load_gradients(path), dtype=np.float32)
 
@@ -150,13 +154,14 @@ class TrackStar(AttributionMethod):
 
         rows = encode_all(train, self.ctx)
         if self.cfg.normalizer == "pool":
-            moments = pool_second_moments(
-                self.ctx.model,
-                rows,
-                pad_id(self.ctx.tokenizer),
-                trunk_linear_modules(self.ctx.model),
-                self.cfg.loss_reduction,
-            )
+            with full_precision(model_device(self.ctx.model)):  # the moments of the gradients bergson collects
+                moments = pool_second_moments(
+                    self.ctx.model,
+                    rows,
+                    pad_id(self.ctx.tokenizer),
+                    trunk_linear_modules(self.ctx.model),
+                    self.cfg.loss_reduction,
+                )
             self.normalizers = {m: AdamNormalizer(weight_avg_sq=v) for m, v in moments.items()}
         path = self.store_dir(rows_hash(rows))
         with cache_lock(path, f"the TrackStar gradients {path}"):

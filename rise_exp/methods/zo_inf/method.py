@@ -49,7 +49,7 @@ from rise_exp.data.records import Record
 from rise_exp.methods.base import AttributionMethod, MethodContext
 from rise_exp.methods.common import encode_all, pad_id
 from rise_exp.methods.zo_inf.config import ZOInfConfig
-from rise_exp.models.placement import model_device
+from rise_exp.models.placement import dispatched, model_device
 from rise_exp.training.model_losses import masked_row_losses, token_nll
 
 log = logging.getLogger(__name__)
@@ -192,10 +192,22 @@ class ZOInf(AttributionMethod):
         return found
 
     def _load(self, path: Path) -> torch.nn.Module:
+        """Checkpoint ``path`` placed like the run's model: split by the same device map (``model.device_map``;
+        its offloaded layers in a folder of their own), else on the model's device (a GPU: read straight
+        into its memory)."""
         from rise_exp.models.loading import load_pretrained
 
-        model, _ = load_pretrained(path, dtype=str(next(self.ctx.model.parameters()).dtype).removeprefix("torch."))
-        return model.to(model_device(self.ctx.model)).eval()
+        run_model = self.ctx.model
+        dtype = str(next(run_model.parameters()).dtype).removeprefix("torch.")
+        if dispatched(run_model):
+            folder = Path(self.ctx.work_dir) / "offload" / Path(path).name
+            model, _ = load_pretrained(
+                path, dtype=dtype, device_map=dict(run_model.hf_device_map), offload_folder=folder
+            )
+            return model.eval()
+        direct = self.ctx.placement.load_kwargs() if self.ctx.placement is not None else {}
+        model, _ = load_pretrained(path, dtype=dtype, **direct)
+        return model.to(model_device(run_model)).eval()
 
     def cache_dir(self) -> Path:
         """Where per-checkpoint losses and Gram matrices are kept (beside the vector indexes)."""
