@@ -97,6 +97,7 @@ def continued_pretraining(
         callbacks=[counter, TrainingProgress(f"train {root_dir.name}")],
         max_epochs=1,
         gradient_clip_val=t.grad_clip if t.grad_clip else None,
+        model=model,
     )
     loader = make_loader(blocks, pad_id, t.max_tokens_per_batch, shuffle=True, seed=int(seed))
     model.train()

@@ -10,6 +10,7 @@ import lightning as L
 
 from rise_exp.config.trainer import TrainerConfig
 from rise_exp.core.errors import ConfigError
+from rise_exp.lightning.fsdp import fsdp_strategy
 from rise_exp.lightning.placed import placed_trainer_kwargs
 
 
@@ -19,9 +20,13 @@ def make_trainer(
     root_dir: Path,
     loggers: Sequence[Any] | bool = False,
     callbacks: Sequence[Any] = (),
+    model: Any = None,
     **overrides: Any,
 ) -> L.Trainer:
     """A Trainer with the configured hardware settings; our samplers shard batches themselves under DDP.
+
+    With ``model`` (the module a fit trains) an FSDP strategy wraps each of its transformer blocks as
+    its own unit (:mod:`rise_exp.lightning.fsdp`), not the whole model as one.
 
     The model stays where :mod:`rise_exp.models.placement` decides, before and after the Trainer runs
     (:mod:`rise_exp.lightning.placed`).
@@ -31,8 +36,11 @@ def make_trainer(
     """
     kwargs: dict[str, Any] = dict(cfg.lightning_kwargs())
     keep = placed_trainer_kwargs(cfg)
+    strategy = keep.get("strategy", cfg.strategy)
+    if model is not None and isinstance(strategy, str) and strategy.startswith("fsdp"):
+        strategy = fsdp_strategy(model, strategy)
     kwargs.update(
-        strategy=keep.get("strategy", cfg.strategy),
+        strategy=strategy,
         default_root_dir=str(root_dir),
         logger=list(loggers) if loggers else False,
         callbacks=list(callbacks) + list(keep.get("callbacks", [])),

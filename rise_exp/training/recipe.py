@@ -58,6 +58,7 @@ def fit_rows(
         max_steps=cfg.max_steps or -1,
         accumulate_grad_batches=cfg.grad_accum,
         gradient_clip_val=cfg.grad_clip,
+        model=model,
     )
     model.train()
     loader = make_loader(rows, pad_id, cfg.max_tokens_per_batch, shuffle=True, seed=cfg.seed)
