@@ -1,6 +1,6 @@
 """Score matrices ``[Q, N]`` of RISE and of its unsketched references, all on the tokens RISE scores.
 
-- Sketched RISE: the method's own code path (:func:`~rise_exp.methods.rise.indexing.compute_signatures`).
+- Sketched RISE: the method's own code path (:func:`~rise_exp.methods.rise.signatures.compute_signatures`).
 - Unsketched RISE (same tau, support, normalisation and chunking, no CountSketch) and the exact LM-head
   TracIn kernel ``sum_{t,s} (r_t . r'_s)(h_t . h'_s)`` (tau = 1, full support, raw factors, whole rows):
   from per-token factors, ``<sum_t a_t (x) b_t, sum_s a'_s (x) b'_s> = sum_{t,s} (a_t . a'_s)(b_t . b'_s)``
@@ -22,7 +22,7 @@ from rise_exp.data.encoding import EncodedRow, collate
 from rise_exp.methods.rise.chunking import chunk_row
 from rise_exp.methods.rise.config import RiseConfig
 from rise_exp.methods.rise.head import RiseHead, l2_normalize
-from rise_exp.methods.rise.indexing import compute_signatures
+from rise_exp.methods.rise.signatures import compute_signatures
 from rise_exp.methods.rise.support import select_support
 from rise_exp.methods.rise.trunk import hidden_states
 
