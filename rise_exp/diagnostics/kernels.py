@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rise_exp.core import progress
 from rise_exp.core.errors import DataError
 from rise_exp.data.encoding import EncodedRow, collate
 from rise_exp.methods.rise.chunking import chunk_row
@@ -53,6 +54,7 @@ def sketch_scores(
     for s in range(0, len(pool), POOL_SLICE):
         x = compute_signatures(model, pad_id, pool[s : s + POOL_SLICE], cfg, head=head)
         out[:, s : s + len(x)] = q @ x.astype(np.float64).T
+        progress.advance(len(x))  # pool rows scored, for the diagnostic's bar
     return out
 
 
@@ -153,6 +155,7 @@ def factor_kernel(
         wx = _chunk_weights(xs, x_self, cfg)
         kernel[:, s : s + xs.n_rows] = _row_gram(_chunk_gram(qs, xs, cfg), qs, wq, xs, wx).numpy()
         x_norm[s : s + xs.n_rows] = _row_gram(x_self, xs, wx, xs, wx).diagonal().clamp(min=0).sqrt().numpy()
+        progress.advance(xs.n_rows)
     return kernel, q_norm.numpy(), x_norm
 
 
