@@ -39,7 +39,7 @@ from rise_exp.methods.memory_model import estimate
 from rise_exp.methods.registry import config_class
 from rise_exp.methods.rise.config import RiseMethodConfig
 from rise_exp.methods.rise.head import RiseHead
-from rise_exp.methods.rise.indexing import compute_signatures
+from rise_exp.methods.rise.signatures import compute_signatures
 from rise_exp.methods.rise.sketch import SketchTables
 from rise_exp.methods.rise.trunk import base_model
 from rise_exp.models.catalogue import parameter_count

@@ -24,7 +24,7 @@ import numpy as np
 from rise_exp.config.finetune import FinetuneConfig
 from rise_exp.config.stages import RetrainConfig
 from rise_exp.config.trainer import TrainerConfig
-from rise_exp.core import sealed
+from rise_exp.core import progress, sealed
 from rise_exp.core.hashing import config_hash
 from rise_exp.core.locks import cache_lock
 from rise_exp.counterfactual.measure import measure, measure_settings, style_answers
@@ -96,7 +96,17 @@ class Retrainer:
         )
 
     def run(self, keep: np.ndarray, seed: int, desc: str = "retrain") -> dict[str, np.ndarray]:
-        """Measurements ``{name: [Q]}`` after training on the kept rows with ``seed`` (cached)."""
+        """Measurements ``{name: [Q]}`` after training on the kept rows with ``seed`` (cached); one unit of the
+        open progress task (:meth:`task`) when done."""
+        values = self._run(keep, seed, desc)
+        progress.advance()
+        return values
+
+    def task(self, subsets: int) -> Any:
+        """A progress bar (with an ETA) over ``subsets`` x ``retrain.seeds`` retrainings, reused ones included."""
+        return progress.task(subsets * len(self.retrain.seeds), "retrainings", unit="run")
+
+    def _run(self, keep: np.ndarray, seed: int, desc: str) -> dict[str, np.ndarray]:
         keep = np.asarray(keep, dtype=bool)
         if keep.shape != (len(self.pool),) or not keep.any():
             raise ValueError(f"keep must be a non-empty bool mask over the {len(self.pool)} pool rows")
@@ -188,7 +198,8 @@ def measure_masks_by_seed(
 ) -> tuple[dict[str, np.ndarray], dict[int, dict[str, np.ndarray]]]:
     """:func:`measure_masks` with :meth:`Retrainer.averaged` (``{name: [M, Q]}``, the same numbers), and the
     values of each retraining seed alone (``{seed: {name: [M, Q]}}``), from one pass over the retrainings."""
-    runs = [retrainer.per_seed(keep, f"subset {j + 1}/{len(masks)}") for j, keep in enumerate(masks)]
+    with retrainer.task(len(masks)):
+        runs = [retrainer.per_seed(keep, f"subset {j + 1}/{len(masks)}") for j, keep in enumerate(masks)]
     seeds, names = list(retrainer.retrain.seeds), list(retrainer.retrain.measures)
     averaged = {
         n: np.stack([np.mean([r[s][n] for s in seeds], axis=0) for r in runs]).astype(np.float64) for n in names

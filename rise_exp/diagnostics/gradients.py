@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from rise_exp.core import progress
 from rise_exp.data.encoding import EncodedRow, collate
 from rise_exp.models.placement import model_device
 from rise_exp.training.losses import batch_loss
@@ -75,6 +76,7 @@ def example_gradients(
             grads = torch.autograd.grad(total.sum(), [params[n] for n in names], allow_unused=True)
             by_name = {n: (torch.zeros_like(params[n]) if g is None else g) for n, g in zip(names, grads)}
             yield {k: torch.cat([by_name[n].reshape(-1).float() for n in ns]) for k, ns in groups.items()}
+            progress.advance()  # one row's gradient, for the diagnostic's bar
     finally:
         for n, f in flags.items():
             params[n].requires_grad_(f)

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from rise_exp.core import progress
 from rise_exp.diagnostics.context import DiagnosticInputs, subset
 from rise_exp.diagnostics.gradients import HEAD, example_gradients, parameter_groups
 from rise_exp.diagnostics.kernels import sketch_scores
@@ -68,9 +69,10 @@ def run(inp: DiagnosticInputs) -> DiagnosticResult:
     pool = [inp.pool_rows[i] for i in rows_idx]
     queries = [inp.query_rows[i] for i in q_idx]
     labels = inp.labels[..., rows_idx] if inp.labels.ndim == 1 else inp.labels[np.ix_(q_idx, rows_idx)]
-    kernels = gradient_kernels(inp, queries, pool)
     base = inp.rise.signature_config()
-    rise = [sketch_scores(inp.model, inp.pad_id, queries, pool, base.replace(seed=seed)) for seed in s.seeds]
+    with progress.task(len(queries) + len(pool) * (1 + len(s.seeds)), "head_vs_full", unit="row"):
+        kernels = gradient_kernels(inp, queries, pool)
+        rise = [sketch_scores(inp.model, inp.pad_id, queries, pool, base.replace(seed=seed)) for seed in s.seeds]
     out, shown, metrics = [], [], {}
     for key, name in NAMES.items():
         runs = rise if key == "rise" else [kernels[key]]

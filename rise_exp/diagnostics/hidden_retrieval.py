@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from rise_exp.core import progress
 from rise_exp.data.encoding import EncodedRow, collate
 from rise_exp.diagnostics.context import DiagnosticInputs
 from rise_exp.diagnostics.kernels import sketch_scores
@@ -47,6 +48,7 @@ def layer_means(model: Any, rows: list[EncodedRow], pad_id: int, cfg: RiseConfig
         owner = np.asarray([where[int(batch["row"][b])] for b in b_idx.cpu().tolist()])
         np.add.at(out, (slice(None), owner), stack)
         np.add.at(counts, owner, 1.0)
+        progress.advance(len({c.row for c in chunks}))
     assert out is not None
     return out / counts[None, :, None]
 
@@ -67,11 +69,13 @@ def layer_names(n: int) -> list[str]:
 def run(inp: DiagnosticInputs) -> DiagnosticResult:
     s = inp.settings
     base = inp.rise.signature_config()
-    q_layers = layer_means(inp.model, inp.query_rows, inp.pad_id, base)
-    x_layers = layer_means(inp.model, inp.pool_rows, inp.pad_id, base)
-    rise = [
-        sketch_scores(inp.model, inp.pad_id, inp.query_rows, inp.pool_rows, base.replace(seed=sd)) for sd in s.seeds
-    ]
+    q, n = len(inp.query_rows), len(inp.pool_rows)
+    with progress.task(q + n + len(s.seeds) * n, "hidden_retrieval", unit="row"):
+        q_layers = layer_means(inp.model, inp.query_rows, inp.pad_id, base)
+        x_layers = layer_means(inp.model, inp.pool_rows, inp.pad_id, base)
+        rise = [
+            sketch_scores(inp.model, inp.pad_id, inp.query_rows, inp.pool_rows, base.replace(seed=sd)) for sd in s.seeds
+        ]
     names = layer_names(q_layers.shape[0])
     data, shown, metrics = [], [], {}
 

@@ -1,6 +1,6 @@
 """Score matrices ``[Q, N]`` of RISE and of its unsketched references, all on the tokens RISE scores.
 
-- Sketched RISE: the method's own code path (:func:`~rise_exp.methods.rise.indexing.compute_signatures`).
+- Sketched RISE: the method's own code path (:func:`~rise_exp.methods.rise.signatures.compute_signatures`).
 - Unsketched RISE (same tau, support, normalisation and chunking, no CountSketch) and the exact LM-head
   TracIn kernel ``sum_{t,s} (r_t . r'_s)(h_t . h'_s)`` (tau = 1, full support, raw factors, whole rows):
   from per-token factors, ``<sum_t a_t (x) b_t, sum_s a'_s (x) b'_s> = sum_{t,s} (a_t . a'_s)(b_t . b'_s)``
@@ -17,12 +17,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from rise_exp.core import progress
 from rise_exp.core.errors import DataError
 from rise_exp.data.encoding import EncodedRow, collate
 from rise_exp.methods.rise.chunking import chunk_row
 from rise_exp.methods.rise.config import RiseConfig
 from rise_exp.methods.rise.head import RiseHead, l2_normalize
-from rise_exp.methods.rise.indexing import compute_signatures
+from rise_exp.methods.rise.signatures import compute_signatures
 from rise_exp.methods.rise.support import select_support
 from rise_exp.methods.rise.trunk import hidden_states
 
@@ -53,6 +54,7 @@ def sketch_scores(
     for s in range(0, len(pool), POOL_SLICE):
         x = compute_signatures(model, pad_id, pool[s : s + POOL_SLICE], cfg, head=head)
         out[:, s : s + len(x)] = q @ x.astype(np.float64).T
+        progress.advance(len(x))  # pool rows scored, for the diagnostic's bar
     return out
 
 
@@ -153,6 +155,7 @@ def factor_kernel(
         wx = _chunk_weights(xs, x_self, cfg)
         kernel[:, s : s + xs.n_rows] = _row_gram(_chunk_gram(qs, xs, cfg), qs, wq, xs, wx).numpy()
         x_norm[s : s + xs.n_rows] = _row_gram(x_self, xs, wx, xs, wx).diagonal().clamp(min=0).sqrt().numpy()
+        progress.advance(xs.n_rows)
     return kernel, q_norm.numpy(), x_norm
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from rise_exp.core import progress
 from rise_exp.diagnostics.context import DiagnosticInputs, subset
 from rise_exp.diagnostics.gradients import example_gradients, group_sizes, parameter_groups
 from rise_exp.diagnostics.plotting import new_figure, palette
@@ -48,10 +49,11 @@ def run(inp: DiagnosticInputs) -> DiagnosticResult:
     models = {"start": starting_model(inp), "finetuned": inp.model}
     by_set: dict[tuple[str, str], np.ndarray] = {}
     names: list[str] = []
-    for m_key, model in models.items():
-        for r_key, rr in (("rows", rows), ("queries", queries)):
-            names, sq = squared_norms(model, rr, inp.pad_id)
-            by_set[(r_key, m_key)] = shares(sq)
+    with progress.task(len(models) * (len(rows) + len(queries)), "layer_energy", unit="row"):
+        for m_key, model in models.items():
+            for r_key, rr in (("rows", rows), ("queries", queries)):
+                names, sq = squared_norms(model, rr, inp.pad_id)
+                by_set[(r_key, m_key)] = shares(sq)
     sizes = group_sizes(inp.model, parameter_groups(inp.model))
     total = sum(sizes.values())
     data, shown, metrics = [], [], {}

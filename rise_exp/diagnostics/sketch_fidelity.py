@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from rise_exp.config.diagnostics import parse_width
+from rise_exp.core import progress
 from rise_exp.diagnostics.context import DiagnosticInputs
 from rise_exp.diagnostics.kernels import exact_scores, sketch_scores, unsketched_scores
 from rise_exp.diagnostics.plotting import band_line, bytes_axis, new_figure, palette
@@ -46,21 +47,24 @@ def run(inp: DiagnosticInputs) -> DiagnosticResult:
     s = inp.settings
     base: RiseConfig = inp.rise.signature_config()
     args = (inp.model, inp.pad_id, inp.query_rows, inp.pool_rows)
-    raw, cos = exact_scores(*args, base)
-    refs = {"unsk": unsketched_scores(*args, base), "raw": raw, "cos": cos}
     per_byte = DTYPE_BYTES[inp.rise.dtype]
     rows: list[dict[str, Any]] = []
     variants = [("single", parse_width(w), 1) for w in s.widths]
     for e in s.ensembles:
         variants.append(("ensemble", (base.kr, base.kh, base.kg), e))
         variants.append(("same bytes", (e * base.kr, base.kh, e * base.kg), 1))
-    for kind, (kr, kh, kg), members in dict.fromkeys(variants):
-        name = f"{kr}/{kh}/{kg}" if members == 1 else f"{members} x {kr}/{kh}/{kg}"
-        for seed in s.seeds:
-            cfg = base.replace(kr=kr, kh=kh, kg=kg, seed=seed, ensemble=members)
-            rec = {"variant": name, "kind": kind, "kr": kr, "kh": kh, "kg": kg, "members": members, "seed": seed}
-            rec["bytes_per_row"] = per_byte * cfg.signature_dim
-            rows.append({**rec, **compare(sketch_scores(*args, cfg), refs, inp.labels, s.top_n, s.ks)})
+    variants = list(dict.fromkeys(variants))
+    # every score matrix passes over the pool once: two references, then each variant with each seed
+    with progress.task(len(inp.pool_rows) * (2 + len(variants) * len(s.seeds)), "sketch_fidelity", unit="row"):
+        raw, cos = exact_scores(*args, base)
+        refs = {"unsk": unsketched_scores(*args, base), "raw": raw, "cos": cos}
+        for kind, (kr, kh, kg), members in variants:
+            name = f"{kr}/{kh}/{kg}" if members == 1 else f"{members} x {kr}/{kh}/{kg}"
+            for seed in s.seeds:
+                cfg = base.replace(kr=kr, kh=kh, kg=kg, seed=seed, ensemble=members)
+                rec = {"variant": name, "kind": kind, "kr": kr, "kh": kh, "kg": kg, "members": members, "seed": seed}
+                rec["bytes_per_row"] = per_byte * cfg.signature_dim
+                rows.append({**rec, **compare(sketch_scores(*args, cfg), refs, inp.labels, s.top_n, s.ks)})
     per_seed = pd.DataFrame(rows)
     cols = _metric_columns(s.top_n, s.ks)
     ref_rows = [{"reference": REFERENCES[k], **compare(v, refs, inp.labels, s.top_n, s.ks)} for k, v in refs.items()]

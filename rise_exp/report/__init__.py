@@ -19,72 +19,62 @@ notebook's report, found from ``notebooks/`` too), and the HTML results pages:
 (a sweep's, linking its runs') and :mod:`~rise_exp.report.html` (their templates, shading and charts).
 """
 
-from rise_exp.report.cli import build_parser, main
-from rise_exp.report.locate import find_report
-from rise_exp.report.members import collect_members, members_section, summarize_members
-from rise_exp.report.page import write_run_page
-from rise_exp.report.plots import plot_ablation, plot_metric_vs_bytes, write_plots
-from rise_exp.report.render import render_markdown, tex_escape, to_latex, to_markdown
-from rise_exp.report.runs import (
-    NAME_KEYS,
-    REPORT_DIRNAME,
-    RunRecord,
-    check_tasks,
-    collect_runs,
-    find_run_dirs,
-    read_run,
-)
-from rise_exp.report.summary import (
-    COST_KEYS,
-    DEFAULT_METRIC,
-    SKETCH_DIMS,
-    display_metrics,
-    display_table,
-    fmt_mean_std,
-    fmt_number,
-    fmt_setting,
-    resolve_metric,
-    summarize,
-)
-from rise_exp.report.sweep_page import write_sweep_page
-from rise_exp.report.wandb_log import log_to_wandb
-from rise_exp.report.write import Report, default_out, write_report
+from __future__ import annotations
 
-__all__ = [
-    "COST_KEYS",
-    "DEFAULT_METRIC",
-    "NAME_KEYS",
-    "REPORT_DIRNAME",
-    "Report",
-    "RunRecord",
-    "SKETCH_DIMS",
-    "build_parser",
-    "check_tasks",
-    "collect_members",
-    "collect_runs",
-    "default_out",
-    "display_metrics",
-    "find_report",
-    "display_table",
-    "find_run_dirs",
-    "fmt_mean_std",
-    "fmt_number",
-    "fmt_setting",
-    "log_to_wandb",
-    "main",
-    "members_section",
-    "plot_ablation",
-    "plot_metric_vs_bytes",
-    "read_run",
-    "render_markdown",
-    "resolve_metric",
-    "summarize",
-    "summarize_members",
-    "tex_escape",
-    "to_latex",
-    "to_markdown",
-    "write_plots",
-    "write_report",
-    "write_run_page",
-    "write_sweep_page",
-]
+import importlib
+from typing import Any
+
+#: Each public name and the module it comes from: imported on first use (PEP 562), so a run that only writes
+#: its results page (``report.page``) does not import the plots (matplotlib) or the tables (pandas).
+_EXPORTS = {
+    "COST_KEYS": "summary",
+    "DEFAULT_METRIC": "summary",
+    "NAME_KEYS": "runs",
+    "REPORT_DIRNAME": "runs",
+    "Report": "write",
+    "RunRecord": "runs",
+    "SKETCH_DIMS": "summary",
+    "build_parser": "cli",
+    "check_tasks": "runs",
+    "collect_members": "members",
+    "collect_runs": "runs",
+    "default_out": "write",
+    "display_metrics": "summary",
+    "display_table": "summary",
+    "find_report": "locate",
+    "find_run_dirs": "runs",
+    "fmt_mean_std": "summary",
+    "fmt_number": "summary",
+    "fmt_setting": "summary",
+    "log_to_wandb": "wandb_log",
+    "main": "cli",
+    "members_section": "members",
+    "plot_ablation": "plots",
+    "plot_metric_vs_bytes": "plots",
+    "read_run": "runs",
+    "render_markdown": "render",
+    "resolve_metric": "summary",
+    "summarize": "summary",
+    "summarize_members": "members",
+    "tex_escape": "render",
+    "to_latex": "render",
+    "to_markdown": "render",
+    "write_plots": "plots",
+    "write_report": "write",
+    "write_run_page": "page",
+    "write_sweep_page": "sweep_page",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

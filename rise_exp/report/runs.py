@@ -15,12 +15,14 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import yaml
 
 from rise_exp.core.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 NAME_KEYS = ("task", "stage", "model", "method")  # config groups whose ``name`` is a column of its own
 SEED_KEY = "seed"
@@ -284,6 +286,8 @@ def collect_runs(path: str | Path) -> pd.DataFrame:
         row["overrides"] = " ".join(rec.overrides)
         row["run_dir"] = str(rec.path)
         rows.append(row)
+    import pandas as pd  # here: a run's page reads its run dir without the tables' library
+
     df = pd.DataFrame(rows, columns=[*BASE_COLUMNS, *settings.values(), *metric_cols.values(), *TRAILING_COLUMNS])
     df.attrs.update(settings=list(settings.values()), metrics=list(metric_cols.values()), sweep=_sweep(root))
     return df

@@ -25,6 +25,7 @@ from rise_exp.closed_loop.selectors import Selection, select
 from rise_exp.closed_loop.training import continued_pretraining
 from rise_exp.config.settings import Settings
 from rise_exp.config.stages import BUILTIN_SELECTORS, ClosedLoopStageConfig
+from rise_exp.core import progress
 from rise_exp.data.task_builders import build_task
 from rise_exp.models.embedded import embedded_dir
 from rise_exp.models.loading import load_pretrained
@@ -132,7 +133,8 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
 
     rows: list[dict[str, Any]] = []
     extra: dict[str, Any] = {}
-    with open(run_dir / "selections.jsonl", "w") as sel_file:
+    runs = progress.task(len(budgets) * len(seeds) * len(selectors), "closed loop", unit="run")  # with an ETA
+    with open(run_dir / "selections.jsonl", "w") as sel_file, runs:
         for budget in budgets:
             n_blocks = num_blocks(int(counts.sum()), budget, passes, block_len, st.pack.train_tokens)
             extra[f"train_tokens@{budget:g}"] = n_blocks * block_len
@@ -183,6 +185,7 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
                     rows.append(row)
                     log.info("%s: %s", tag, {k: round(v, 3) for k, v in row.items() if isinstance(v, float)})
                     del model
+                    progress.advance()
 
     columns = metric_columns(rows)
     aggs = aggregate(rows, columns)

@@ -70,9 +70,9 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     )
     retrainer = make_retrainer(run, task, run_dir)
     log.info("removal: %d retrainings x %d finetune seed(s) + the full pool", len(plan), len(st.retrain.seeds))
-    full = retrainer.per_seed(np.ones(n, dtype=bool), "full pool")
     rows: list[dict[str, Any]] = []
-    with open(run_dir / "removals.jsonl", "w") as f:
+    with retrainer.task(1 + len(plan)), open(run_dir / "removals.jsonl", "w") as f:
+        full = retrainer.per_seed(np.ones(n, dtype=bool), "full pool")
         for i, rem in enumerate(plan):
             per_seed = retrainer.per_seed(rem.keep(n), f"removal {i + 1}/{len(plan)} {rem.tag}")
             share = removed_positive(task, rem)

@@ -11,7 +11,8 @@ from rise_exp.methods.base import MethodContext
 from rise_exp.methods.common import encode_all
 from rise_exp.methods.stride.method import Stride, auto_layer
 from rise_exp.methods.stride.sparse_recovery import balanced_membership, lasso_alpha_max, lasso_recover
-from rise_exp.methods.stride.steering import SteeringBank, decoder_layers
+from rise_exp.methods.stride.steering import SteeringBank
+from rise_exp.models.layers import decoder_layers
 
 
 def test_membership_is_exact_per_example_and_balanced_per_subset():

@@ -3,7 +3,8 @@
 Indexing is ``Trainer.predict`` over the planned batches (length-sorted, token-budgeted chunk batches
 of the whole pool, stored with the index); an :class:`IndexPredictionWriter` writes each planned block
 as it finishes, so ``trainer=ddp`` gives data-parallel indexing. An interrupted build resumes from its
-complete blocks and writes the same bytes as an uninterrupted one.
+complete blocks and writes the same bytes as an uninterrupted one. Lightning is imported by the build
+only: answering queries from an index (:meth:`RiseMethod.query_vectors`) runs without it.
 """
 
 from __future__ import annotations
@@ -16,14 +17,12 @@ import torch
 
 from rise_exp.data.encoding import EncodedPool, EncodedRow, encode_record, encode_records
 from rise_exp.data.records import Record
-from rise_exp.lightning.callbacks import PredictProgress
-from rise_exp.lightning.index_writer import IndexPredictionWriter
-from rise_exp.lightning.trainer_factory import make_trainer
 from rise_exp.methods.base import MethodContext
 from rise_exp.methods.explanation import PairExplanation
 from rise_exp.methods.rise.chunking import plan_batches
 from rise_exp.methods.rise.config import RiseIndexConfig, RiseMethodConfig
-from rise_exp.methods.rise.indexing import RiseIndexingModule, compute_signatures, predict_loader
+from rise_exp.methods.rise.head import RiseHead
+from rise_exp.methods.rise.signatures import compute_signatures
 from rise_exp.methods.rise.sketch import SketchTables
 from rise_exp.methods.rise.trunk import unembedding
 from rise_exp.methods.vectors import PendingBlocks, VectorIndexMethod, stores_tokens
@@ -31,30 +30,6 @@ from rise_exp.methods.vectors import PendingBlocks, VectorIndexMethod, stores_to
 #: The head's arithmetic, part of an index's identity: 2 sums the residual sketch in float64 and drops
 #: rounding-level token sketches (docs/numerics.md), so an index built by earlier code is rebuilt, never reused.
 NUMERICS = 2
-
-
-class _IndexingModule(RiseIndexingModule):
-    """Adds each row's metadata (id, text preview) and, optionally, its token ids and target mask."""
-
-    def __init__(
-        self,
-        model: Any,
-        cfg: Any,
-        tables: Sequence[SketchTables],
-        rows: Sequence[EncodedRow] | None,
-        meta: Sequence[dict[str, Any]],
-    ) -> None:
-        super().__init__(model, cfg, tables)
-        self._rows, self._meta = rows, meta  # both positional (row id = position)
-
-    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int = 0) -> dict[str, Any]:
-        out = super().predict_step(batch, batch_idx)
-        out["meta"] = [self._meta[int(r)] for r in out["rows"]]
-        if self._rows is not None:
-            rows = [self._rows[int(r)] for r in out["rows"]]
-            out["tokens"] = [r.input_ids for r in rows]
-            out["masks"] = [r.target_mask for r in rows]
-        return out
 
 
 class RiseMethod(VectorIndexMethod):
@@ -70,6 +45,8 @@ class RiseMethod(VectorIndexMethod):
         weight, _ = unembedding(ctx.model)
         self.sketch_tables = SketchTables.members(self.rise, vocab_size=weight.shape[0], hidden_size=weight.shape[1])
         self._dim = self.rise.ensemble * sum(self.rise.block_dims(weight.shape[0], weight.shape[1]).values())
+        self._query_head: RiseHead | None = None
+        self._query_head_key: tuple[Any, ...] | None = None
 
     @property
     def dim(self) -> int:
@@ -109,9 +86,14 @@ class RiseMethod(VectorIndexMethod):
         return {"batch_tokens": ix.batch_tokens, "batch_chunks": ix.batch_chunks, "pad_multiple": ix.pad_multiple}
 
     def compute_blocks(self, work: PendingBlocks) -> None:
+        from rise_exp.lightning.callbacks import PredictProgress
+        from rise_exp.lightning.index_writer import IndexPredictionWriter
+        from rise_exp.lightning.trainer_factory import make_trainer
+        from rise_exp.methods.rise.indexing import RowIndexingModule, predict_loader
+
         ix = self.cfg.index
         rows = work.rows if stores_tokens(work.writer_args["num_rows"], ix.store_tokens) else None
-        module = _IndexingModule(self.ctx.model, self.rise, self.sketch_tables, rows, self.row_meta)
+        module = RowIndexingModule(self.ctx.model, self.rise, self.sketch_tables, rows, self.row_meta)
         writer = IndexPredictionWriter(work.path, blocks=work.blocks, **work.writer_args)
         progress = PredictProgress(work.num_rows, "rise index")
         trainer = make_trainer(self.ctx.trainer, root_dir=self.ctx.work_dir, callbacks=[writer, progress])
@@ -130,7 +112,18 @@ class RiseMethod(VectorIndexMethod):
             batch_tokens=self.cfg.index.batch_tokens,
             batch_chunks=self.cfg.index.batch_chunks,
             pad_multiple=self.cfg.index.pad_multiple,
+            head=self.query_head(),
         )
+
+    def query_head(self) -> RiseHead:
+        """The head that scores queries, built (and checked against the model's logits) once per weights and
+        device: a session asking many query lists pays for neither again (the signatures are the same)."""
+        weight, _ = unembedding(self.ctx.model)
+        key = (weight.data_ptr(), weight.device, weight.dtype)
+        if self._query_head is None or self._query_head_key != key:
+            self._query_head = RiseHead.from_model(self.ctx.model, self.rise, self.sketch_tables)
+            self._query_head_key = key
+        return self._query_head
 
     def explain_unavailable(self) -> str | None:
         return None

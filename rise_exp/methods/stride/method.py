@@ -36,7 +36,8 @@ from rise_exp.methods.stride.config import StrideConfig
 from rise_exp.methods.stride.operator_store import StoredOperators, load_operators, save_operators
 from rise_exp.methods.stride.prefix import PrefixReplay
 from rise_exp.methods.stride.sparse_recovery import balanced_membership, lasso_recover
-from rise_exp.methods.stride.steering import SteeringBank, decoder_layers
+from rise_exp.methods.stride.steering import SteeringBank
+from rise_exp.models.layers import decoder_layers
 from rise_exp.models.placement import model_device
 from rise_exp.training.losses import row_loss
 from rise_exp.training.model_losses import row_losses

@@ -49,7 +49,7 @@ class PrefixReplay:
     """Stored outputs of blocks ``0..layer`` per row, and a context that replays them.
 
     Args:
-        layers: The model's decoder blocks (:func:`~rise_exp.methods.stride.steering.decoder_layers`).
+        layers: The model's decoder blocks (:func:`~rise_exp.models.layers.decoder_layers`).
         layer: The steered block.
     """
 

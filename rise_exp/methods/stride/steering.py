@@ -13,16 +13,6 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from rise_exp.core.errors import ConfigError
-
-
-def decoder_layers(model: nn.Module) -> nn.ModuleList:
-    """The model's stack of decoder blocks (GPT-NeoX ``gpt_neox.layers``, OLMo/Llama ``model.layers``, GPT-2 ``h``)."""
-    for name, module in model.named_modules():
-        if isinstance(module, nn.ModuleList) and name.rsplit(".", 1)[-1] in ("layers", "h", "blocks"):
-            return module
-    raise ConfigError("stride: cannot find the model's decoder layers (no ModuleList named layers/h/blocks)")
-
 
 class SteeringBank(nn.Module):
     """A shared read ``A`` and one output map ``B_k`` per subset.
