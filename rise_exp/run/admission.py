@@ -60,12 +60,16 @@ def device_memory(accelerator: str) -> tuple[str, float]:
 def finetune_need(run: RunConfig) -> Need:
     """A finetune step: weights, gradients and AdamW's two float32 moments (LoRA: the weights alone, frozen),
     and the activations of one batch of ``finetune.max_tokens_per_batch`` tokens kept for backward
-    (``trainer.activation_checkpointing``: each block's input, plus one block's activations recomputed)."""
+    (``trainer.activation_checkpointing``: each block's input, plus one block's activations recomputed), plus
+    the batch's logits over the vocabulary with their float32 log-softmax and its gradient (the memory model's
+    ``(2 b + 8) x tokens x vocab``: 6.4 GB for SmolLM2 at 8,192 tokens)."""
     m, f = run.model, run.finetune
     p, b, d, n = parameter_count(m), DTYPE_BYTES[m.dtype], int(m.hidden_size or 0), int(m.layers or 0)
+    tokens, v = f.max_tokens_per_batch, int(m.vocab_size or 0)
     state = b * p if f.lora else (2 * b + 8) * p
-    per_block = ACT_PER_TOKEN_LAYER * b * d * f.max_tokens_per_batch
-    work = (b * d * f.max_tokens_per_batch * n + per_block) if run.trainer.activation_checkpointing else per_block * n
+    per_block = ACT_PER_TOKEN_LAYER * b * d * tokens
+    work = (b * d * tokens * n + per_block) if run.trainer.activation_checkpointing else per_block * n
+    work += (2 * b + 8) * tokens * v
     return Need(f"finetune ({'LoRA' if f.lora else 'full'})", state, float(work))
 
 

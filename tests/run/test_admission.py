@@ -74,3 +74,14 @@ def test_the_cli_refuses_32b_before_any_download_or_load(tmp_path):
     errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "does not fit" in errors[0] and "model.device_map=auto" in errors[0]
     assert not (tmp_path / "c").exists()  # nothing was downloaded, built or cached
+
+
+def test_a_finetune_counts_its_batch_logits_over_the_vocabulary():
+    """Hand-computed for SmolLM2 (fp32, d 576, 30 blocks, vocab 49,152) at 8,192 tokens: activations
+    17 x 4 x 576 x 8,192 x 30 plus logits (2 x 4 + 8) x 8,192 x 49,152."""
+    from rise_exp.run.admission import finetune_need
+
+    need = finetune_need(run_config("model=smollm2-135m", "finetune.max_tokens_per_batch=8192"))
+    assert need.work == pytest.approx(17 * 4 * 576 * 8192 * 30 + 16 * 8192 * 49152)
+    lora = run_config("model=smollm2-135m").finetune  # the LoRA preset's micro-batch fits a laptop
+    assert lora.lora and lora.max_tokens_per_batch * lora.grad_accum == 4096
