@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 
 from rise_exp.core import progress
 from rise_exp.core.errors import ConfigError
@@ -37,6 +38,8 @@ from rise_exp.methods.trackstar.config import TrackStarConfig
 
 log = logging.getLogger(__name__)
 
+#: The pool's second moments (``normalizer: pool``), stored in the gradient store beside bergson's files.
+MOMENTS = "second_moments.safetensors"
 INSTALL = "pip install 'rise-exp[trackstar]' && pip install --no-deps bergson==2.5.1"
 
 
@@ -73,6 +76,12 @@ def pool_second_moments(
         for w, f in zip(weights, flags):
             w.requires_grad_(f)
     return {m: s / max(len(rows), 1) for m, s in zip(modules, sums)}
+
+
+def load_moments(store: Path) -> dict[str, torch.Tensor] | None:
+    """The pool's second moments stored with a gradient store, or None if it has none."""
+    path = store / MOMENTS
+    return load_file(str(path)) if path.is_file() else None
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
@@ -115,8 +124,11 @@ class TrackStar(AttributionMethod):
         root = Path(self.ctx.index_root if self.ctx.index_root is not None else self.ctx.work_dir)
         return root / f"{self.ctx.data_name}-{self.name}-{config_hash(self.cache_key(data_hash), n=12)}"
 
-    def _collect(self, rows: Sequence[EncodedRow], path: Path) -> np.ndarray:
-        """bergson's projected, normalised gradients of ``rows`` written to ``path`` -> ``[rows, dim]`` float32."""
+    def _collect(
+        self, rows: Sequence[EncodedRow], path: Path, moments: dict[str, torch.Tensor] | None = None
+    ) -> np.ndarray:
+        """bergson's projected, normalised gradients of ``rows`` written to ``path`` -> ``[rows, dim]`` float32;
+        ``moments`` (the pool's second moments) are stored with them, so a reused store needs no recomputation."""
         from bergson import GradientProcessor, IndexConfig, collect_gradients, load_gradients
         from datasets import Dataset
 
@@ -142,32 +154,39 @@ class TrackStar(AttributionMethod):
             list(range(i, min(i + self.cfg.batch_rows, len(rows)))) for i in range(0, len(rows), self.cfg.batch_rows)
         ]
         collect_gradients(self.ctx.model, data, processor, cfg, batches=batches)  # (its hooks end with the call)
+        if moments:
+            save_file({m: v.contiguous() for m, v in moments.items()}, str(part / MOMENTS))
         part.rename(path)
         return np.asarray(load_gradients(path), dtype=np.float32)
 
     def build(self, train: Sequence[Record]) -> None:
-        from bergson.gradients import AdamNormalizer
-
         rows = encode_all(train, self.ctx)
-        if self.cfg.normalizer == "pool":
-            moments = pool_second_moments(
-                self.ctx.model,
-                rows,
-                pad_id(self.ctx.tokenizer),
-                trunk_linear_modules(self.ctx.model),
-                self.cfg.loss_reduction,
-            )
-            self.normalizers = {m: AdamNormalizer(weight_avg_sq=v) for m, v in moments.items()}
         path = self.store_dir(rows_hash(rows))
         with cache_lock(path, f"the TrackStar gradients {path}"):
-            if path.is_dir() and self.cfg.reuse:
+            reuse = path.is_dir() and self.cfg.reuse
+            moments = load_moments(path) if reuse else None
+            if self.cfg.normalizer == "pool" and moments is None:
+                moments = pool_second_moments(
+                    self.ctx.model,
+                    rows,
+                    pad_id(self.ctx.tokenizer),
+                    trunk_linear_modules(self.ctx.model),
+                    self.cfg.loss_reduction,
+                )
+            self._set_normalizers(moments)
+            if reuse:
                 log.info("trackstar: reusing the gradients in %s", path)
             else:
                 shutil.rmtree(path, ignore_errors=True)
-                self._collect(rows, path)
+                self._collect(rows, path, moments)
         self.store = path
         self.train_vectors = unit_rows(np.asarray(self.bergson.load_gradients(path), dtype=np.float32))
         self.index_bytes = int((path / "gradients.bin").stat().st_size)
+
+    def _set_normalizers(self, moments: dict[str, torch.Tensor] | None) -> None:
+        from bergson.gradients import AdamNormalizer
+
+        self.normalizers = {m: AdamNormalizer(weight_avg_sq=v) for m, v in (moments or {}).items()}
 
     def score(self, queries: Sequence[Record]) -> np.ndarray:
         if self.train_vectors is None:
