@@ -68,3 +68,35 @@ def test_a_reused_trackstar_store_keeps_its_second_moments(tiny, word_tokenizer,
     plain = TrackStar({"projection_dim": 4, "batch_rows": 4, "seed": 3, "normalizer": "none"}, ctx)
     plain.build(train)
     assert plain.store is not None and not (plain.store / MOMENTS).exists() and plain.normalizers == {}
+
+
+def test_trackstar_preconditioner_whitens_each_module_by_the_pools_autocorrelation(
+    tiny, word_tokenizer, make_records, tmp_path
+):
+    """``preconditioner: pool``: cosines of ``v_m R_m^-1/2`` per module, ``R_m`` the pool's autocorrelation of the
+    stored projected gradients, eigenvalues damped by 0.1 x their mean (formed here with numpy's eigh)."""
+    pytest.importorskip("bergson")
+    from bergson import load_gradients
+
+    from rise_exp.methods.trackstar.method import TrackStar
+
+    train = make_records(10, 0)
+    ctx = context(tiny, word_tokenizer, tmp_path)
+    method = TrackStar({"projection_dim": 4, "batch_rows": 4, "seed": 2, "preconditioner": "pool"}, ctx)
+    method.build(train)
+    raw = np.asarray(load_gradients(method.store), dtype=np.float64)
+    blocks = []
+    for j in range(raw.shape[1] // 16):  # 4 trunk modules, k x k = 16 columns each
+        x = raw[:, 16 * j : 16 * (j + 1)]
+        lam, vecs = np.linalg.eigh(x.T @ x / len(x))
+        lam = np.clip(lam, 0, None)
+        blocks.append(x @ (vecs * (lam + 0.1 * lam.mean()) ** -0.5) @ vecs.T)
+    assert len(blocks) == 4
+    v = np.concatenate(blocks, axis=1)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    # queries = the first three training rows, so their raw gradients are the stored ones
+    np.testing.assert_allclose(method.score(train[:3]), v[:3] @ v.T, atol=1e-4)
+    plain = TrackStar({"projection_dim": 4, "batch_rows": 4, "seed": 2}, ctx)
+    plain.build(train)  # the same stored gradients: the preconditioner is applied after loading them
+    assert plain.store == method.store
+    assert not np.allclose(plain.score(train[:3]), v[:3] @ v.T, atol=1e-2)

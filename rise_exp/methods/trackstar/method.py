@@ -5,9 +5,11 @@ head is not among them) and row ``x``: the weight gradient ``G_m(x)`` of the row
 divided elementwise by ``sqrt(V_m) + 1e-8`` (``normalizer: pool``: ``V_m`` the mean over the training pool
 of the squared per-row gradients, standing in for the optimiser's second moments, which the finetunes do not
 keep; ``none``: no division), projected to ``L_m G R_m^T`` (``k x k``, bergson's seeded Rademacher
-matrices). The row's vector is the concatenation over modules, unit-normalised; the score of row ``x`` for
-query ``q`` is the cosine ``<v(q), v(x)>``. Not included: TrackStar's task-specific autocorrelation
-preconditioner ``R^{-1/2}`` (bergson's mixed Hessian).
+matrices). With ``preconditioner: pool`` each module's projected gradient is multiplied by ``R_m^{-1/2}``,
+``R_m`` the autocorrelation of those gradients over the training pool (damped, inverted by bergson's
+``invert_psd_matrix``): TrackStar's preconditioner with the pool's statistics, not the paper's mix of pool
+and evaluation-task statistics. The row's vector is the concatenation over modules, unit-normalised; the
+score of row ``x`` for query ``q`` is the cosine ``<v(q), v(x)>``.
 
 The training vectors are bergson's gradient store, cached in ``<cache>/indexes/<data>-trackstar-<key>/``
 (the key hashes the model identity and dtype, the exact tokens and masks, and the settings), built in
@@ -16,6 +18,7 @@ The training vectors are bergson's gradient store, cached in ``<cache>/indexes/<
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from collections.abc import Sequence
@@ -84,6 +87,32 @@ def load_moments(store: Path) -> dict[str, torch.Tensor] | None:
     return load_file(str(path)) if path.is_file() else None
 
 
+def module_sizes(store: Path) -> list[int]:
+    """The column count of each module's block in a gradient store, in its column order (bergson's info)."""
+    return [int(n) for n in json.loads((store / "info.json").read_text())["grad_sizes"].values()]
+
+
+def pool_whiteners(vectors: np.ndarray, sizes: Sequence[int], damping: float) -> list[tuple[int, int, np.ndarray]]:
+    """Per module block ``[lo, hi)`` of ``vectors [N, dim]``: ``R^{-1/2}``, ``R`` the block's autocorrelation
+    ``X^T X / N``, eigenvalues damped by ``damping`` x their mean (bergson's ``invert_psd_matrix``)."""
+    from bergson.hessians.inversion import invert_psd_matrix
+
+    out, lo = [], 0
+    for size in sizes:
+        block = torch.from_numpy(np.ascontiguousarray(vectors[:, lo : lo + size], dtype=np.float64))
+        gram = block.T @ block / max(len(vectors), 1)
+        out.append((lo, lo + size, invert_psd_matrix(gram, damping_factor=damping, power=-0.5).float().numpy()))
+        lo += size
+    return out
+
+
+def precondition(vectors: np.ndarray, whiteners: Sequence[tuple[int, int, np.ndarray]]) -> np.ndarray:
+    """``vectors`` with each module block multiplied by its ``R^{-1/2}`` (no whiteners: unchanged)."""
+    if not whiteners:
+        return vectors
+    return np.concatenate([vectors[:, lo:hi] @ w for lo, hi, w in whiteners], axis=1)
+
+
 def unit_rows(x: np.ndarray) -> np.ndarray:
     """Each row divided by its L2 norm (a zero row stays zero)."""
     norm = np.linalg.norm(x, axis=1, keepdims=True)
@@ -100,6 +129,7 @@ class TrackStar(AttributionMethod):
         self.bergson = require_bergson()
         self.seed = int(ctx.seed if self.cfg.seed is None else self.cfg.seed)
         self.normalizers: dict[str, Any] = {}
+        self.whiteners: list[tuple[int, int, np.ndarray]] = []
         self.train_vectors: np.ndarray | None = None
         self.store: Path | None = None
         self._queries_made = 0
@@ -180,7 +210,11 @@ class TrackStar(AttributionMethod):
                 shutil.rmtree(path, ignore_errors=True)
                 self._collect(rows, path, moments)
         self.store = path
-        self.train_vectors = unit_rows(np.asarray(self.bergson.load_gradients(path), dtype=np.float32))
+        raw = np.asarray(self.bergson.load_gradients(path), dtype=np.float32)
+        self.whiteners = []
+        if self.cfg.preconditioner == "pool":
+            self.whiteners = pool_whiteners(raw, module_sizes(path), self.cfg.preconditioner_damping)
+        self.train_vectors = unit_rows(precondition(raw, self.whiteners))
         self.index_bytes = int((path / "gradients.bin").stat().st_size)
 
     def _set_normalizers(self, moments: dict[str, torch.Tensor] | None) -> None:
@@ -194,7 +228,7 @@ class TrackStar(AttributionMethod):
         self._queries_made += 1
         path = Path(self.ctx.work_dir) / f"trackstar-queries-{self._queries_made}"
         try:
-            q = unit_rows(self._collect(encode_all(queries, self.ctx), path))
+            q = unit_rows(precondition(self._collect(encode_all(queries, self.ctx), path), self.whiteners))
         finally:
             shutil.rmtree(path, ignore_errors=True)
         return (q @ self.train_vectors.T).astype(np.float32)
