@@ -16,7 +16,7 @@ synthetic Howdy). The task and the shared finetuned model are prepared once here
 It also prints the analytic storage per row of RISE and RapidIn at the paper's dims (their composed
 ``method=rise`` / ``method=rapidin`` settings, not measured).
 
-    python benchmarks/bench_methods.py [--methods rise,bm25,rapidin,zo_inf,stride] [--n-train 500]
+    python benchmarks/bench_methods.py [--methods rise,bm25,rapidin,zo_inf,stride[,ekfac,trackstar]] [--n-train 500]
         [--queries 100] [--json PATH] [hydra overrides ...] [METHOD:override ...]
 
 Overrides apply to every method's config (e.g. ``model.layers=1``); ``METHOD:key=value`` applies to
@@ -49,7 +49,9 @@ from rise_exp.core.rss import process_peak_rss_mb as peak_rss_mb  # noqa: E402
 from rise_exp.data.records import Record  # noqa: E402
 from rise_exp.run.config import RunConfig, compose  # noqa: E402
 
-METHOD_NAMES: tuple[str, ...] = ("rise", "bm25", "rapidin", "zo_inf", "stride")
+METHOD_NAMES: tuple[str, ...] = ("rise", "bm25", "rapidin", "zo_inf", "stride", "ekfac", "trackstar")
+#: What runs without --methods: the paper's methods (ekfac / trackstar need their libraries, `make venv` has them).
+DEFAULT_METHODS: tuple[str, ...] = METHOD_NAMES[:5]
 HOWDY_DISTINCT_QUERIES = 56  # rise_exp.data.synthetic.howdy: the distinct triggered queries it can draw
 TABLE_COLUMNS: tuple[str, ...] = (
     "method",
@@ -352,7 +354,7 @@ def format_table(records: Sequence[dict[str, Any]]) -> str:
 
 def build_arg_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--methods", default=",".join(METHOD_NAMES), help="comma-separated subset of the methods")
+    ap.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="comma-separated subset of the methods")
     ap.add_argument("--n-train", type=int, default=500, help="training rows (task.n_train)")
     ap.add_argument("--queries", type=int, default=100, help="queries to time (distinct ones repeated if fewer)")
     ap.add_argument("--json", default=None, help="write the records as a JSON list here")

@@ -54,7 +54,7 @@ def test_overrides_split_into_common_and_per_method():
     )
     assert common == ["model.layers=1", "task.train_path=/a:b"]
     assert per["rapidin"] == ["method.k=4096"] and per["rise"] == ["method.kr=32"] and per["bm25"] == []
-    with pytest.raises(ConfigError, match="allowed values: bm25, rapidin, rise, stride, zo_inf"):
+    with pytest.raises(ConfigError, match="allowed values: bm25, ekfac, rapidin, rise, stride, trackstar, zo_inf"):
         bench.split_overrides(["rapid:method.k=1"])
     assert bench.parse_methods(" rise, bm25 ") == ["rise", "bm25"]
     with pytest.raises(ConfigError, match="--methods"):

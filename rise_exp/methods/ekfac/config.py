@@ -36,7 +36,12 @@ class EKFACConfig(Settings):
     )
     factor_batch: int = setting(8, "rows per batch when fitting the factors", gt=0)
     train_batch: int = setting(16, "training rows per batch when scoring", gt=0)
-    query_batch: int = setting(16, "queries per batch when scoring", gt=0)
+    query_batch: int = setting(
+        64,
+        "queries per batch when scoring; every batch takes one gradient pass over the training pool, so one "
+        "batch for the runner's 64-query chunks",
+        gt=0,
+    )
     dtype: str = setting("float32", "dtype of the covariances, gradients and scores", choices=DTYPES)
     seed: int | None = setting(None, "seed of the sampled Fisher labels; null = the global seed")
     reuse: bool = setting(True, "reuse the cached factors of the same model, tokens and settings; false: refit")

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from rise_exp.config.settings import Settings, setting
 
 NORMALIZERS = ("pool", "none")
+PRECONDITIONERS = ("none", "pool")
 REDUCTIONS = ("mean", "sum")
 
 
@@ -23,6 +24,15 @@ class TrackStarConfig(Settings):
         "divide gradients elementwise by sqrt(second moment) + 1e-8: pool (mean squared per-row gradient "
         "over the training pool, standing in for Adam's, which finetunes do not keep) or none",
         choices=NORMALIZERS,
+    )
+    preconditioner: str = setting(
+        "none",
+        "TrackStar's R^-1/2: none, or pool (each module's projected gradients times R^-1/2, R their "
+        "autocorrelation over the training pool, on training rows and queries alike)",
+        choices=PRECONDITIONERS,
+    )
+    preconditioner_damping: float = setting(
+        0.1, "damping of R: its eigenvalues plus this times their mean (bergson's damped inverse)", gt=0
     )
     loss_reduction: str = setting("mean", "per-example loss = mean (or sum) of target-token NLL", choices=REDUCTIONS)
     batch_rows: int = setting(8, "rows per gradient batch", gt=0)

@@ -5,9 +5,11 @@ head is not among them) and row ``x``: the weight gradient ``G_m(x)`` of the row
 divided elementwise by ``sqrt(V_m) + 1e-8`` (``normalizer: pool``: ``V_m`` the mean over the training pool
 of the squared per-row gradients, standing in for the optimiser's second moments, which the finetunes do not
 keep; ``none``: no division), projected to ``L_m G R_m^T`` (``k x k``, bergson's seeded Rademacher
-matrices). The row's vector is the concatenation over modules, unit-normalised; the score of row ``x`` for
-query ``q`` is the cosine ``<v(q), v(x)>``. Not included: TrackStar's task-specific autocorrelation
-preconditioner ``R^{-1/2}`` (bergson's mixed Hessian).
+matrices). With ``preconditioner: pool`` each module's projected gradient is multiplied by ``R_m^{-1/2}``,
+``R_m`` the autocorrelation of those gradients over the training pool (damped, inverted by bergson's
+``invert_psd_matrix``): TrackStar's preconditioner with the pool's statistics, not the paper's mix of pool
+and evaluation-task statistics. The row's vector is the concatenation over modules, unit-normalised; the
+score of row ``x`` for query ``q`` is the cosine ``<v(q), v(x)>``.
 
 The training vectors are bergson's gradient store, cached in ``<cache>/indexes/<data>-trackstar-<key>/``
 (the key hashes the model identity and dtype, the exact tokens and masks, and the settings), built in
@@ -16,6 +18,7 @@ The training vectors are bergson's gradient store, cached in ``<cache>/indexes/<
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from collections.abc import Sequence
@@ -24,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 
 from rise_exp.core import progress
 from rise_exp.core.errors import ConfigError
@@ -38,6 +42,8 @@ from rise_exp.models.placement import full_precision, model_device
 
 log = logging.getLogger(__name__)
 
+#: The pool's second moments (``normalizer: pool``), stored in the gradient store beside bergson's files.
+MOMENTS = "second_moments.safetensors"
 INSTALL = "pip install 'rise-exp[trackstar]' && pip install --no-deps bergson==2.5.1"
 
 
@@ -76,6 +82,38 @@ def pool_second_moments(
     return {m: s / max(len(rows), 1) for m, s in zip(modules, sums)}
 
 
+def load_moments(store: Path) -> dict[str, torch.Tensor] | None:
+    """The pool's second moments stored with a gradient store, or None if it has none."""
+    path = store / MOMENTS
+    return load_file(str(path)) if path.is_file() else None
+
+
+def module_sizes(store: Path) -> list[int]:
+    """The column count of each module's block in a gradient store, in its column order (bergson's info)."""
+    return [int(n) for n in json.loads((store / "info.json").read_text())["grad_sizes"].values()]
+
+
+def pool_whiteners(vectors: np.ndarray, sizes: Sequence[int], damping: float) -> list[tuple[int, int, np.ndarray]]:
+    """Per module block ``[lo, hi)`` of ``vectors [N, dim]``: ``R^{-1/2}``, ``R`` the block's autocorrelation
+    ``X^T X / N``, eigenvalues damped by ``damping`` x their mean (bergson's ``invert_psd_matrix``)."""
+    from bergson.hessians.inversion import invert_psd_matrix
+
+    out, lo = [], 0
+    for size in sizes:
+        block = torch.from_numpy(np.ascontiguousarray(vectors[:, lo : lo + size], dtype=np.float64))
+        gram = block.T @ block / max(len(vectors), 1)
+        out.append((lo, lo + size, invert_psd_matrix(gram, damping_factor=damping, power=-0.5).float().numpy()))
+        lo += size
+    return out
+
+
+def precondition(vectors: np.ndarray, whiteners: Sequence[tuple[int, int, np.ndarray]]) -> np.ndarray:
+    """``vectors`` with each module block multiplied by its ``R^{-1/2}`` (no whiteners: unchanged)."""
+    if not whiteners:
+        return vectors
+    return np.concatenate([vectors[:, lo:hi] @ w for lo, hi, w in whiteners], axis=1)
+
+
 def unit_rows(x: np.ndarray) -> np.ndarray:
     """Each row divided by its L2 norm (a zero row stays zero)."""
     norm = np.linalg.norm(x, axis=1, keepdims=True)
@@ -92,6 +130,7 @@ class TrackStar(AttributionMethod):
         self.bergson = require_bergson()
         self.seed = int(ctx.seed if self.cfg.seed is None else self.cfg.seed)
         self.normalizers: dict[str, Any] = {}
+        self.whiteners: list[tuple[int, int, np.ndarray]] = []
         self.train_vectors: np.ndarray | None = None
         self.store: Path | None = None
         self._queries_made = 0
@@ -116,8 +155,11 @@ class TrackStar(AttributionMethod):
         root = Path(self.ctx.index_root if self.ctx.index_root is not None else self.ctx.work_dir)
         return root / f"{self.ctx.data_name}-{self.name}-{config_hash(self.cache_key(data_hash), n=12)}"
 
-    def _collect(self, rows: Sequence[EncodedRow], path: Path) -> np.ndarray:
-        """bergson's projected, normalised gradients of ``rows`` written to ``path`` -> ``[rows, dim]`` float32."""
+    def _collect(
+        self, rows: Sequence[EncodedRow], path: Path, moments: dict[str, torch.Tensor] | None = None
+    ) -> np.ndarray:
+        """bergson's projected, normalised gradients of ``rows`` written to ``path`` -> ``[rows, dim]`` float32;
+        ``moments`` (the pool's second moments) are stored with them, so a reused store needs no recomputation."""
         from bergson import GradientProcessor, IndexConfig, collect_gradients, load_gradients
         from datasets import Dataset
 
@@ -146,33 +188,44 @@ class TrackStar(AttributionMethod):
         # dtype, which a bf16 gradient cannot hold when the weights are float32 (an overflow error)
         with full_precision(model_device(self.ctx.model)):
             collect_gradients(self.ctx.model, data, processor, cfg, batches=batches)  # (its hooks end with the call)
+        if moments:
+            save_file({m: v.contiguous() for m, v in moments.items()}, str(part / MOMENTS))
         part.rename(path)
         return np.asarray(load_gradients(path), dtype=np.float32)
 
     def build(self, train: Sequence[Record]) -> None:
-        from bergson.gradients import AdamNormalizer
-
         rows = encode_all(train, self.ctx)
-        if self.cfg.normalizer == "pool":
-            with full_precision(model_device(self.ctx.model)):  # the moments of the gradients bergson collects
-                moments = pool_second_moments(
-                    self.ctx.model,
-                    rows,
-                    pad_id(self.ctx.tokenizer),
-                    trunk_linear_modules(self.ctx.model),
-                    self.cfg.loss_reduction,
-                )
-            self.normalizers = {m: AdamNormalizer(weight_avg_sq=v) for m, v in moments.items()}
         path = self.store_dir(rows_hash(rows))
         with cache_lock(path, f"the TrackStar gradients {path}"):
-            if path.is_dir() and self.cfg.reuse:
+            reuse = path.is_dir() and self.cfg.reuse
+            moments = load_moments(path) if reuse else None
+            if self.cfg.normalizer == "pool" and moments is None:
+                with full_precision(model_device(self.ctx.model)):  # the moments of the gradients bergson collects
+                    moments = pool_second_moments(
+                        self.ctx.model,
+                        rows,
+                        pad_id(self.ctx.tokenizer),
+                        trunk_linear_modules(self.ctx.model),
+                        self.cfg.loss_reduction,
+                    )
+            self._set_normalizers(moments)
+            if reuse:
                 log.info("trackstar: reusing the gradients in %s", path)
             else:
                 shutil.rmtree(path, ignore_errors=True)
-                self._collect(rows, path)
+                self._collect(rows, path, moments)
         self.store = path
-        self.train_vectors = unit_rows(np.asarray(self.bergson.load_gradients(path), dtype=np.float32))
+        raw = np.asarray(self.bergson.load_gradients(path), dtype=np.float32)
+        self.whiteners = []
+        if self.cfg.preconditioner == "pool":
+            self.whiteners = pool_whiteners(raw, module_sizes(path), self.cfg.preconditioner_damping)
+        self.train_vectors = unit_rows(precondition(raw, self.whiteners))
         self.index_bytes = int((path / "gradients.bin").stat().st_size)
+
+    def _set_normalizers(self, moments: dict[str, torch.Tensor] | None) -> None:
+        from bergson.gradients import AdamNormalizer
+
+        self.normalizers = {m: AdamNormalizer(weight_avg_sq=v) for m, v in (moments or {}).items()}
 
     def score(self, queries: Sequence[Record]) -> np.ndarray:
         if self.train_vectors is None:
@@ -180,7 +233,7 @@ class TrackStar(AttributionMethod):
         self._queries_made += 1
         path = Path(self.ctx.work_dir) / f"trackstar-queries-{self._queries_made}"
         try:
-            q = unit_rows(self._collect(encode_all(queries, self.ctx), path))
+            q = unit_rows(precondition(self._collect(encode_all(queries, self.ctx), path), self.whiteners))
         finally:
             shutil.rmtree(path, ignore_errors=True)
         return (q @ self.train_vectors.T).astype(np.float32)

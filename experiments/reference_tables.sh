@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# EK-FAC (kronfluence) and TrackStar (bergson) beside the embedded tables of experiments/README.md: the three
+# synthetic tasks over five (finetune seed i, method seed i) pairs, i = 0-4, as the gradient baselines' rows
+# (embedded_tables.sh, "baselines_ft"); then their costs in one benchmark run with the other five methods.
+#   bash experiments/reference_tables.sh [sweep root]
+# One thread per process: on a shared CPU torch's default (a thread per core) made these 5x slower
+# (docs/reference_methods.md).
+set -uo pipefail
+OUT="${1:-multirun/embedded}"
+PY="${PYTHON:-python}"
+step() { echo "== $*"; "$@" || echo "== FAILED (exit $?): $*"; }
+
+for t in howdy finance_medical brain_rot; do
+  for i in 0 1 2 3 4; do
+    step $PY -m rise_exp -m experiment=table_$t method=ekfac,trackstar finetune.seed=$i seed=$i logger=csv \
+        trainer.threads=1 hydra.sweep.dir="$OUT/reference_ft/$t/ft$i"
+  done
+  step $PY -m rise_exp.report "$OUT/reference_ft/$t" --no-wandb
+  step $PY experiments/compact.py "$OUT/reference_ft/$t/report/runs.csv" \
+      --metrics auprc@5,auprc@10,auprc@50,auroc@10,p@10,index_bytes_per_row,index_seconds,query_seconds,peak_rss_mb
+done
+
+# TrackStar with its R^-1/2 preconditioner (the pool's autocorrelation), the same pairs; reuses the stored gradients.
+for t in howdy finance_medical brain_rot; do
+  for i in 0 1 2 3 4; do
+    step $PY -m rise_exp -m experiment=table_$t method=trackstar method.preconditioner=pool finetune.seed=$i seed=$i \
+        logger=csv trainer.threads=1 hydra.sweep.dir="$OUT/reference_precond/$t/ft$i"
+  done
+  step $PY -m rise_exp.report "$OUT/reference_precond/$t" --no-wandb
+  step $PY experiments/compact.py "$OUT/reference_precond/$t/report/runs.csv" --metrics auprc@5,auprc@10,auprc@50,p@10
+done
+
+# Build time, bytes per row, peak RSS (a fresh process per method) and 100-query time of all seven methods.
+OMP_NUM_THREADS=1 step $PY benchmarks/bench_methods.py --methods rise,bm25,rapidin,zo_inf,stride,ekfac,trackstar \
+    --json "$OUT/bench_seven.json" trainer.threads=1
+# ... and RISE, EK-FAC and TrackStar again without what the runs above left in the cache (their rows' build times).
+OMP_NUM_THREADS=1 step $PY benchmarks/bench_methods.py --methods rise,ekfac,trackstar --json "$OUT/bench_refit.json" \
+    trainer.threads=1 rise:method.index.reuse=false ekfac:method.reuse=false trackstar:method.reuse=false
