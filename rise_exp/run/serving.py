@@ -9,6 +9,7 @@ tokenizer training, nor a finetune. A BM25 index holds its own settings and row 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -118,3 +119,32 @@ def top_rows(
         scores = np.asarray(method.score(queries), dtype=np.float32)
     order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     return np.take_along_axis(scores, order, axis=1), order
+
+
+@dataclass(frozen=True)
+class Answering:
+    """What a stage that answers queries works with: the method, the queries, where its index lives, and
+    the prepared task (None when answering from ``stage.index`` alone)."""
+
+    method: AttributionMethod
+    queries: list[Record]
+    where: str
+    task: Any = None
+
+
+def answering(run: Any, run_dir: Path) -> Answering:
+    """The method and queries of ``stage=query`` / ``stage=explain``: from ``stage.index`` (the manifest's
+    method and model; queries from ``stage.queries_path`` / ``stage.query_texts``), else the configured task's
+    index, built or reused from the cache (queries default to the task's)."""
+    st = run.stage
+    if st.index:
+        method = open_index_method(st.index, Path(run_dir) / "method", run.trainer)
+        return Answering(method, stage_queries(st), str(Path(st.index)))
+    from rise_exp.run.pipeline import prepare_for_method  # task, model, finetune: not needed from an index
+    from rise_exp.run.runner import build_on
+
+    prep = prepare_for_method(run, Path(run_dir))
+    method = build_on(run.method, prep.ctx, prep.task.train).method
+    index = getattr(method, "index", None)
+    where = str(index.root) if index is not None else str(getattr(method, "index_path", ""))
+    return Answering(method, stage_queries(st, prep.task.queries), where, prep.task)

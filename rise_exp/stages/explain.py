@@ -14,29 +14,19 @@ from typing import Any
 
 from rise_exp.run.config import RunConfig
 from rise_exp.run.explain import EXPLAIN_FILE, row_labels, write_explanations
-from rise_exp.run.pipeline import prepare_for_method
-from rise_exp.run.runner import build_on, publish
-from rise_exp.run.serving import open_index_method, rows_meta, stage_queries, top_rows
+from rise_exp.run.runner import publish
+from rise_exp.run.serving import answering, rows_meta, top_rows
 
 
 def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     """Rank and explain; write explain.jsonl."""
     st = run.stage
     custom = bool(st.queries_path or st.query_texts)
-    pool, labels, positive = None, None, None
-    if st.index:
-        method = open_index_method(st.index, run_dir / "method", run.trainer)
-        queries = stage_queries(st)
-        where = str(Path(st.index))
-    else:
-        prep = prepare_for_method(run, run_dir)
-        method = build_on(run.method, prep.ctx, prep.task.train).method
-        queries = stage_queries(st, prep.task.queries)
-        pool, task = prep.task.train, prep.task
-        index = getattr(method, "index", None)
-        where = str(index.root) if index is not None else str(getattr(method, "index_path", ""))
-        if task.labels is not None and (task.labels.ndim == 1 or not custom):
-            labels, positive = task.labels, task.positive
+    ans = answering(run, run_dir)
+    method, queries, where, task = ans.method, ans.queries, ans.where, ans.task
+    pool, labels, positive = (None, None, None) if task is None else (task.train, None, None)
+    if task is not None and task.labels is not None and (task.labels.ndim == 1 or not custom):
+        labels, positive = task.labels, task.positive
     t0 = time.perf_counter()
     scores, rows = top_rows(method, queries, st.k, run.search)
     seconds = time.perf_counter() - t0

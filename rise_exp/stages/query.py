@@ -13,27 +13,18 @@ from typing import Any
 
 from rise_exp.run.config import RunConfig
 from rise_exp.run.rankings import ranked_rows, write_query_line
-from rise_exp.run.runner import build_on, publish
-from rise_exp.run.serving import open_index_method, rows_meta, stage_queries, top_rows
+from rise_exp.run.runner import publish
+from rise_exp.run.serving import answering, rows_meta, top_rows
 
 
 def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     """Answer the queries; write topk.jsonl."""
     st = run.stage
-    pool = None
-    if st.index:
-        method = open_index_method(st.index, run_dir / "method", run.trainer)
-        queries = stage_queries(st)
-        where = str(Path(st.index))
-    else:
-        from rise_exp.run.pipeline import prepare_for_method  # task, model, finetune: not needed from an index
-
-        prep = prepare_for_method(run, run_dir)
-        method = build_on(run.method, prep.ctx, prep.task.train).method
-        queries = stage_queries(st, prep.task.queries)
-        index = getattr(method, "index", None)
-        where = str(index.root) if index is not None else str(getattr(method, "index_path", ""))
-        pool = None if index is not None or hasattr(method, "rows_meta") else prep.task.train
+    ans = answering(run, run_dir)
+    method, queries, where = ans.method, ans.queries, ans.where
+    index = getattr(method, "index", None)
+    keeps_rows = index is not None or hasattr(method, "rows_meta")
+    pool = None if ans.task is None or keeps_rows else ans.task.train
     t0 = time.perf_counter()
     scores, rows = top_rows(method, queries, st.k, run.search)
     seconds = time.perf_counter() - t0
