@@ -203,3 +203,26 @@ def start_cli(*args: str, cache: Path | None = None, cwd: Path = ROOT, merge_std
         stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
         text=True,
     )
+
+
+class BarRecorder:
+    """Stands in for a progress bar (``core.progress.bar``): the total and name it was opened with, every
+    update, and whether it was closed."""
+
+    def __init__(self, total: int | None, desc: str, **_: object) -> None:
+        self.total, self.desc, self.updates, self.closed = total, desc, [], False
+
+    def update(self, n: int = 1) -> None:
+        self.updates.append(n)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def record_bars(monkeypatch: Any) -> list[BarRecorder]:
+    """Every bar ``core.progress.bar`` opens from now on, recorded (in order) instead of drawn."""
+    from rise_exp.core import progress
+
+    bars: list[BarRecorder] = []
+    monkeypatch.setattr(progress, "bar", lambda *a, **k: bars.append(BarRecorder(*a, **k)) or bars[-1])
+    return bars

@@ -5,24 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from rise_exp.config.stages import RetrainConfig
-from rise_exp.core import progress
 from rise_exp.counterfactual.retrain import Retrainer, measure_masks_by_seed
-
-
-class Recorder:
-    def __init__(self, total: int | None, desc: str, **_: object) -> None:
-        self.total, self.desc, self.updates = total, desc, []
-
-    def update(self, n: int = 1) -> None:
-        self.updates.append(n)
-
-    def close(self) -> None:
-        pass
+from tests.helpers import record_bars
 
 
 def test_every_retraining_advances_the_bar(monkeypatch) -> None:
-    bars: list[Recorder] = []
-    monkeypatch.setattr(progress, "bar", lambda *a, **k: bars.append(Recorder(*a, **k)) or bars[-1])
+    bars = record_bars(monkeypatch)
     retrainer = object.__new__(Retrainer)  # no model: each retraining returns its seed as the loss
     retrainer.retrain = RetrainConfig(seeds=(0, 1), measures=("loss",))
     monkeypatch.setattr(retrainer, "_run", lambda keep, seed, desc: {"loss": np.full(2, float(seed))}, raising=False)

@@ -3,31 +3,12 @@ advances as pool rows are scored (not only at the end) and ends at its total."""
 
 from __future__ import annotations
 
-from rise_exp.core import progress
 from rise_exp.diagnostics import diagnostic_entry
-
-
-class Recorder:
-    """Stands in for a tqdm bar: the total and name it was opened with, and every update."""
-
-    def __init__(self, total: int | None, desc: str, **_: object) -> None:
-        self.total, self.desc, self.updates = total, desc, []
-
-    def update(self, n: int = 1) -> None:
-        self.updates.append(n)
-
-    def close(self) -> None:
-        pass
-
-
-def recorded(monkeypatch) -> list[Recorder]:
-    bars: list[Recorder] = []
-    monkeypatch.setattr(progress, "bar", lambda *a, **k: bars.append(Recorder(*a, **k)) or bars[-1])
-    return bars
+from tests.helpers import record_bars
 
 
 def test_sketch_fidelity_counts_every_pool_pass(diagnostic_inputs, monkeypatch) -> None:
-    bars = recorded(monkeypatch)
+    bars = record_bars(monkeypatch)
     inp = diagnostic_inputs(
         "sketch_fidelity",
         "stage.sketch_fidelity.widths=[8/8/4]",
@@ -46,7 +27,7 @@ def test_sketch_fidelity_counts_every_pool_pass(diagnostic_inputs, monkeypatch) 
 
 
 def test_layer_energy_counts_every_row_gradient(diagnostic_inputs, monkeypatch) -> None:
-    bars = recorded(monkeypatch)
+    bars = record_bars(monkeypatch)
     diagnostic_entry("layer_energy")(diagnostic_inputs("layer_energy", "stage.layer_energy.n_rows=3"))
     (bar,) = [b for b in bars if b.desc == "layer_energy"]
     assert bar.total == sum(bar.updates) and bar.updates == [1] * bar.total and bar.total > 3 * 2

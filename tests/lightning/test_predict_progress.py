@@ -6,28 +6,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from rise_exp.core import progress
 from rise_exp.data.encoding import EncodedRow
 from rise_exp.lightning.callbacks import PredictProgress
 from rise_exp.methods.rise import RiseConfig, RiseIndexingModule, SketchTables
 from rise_exp.methods.rise.indexing import predict_loader
 from rise_exp.models.layers import decoder_layers
-from tests.helpers import cpu_trainer, tiny_lm
+from tests.helpers import cpu_trainer, record_bars, tiny_lm
 
 CFG = RiseConfig(kr=16, kh=8, kg=8, topk=12, chunk_len=16, chunk_overlap=4)
-
-
-class Recorder:
-    """Stands in for a tqdm bar: the total it was opened with and every update."""
-
-    def __init__(self, total: int | None, desc: str, **_: object) -> None:
-        self.total, self.desc, self.updates, self.closed = total, desc, [], False
-
-    def update(self, n: int = 1) -> None:
-        self.updates.append(n)
-
-    def close(self) -> None:
-        self.closed = True
 
 
 def rows(n: int) -> list[EncodedRow]:
@@ -36,8 +22,7 @@ def rows(n: int) -> list[EncodedRow]:
 
 
 def test_one_batch_advances_layer_by_layer_to_its_rows(monkeypatch) -> None:
-    bars: list[Recorder] = []
-    monkeypatch.setattr(progress, "bar", lambda *a, **k: bars.append(Recorder(*a, **k)) or bars[-1])
+    bars = record_bars(monkeypatch)
     model = tiny_lm(300, layers=4)
     pool = rows(9)
     loader = predict_loader(pool, CFG, pad_id=0, batch_tokens=4096)  # the whole pool in one batch
@@ -52,8 +37,7 @@ def test_one_batch_advances_layer_by_layer_to_its_rows(monkeypatch) -> None:
 
 
 def test_a_model_without_a_block_stack_advances_per_batch(monkeypatch) -> None:
-    bars: list[Recorder] = []
-    monkeypatch.setattr(progress, "bar", lambda *a, **k: bars.append(Recorder(*a, **k)) or bars[-1])
+    bars = record_bars(monkeypatch)
 
     class Plain(torch.nn.Module):  # not an HF model: no decoder layers to hook
         pass
