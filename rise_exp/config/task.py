@@ -17,6 +17,15 @@ DOMAINS = ("finance", "medical")
 LABEL_RULES = ("m1", "m2")
 
 
+#: The pool settings every task with local and hub sources has (:attr:`TaskConfig.READ_BY`).
+POOL_READ_BY: dict[str, tuple[str, ...]] = {
+    "train_path": ("local",),
+    "hf_id": ("hf",),
+    "hf_name": ("hf",),
+    "hf_revision": ("hf",),
+}
+
+
 @dataclass(frozen=True)
 class TaskConfig(Settings):
     """Settings every task has."""
@@ -102,11 +111,8 @@ class HowdyTaskConfig(TaskConfig):
     )
 
     READ_BY: ClassVar[dict[str, tuple[str, ...]]] = {
-        "train_path": ("local",),
+        **POOL_READ_BY,
         "queries_path": ("local",),
-        "hf_id": ("hf",),
-        "hf_name": ("hf",),
-        "hf_revision": ("hf",),
         "max_train": ("local", "hf"),
         "max_queries": ("local", "hf"),
     }
@@ -178,11 +184,8 @@ class BrainRotTaskConfig(TaskConfig):
     max_train: int | None = setting(None, "random subset of the labelled pool (null = all)", gt=0)
 
     READ_BY: ClassVar[dict[str, tuple[str, ...]]] = {
-        "train_path": ("local",),
+        **POOL_READ_BY,
         "queries_path": ("local", "hf"),
-        "hf_id": ("hf",),
-        "hf_name": ("hf",),
-        "hf_revision": ("hf",),
         "max_train": ("local", "hf"),
     }
 
@@ -228,11 +231,8 @@ class CustomTaskConfig(TaskConfig):
     )
 
     READ_BY: ClassVar[dict[str, tuple[str, ...]]] = {
-        "train_path": ("local",),
+        **POOL_READ_BY,
         "queries_path": ("local",),
-        "hf_id": ("hf",),
-        "hf_name": ("hf",),
-        "hf_revision": ("hf",),
         "hf_queries_split": ("hf",),
     }
 
