@@ -8,6 +8,7 @@ from typing import Any
 from rise_exp.diagnostics import diagnostic_entry
 from rise_exp.diagnostics.context import DiagnosticInputs
 from rise_exp.diagnostics.result import logged_tables, write
+from rise_exp.methods.rise.trunk import remembering_hidden_states
 from rise_exp.run.config import RunConfig
 from rise_exp.run.pipeline import prepare_logged
 from rise_exp.run.runner import placed, publish
@@ -26,7 +27,7 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     entry = diagnostic_entry(name)
     prep = prepare_logged(run, run_dir)
     inputs = DiagnosticInputs(run, run_dir, prep.task, prep.ctx, run.stage.settings, command_overrides())
-    with placed(prep.ctx):
+    with placed(prep.ctx), remembering_hidden_states():  # sketches per seed and width share one trunk pass
         result = entry(inputs)
     files = write(result, run_dir)
     metrics = {**result.metrics, "diagnostic": name}
