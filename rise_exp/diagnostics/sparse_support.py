@@ -14,6 +14,7 @@ counted); the energy-weighted mean weights each token by ``|r|^2``, its weight i
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -60,33 +61,73 @@ def _cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 TOKEN_SLICE = 512  # tokens per pass: bounds the dense [tokens, V] residuals
+GATHER_SLICE = 64  # tokens per gather of the support's unembedding rows: bounds [tokens, K, D]
+
+
+@dataclass
+class DenseSide:
+    """One slice of tokens at one tau: logits, the dense residual, its GH error and energy (no support)."""
+
+    z: torch.Tensor
+    y: torch.Tensor
+    dense: torch.Tensor  # [n, V] float64
+    gh: torch.Tensor  # [n, D] dense @ W
+    energy: torch.Tensor  # [n] |r|^2
+
+
+def dense_side(head: RiseHead, h: torch.Tensor, y: torch.Tensor, cfg: RiseConfig) -> DenseSide:
+    """The dense residual of ``cfg``'s tau on the full vocabulary and what follows from it."""
+    z = head.logits(h)
+    dense = select_support(z, y, cfg.replace(full_support=True)).dense(head.vocab_size)
+    return DenseSide(z, y, dense, dense @ head.weight.double(), dense.square().sum(1))
+
+
+def sparse_stats(head: RiseHead, side: DenseSide, cfg: RiseConfig) -> dict[str, torch.Tensor]:
+    """Energy kept, residual cosine and GH cosine of ``cfg``'s support against ``side``, and its sizes.
+
+    Works on the support's entries only (gathers, not ``[n, V]`` products), so each K, rho costs
+    ``n K D``, not ``n V D``.
+    """
+    sup = select_support(side.z, side.y, cfg)
+    vals = sup.residual * sup.mask
+    at_dense = side.dense.gather(1, sup.index) * sup.mask
+    w = head.weight.double()
+    gh = torch.cat(
+        [
+            torch.einsum("nk,nkd->nd", vals[i : i + GATHER_SLICE], w[sup.index[i : i + GATHER_SLICE]])
+            for i in range(0, len(vals), GATHER_SLICE)
+        ]
+    )
+    dot = (vals * at_dense).sum(1)
+    den = vals.norm(dim=1) * side.energy.sqrt()
+    return {
+        "energy": side.energy,
+        "kept": at_dense.square().sum(1) / side.energy,
+        "cos_r": torch.where(den > 0, dot / torch.where(den > 0, den, torch.ones_like(den)), 0.0),
+        "cos_gh": _cos(gh, side.gh),
+        "size": sup.mask.sum(1).double(),
+    }
 
 
 def support_stats(head: RiseHead, h: torch.Tensor, y: torch.Tensor, cfg: RiseConfig) -> dict[str, torch.Tensor]:
     """Per-token energy kept, residual cosine and GH cosine of ``cfg``'s support, and the support sizes."""
     parts = [
-        _slice_stats(head, h[i : i + TOKEN_SLICE], y[i : i + TOKEN_SLICE], cfg) for i in range(0, len(y), TOKEN_SLICE)
+        sparse_stats(head, dense_side(head, h[i : i + TOKEN_SLICE], y[i : i + TOKEN_SLICE], cfg), cfg)
+        for i in range(0, len(y), TOKEN_SLICE)
     ]
     return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
 
-def _slice_stats(head: RiseHead, h: torch.Tensor, y: torch.Tensor, cfg: RiseConfig) -> dict[str, torch.Tensor]:
-    z = head.logits(h)
-    dense = select_support(z, y, cfg.replace(full_support=True)).dense(head.vocab_size)
-    sup = select_support(z, y, cfg)
-    sparse = sup.dense(head.vocab_size)
-    on = torch.zeros_like(dense, dtype=torch.bool)
-    r_idx = torch.arange(len(y), device=dense.device)[:, None].expand_as(sup.index)
-    on[r_idx[sup.mask], sup.index[sup.mask]] = True
-    energy = dense.square().sum(1)
-    w = head.weight.double()
-    return {
-        "energy": energy,
-        "kept": (dense.square() * on).sum(1) / energy,
-        "cos_r": _cos(sparse, dense),
-        "cos_gh": _cos(sparse @ w, dense @ w),
-        "size": sup.mask.sum(1).double(),
-    }
+def all_stats(
+    head: RiseHead, h: torch.Tensor, y: torch.Tensor, cfg: RiseConfig, rhos: Any, topks: list[int]
+) -> dict[tuple[float, int], dict[str, torch.Tensor]]:
+    """:func:`support_stats` of every (rho, K) at ``cfg``'s tau, each dense side computed once."""
+    parts: dict[tuple[float, int], list[dict[str, torch.Tensor]]] = {(r, k): [] for r in rhos for k in topks}
+    for i in range(0, len(y), TOKEN_SLICE):
+        side = dense_side(head, h[i : i + TOKEN_SLICE], y[i : i + TOKEN_SLICE], cfg)
+        for rho, k in parts:
+            parts[(rho, k)].append(sparse_stats(head, side, cfg.replace(rho=rho, topk=k)))
+    return {key: {n: torch.cat([p[n] for p in ps]) for n in ps[0]} for key, ps in parts.items()}
 
 
 def run(inp: DiagnosticInputs) -> DiagnosticResult:
@@ -96,10 +137,12 @@ def run(inp: DiagnosticInputs) -> DiagnosticResult:
     head = RiseHead.from_model(inp.model, base.replace(check_logits=False))
     vocab = head.vocab_size
     rows, metrics = [], {}
+    topks = sorted({min(k, vocab) for k in s.topks})
     for tau in s.taus:
+        per_tau = all_stats(head, h, y, base.replace(tau=tau), s.rhos, topks)
         for rho in s.rhos:
-            for k in sorted({min(k, vocab) for k in s.topks}):
-                st = support_stats(head, h, y, base.replace(tau=tau, rho=rho, topk=k))
+            for k in topks:
+                st = per_tau[(rho, k)]
                 ok = st["energy"] > 0
                 wts = st["energy"][ok] / st["energy"][ok].sum()
                 row = {
