@@ -166,6 +166,7 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
         searcher = built.method.searcher(run.search)
         metrics.update(
             search=run.search.backend,
+            search_rerank=run.search.rerank,
             search_bytes_per_row=searcher.bytes_per_row,
             search_build_seconds=searcher.build_seconds,
         )

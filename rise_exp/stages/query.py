@@ -38,6 +38,7 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
         "query_seconds": seconds,
         "index": where,
         "search": run.search.backend,
+        "search_rerank": run.search.rerank,
     }
     publish(
         run,

@@ -72,6 +72,7 @@ def test_three_query_runs_rebuild_nothing(indexed, caplog):
         )
         top = json.loads((out / "topk.jsonl").read_text())
         assert metrics["num_queries"] == 1 and top["query"] == q and len(top["top"]) == 5
+        assert (metrics["search"], metrics["search_rerank"]) == ("exact", 0)
         assert all(t["id"] and t["text"] for t in top["top"])
     # the same pool through the task (not the index): tokenizer, model, finetune and index all come from the cache
     run(

@@ -30,6 +30,7 @@ def test_simhash_reranking_the_whole_pool_gives_exact_metrics(tmp_path, monkeypa
     for key in ("auprc@5", "auprc@10", "p@10"):
         assert reranked[key] == pytest.approx(exact[key], abs=1e-6), key
     assert reranked["search_bytes_per_row"] == plain["search_bytes_per_row"] == 64 / 8 + 4
+    assert (reranked["search_rerank"], plain["search_rerank"]) == (48, 0)  # metrics.json says how it searched
 
 
 def test_rerank_with_exact_search_is_refused_before_any_work():
