@@ -87,7 +87,7 @@ def method_need(run: RunConfig, planned: StageMethod | None = None) -> Need | No
     if name not in (*PEAK_KEYS, "rapidin"):
         return None
     cfg = planned.settings(run)
-    e = estimate(run.model, run.data.max_length, **{name: cfg})
+    e = estimate(run.model, run.data.max_length, finetune=run.finetune, **{name: cfg})  # EK-FAC: the adapter
     key = PEAK_KEYS.get(name)
     if key is None:  # RapidIn: its configured compress_batch (the larger of the two RapidIn peaks)
         key = max((k for k in e.peaks if k.startswith("RapidIn")), key=lambda k: e.peaks[k])
