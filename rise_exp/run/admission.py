@@ -15,7 +15,7 @@ from rise_exp.config.model import ModelConfig
 from rise_exp.config.settings import Settings
 from rise_exp.config.stages import BUILTIN_SELECTORS, CounterfactualStageConfig
 from rise_exp.core.errors import ConfigError
-from rise_exp.methods.memory_model import ACT_PER_TOKEN_LAYER, DTYPE_BYTES, estimate
+from rise_exp.methods.memory_model import ACT_PER_TOKEN_LAYER, DTYPE_BYTES, ekfac_modules, estimate
 from rise_exp.models.catalogue import parameter_count
 from rise_exp.run.config import RunConfig
 from rise_exp.run.stage_methods import StageMethod, stage_methods
@@ -87,6 +87,11 @@ def method_need(run: RunConfig, planned: StageMethod | None = None) -> Need | No
     if name not in (*PEAK_KEYS, "rapidin"):
         return None
     cfg = planned.settings(run)
+    if name == "ekfac" and not ekfac_modules(run.model, cfg, run.finetune):  # kronfluence would refuse after the load
+        lora = " (LoRA layers exist after a LoRA finetune only: finetune=lora)" if "lora" in cfg.modules else ""
+        raise ConfigError(
+            f"{planned.prefix}.modules={cfg.modules!r} matches no nn.Linear module of model={run.model.name}{lora}"
+        )
     e = estimate(run.model, run.data.max_length, finetune=run.finetune, **{name: cfg})  # EK-FAC: the adapter
     key = PEAK_KEYS.get(name)
     if key is None:  # RapidIn: its configured compress_batch (the larger of the two RapidIn peaks)

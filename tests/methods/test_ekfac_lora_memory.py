@@ -104,3 +104,16 @@ def test_admission_counts_the_adapters_factors_for_modules_lora():
     assert need.total == ekfac_peak(run.model, run.data.max_length, run.method, run.finetune)
     assert need.total > ekfac_peak(run.model, run.data.max_length, run.method)  # the model as loaded: no factors
     assert ekfac_factor_bytes(run.model, run.method, run.finetune) > 0
+
+
+def test_modules_lora_without_a_lora_finetune_is_refused_before_the_load():
+    from rise_exp.core.errors import ConfigError
+    from rise_exp.run.admission import admit
+
+    with pytest.raises(ConfigError, match=r"^method.modules='lora_' matches no nn.Linear .*finetune=lora\)$"):
+        admit(RunConfig.from_cfg(compose(["model=pythia-1b", "finetune=none", "method=ekfac", "method.modules=lora_"])))
+    lds = ["model=pythia-1b", "stage=lds", "stage.methods=[rise,ekfac]", "+stage.method_overrides.ekfac.modules=lora_"]
+    with pytest.raises(ConfigError, match=r"^stage.method_overrides.ekfac.modules='lora_' matches no"):
+        admit(RunConfig.from_cfg(compose([*lds, "finetune=full"])))
+    run = RunConfig.from_cfg(compose([*lds, "finetune=lora"]))
+    assert needs(run)[-1].settings.modules == "lora_"
