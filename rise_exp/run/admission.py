@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 from rise_exp.config.model import ModelConfig
 from rise_exp.config.settings import Settings
-from rise_exp.config.stages import BUILTIN_SELECTORS, CounterfactualStageConfig
+from rise_exp.config.stages import CounterfactualStageConfig
 from rise_exp.core.errors import ConfigError
 from rise_exp.methods.memory_model import ACT_PER_TOKEN_LAYER, DTYPE_BYTES, ekfac_modules, estimate
 from rise_exp.models.catalogue import parameter_count
@@ -127,11 +127,10 @@ def remedies(run: RunConfig, need: Need, capacity: float) -> list[str]:
         out.append("finetune=lora")
     if need.work >= capacity / 2 or (planned is not None and planned.name in GRADIENT_METHODS):
         out.append(f"a smaller batch ({_batch_setting(run, need)})")
-    if planned is not None and planned.listed_in is not None:
-        rest = [m.name for m in stage_methods(run) if m.name != planned.name]
-        others = [s for s in getattr(run.stage, "selectors", ()) if s in BUILTIN_SELECTORS]
-        if rest or others:
-            out.append(f"{planned.listed_in}=[{','.join(rest + others)}] (without {planned.name})")
+    if planned is not None and planned.listed_in is not None:  # the stage's list without it, as typed
+        rest = [n for n in getattr(run.stage, planned.listed_in.removeprefix("stage.")) if n != planned.name]
+        if rest:
+            out.append(f"{planned.listed_in}=[{','.join(rest)}] (without {planned.name})")
     out.append("a smaller model (model=pythia-1b, ...)")
     return out
 

@@ -50,7 +50,7 @@ def test_the_stage_overrides_are_what_is_estimated():
 
 
 def test_the_closed_loop_estimates_its_method_selectors():
-    run = run_config("model=olmo-7b", "finetune=none", "stage=closed_loop", "stage.selectors=[rise,ekfac,random]")
+    run = run_config("model=olmo-7b", "finetune=none", "stage=closed_loop", "stage.selectors=[rise,random,ekfac,all]")
     assert [(m.name, m.prefix, m.listed_in) for m in stage_methods(run)] == [
         ("rise", "stage.methods.rise", "stage.selectors"),
         ("ekfac", "stage.methods.ekfac", "stage.selectors"),
@@ -58,8 +58,8 @@ def test_the_closed_loop_estimates_its_method_selectors():
     with pytest.raises(ConfigError) as err:
         admit(run, capacity=("GPU", 80 * GB))
     line = str(err.value)
-    assert "ekfac (in stage=closed_loop's selectors)" in line and "++stage.methods.ekfac.batch" not in line
-    assert "++stage.methods.ekfac.query_batch=1" in line and "stage.selectors=[rise,random] (without ekfac)" in line
+    assert "ekfac (in stage=closed_loop's selectors)" in line and " method.query_batch" not in line
+    assert "++stage.methods.ekfac.query_batch=1" in line and "stage.selectors=[rise,random,all] (without ekfac)" in line
 
 
 def test_the_need_reported_is_the_largest_method_over():
