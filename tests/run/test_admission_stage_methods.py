@@ -41,6 +41,15 @@ def test_lds_with_only_rise_is_admitted():
     admit(run_config(*LDS_7B, "method=ekfac", "stage.methods=[rise,bm25]"), capacity=("GPU", 80 * GB))
 
 
+def test_a_stage_that_builds_no_method_estimates_none():
+    """``stage=finetune`` only trains: the run's method node (here EK-FAC, which does not fit) is not estimated."""
+    run = run_config("model=olmo-7b", "finetune=lora", "method=ekfac", "stage=finetune")
+    assert stage_methods(run) == [] and [n.what for n in needs(run)] == ["finetune (LoRA)"]
+    admit(run, capacity=("GPU", 80 * GB))
+    with pytest.raises(ConfigError, match="method=ekfac needs"):  # the attribute stage builds it
+        admit(run_config("model=olmo-7b", "finetune=lora", "method=ekfac"), capacity=("GPU", 80 * GB))
+
+
 def test_the_stage_overrides_are_what_is_estimated():
     """EK-FAC's query gradients shrink with ``query_low_rank`` set in the stage's per-method settings."""
     full = run_config(*LDS_7B, "stage.methods=[ekfac]")
