@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 from rise_exp.config.model import ModelConfig
 from rise_exp.config.settings import Settings
-from rise_exp.config.stages import CounterfactualStageConfig
+from rise_exp.config.stages import ClosedLoopStageConfig, CounterfactualStageConfig
 from rise_exp.core.errors import ConfigError
 from rise_exp.methods.memory_model import ACT_PER_TOKEN_LAYER, DTYPE_BYTES, ekfac_modules, estimate
 from rise_exp.models.catalogue import parameter_count
@@ -43,8 +43,9 @@ class Need:
     what: str
     state: float
     work: float
-    method: StageMethod | None = None  # None: the finetune
+    method: StageMethod | None = None  # None: a training loop (the finetune, the closed loop's)
     settings: Settings | None = None  # the method's merged settings
+    batch: str = ""  # a training loop's smaller-batch setting, as typed
 
     @property
     def total(self) -> float:
@@ -63,20 +64,37 @@ def device_memory(accelerator: str) -> tuple[str, float]:
     return "host RAM", float(psutil.virtual_memory().total)
 
 
-def finetune_need(run: RunConfig) -> Need:
-    """A finetune step: weights, gradients and AdamW's two float32 moments (LoRA: the weights alone, frozen),
-    and the activations of one batch of ``finetune.max_tokens_per_batch`` tokens kept for backward
-    (``trainer.activation_checkpointing``: each block's input, plus one block's activations recomputed), plus
-    the batch's logits over the vocabulary with their float32 log-softmax and its gradient (the memory model's
-    ``(2 b + 8) x tokens x vocab``: 6.4 GB for SmolLM2 at 8,192 tokens)."""
-    m, f = run.model, run.finetune
+def training_need(run: RunConfig, what: str, tokens: int, lora: bool, batch: str) -> Need:
+    """A training step on ``tokens`` tokens: weights, gradients and AdamW's two float32 moments (LoRA: the weights
+    alone, frozen), and the activations of the batch kept for backward (``trainer.activation_checkpointing``: each
+    block's input, plus one block's activations recomputed), plus the batch's logits over the vocabulary with
+    their float32 log-softmax and its gradient (the memory model's ``(2 b + 8) x tokens x vocab``: 6.4 GB for
+    SmolLM2 at 8,192 tokens). ``batch``: the setting that makes the batch smaller, as typed."""
+    m = run.model
     p, b, d, n = parameter_count(m), DTYPE_BYTES[m.dtype], int(m.hidden_size or 0), int(m.layers or 0)
-    tokens, v = f.max_tokens_per_batch, int(m.vocab_size or 0)
-    state = b * p if f.lora else (2 * b + 8) * p
+    v = int(m.vocab_size or 0)
+    state = b * p if lora else (2 * b + 8) * p
     per_block = ACT_PER_TOKEN_LAYER * b * d * tokens
     work = (b * d * tokens * n + per_block) if run.trainer.activation_checkpointing else per_block * n
     work += (2 * b + 8) * tokens * v
-    return Need(f"finetune ({'LoRA' if f.lora else 'full'})", state, float(work))
+    return Need(what, state, float(work), batch=batch)
+
+
+def finetune_need(run: RunConfig) -> Need:
+    """A finetune step (:func:`training_need`) on ``finetune.max_tokens_per_batch`` tokens."""
+    f = run.finetune
+    smaller = f"finetune.max_tokens_per_batch={max(1, f.max_tokens_per_batch // 4)}"
+    return training_need(run, f"finetune ({'LoRA' if f.lora else 'full'})", f.max_tokens_per_batch, f.lora, smaller)
+
+
+def continued_training_need(run: RunConfig) -> Need:
+    """A step of the closed loop's continued pretraining of a fresh copy (every weight, AdamW) on the packed
+    blocks of ``stage.pack.block_len`` tokens that fit ``stage.train.max_tokens_per_batch``."""
+    st = run.stage
+    assert isinstance(st, ClosedLoopStageConfig)
+    block, most = st.pack.block_len, st.train.max_tokens_per_batch
+    smaller = f"stage.train.max_tokens_per_batch={max(block, most // 4)}"
+    return training_need(run, "continued pretraining (full)", most // block * block, False, smaller)
 
 
 def method_need(run: RunConfig, planned: StageMethod | None = None) -> Need | None:
@@ -112,7 +130,7 @@ def remedies(run: RunConfig, need: Need, capacity: float) -> list[str]:
     """Settings that would make ``need`` fit in ``capacity`` bytes (most useful first), as the user types them."""
     out: list[str] = []
     planned = need.method
-    if planned is None and not isinstance(run.stage, CounterfactualStageConfig):  # lds / removal retrain it
+    if need.what.startswith("finetune") and not isinstance(run.stage, CounterfactualStageConfig):  # lds retrains
         out.append("finetune=none (index the model as loaded)")
     work = need.work if need.work < capacity / 2 else capacity / 2  # a batch that fits: see the last remedy
     if planned is not None and planned.name in FORWARD_ONLY:
@@ -139,7 +157,7 @@ def _batch_setting(run: RunConfig, need: Need) -> str:
     """The batch settings of ``need``'s phase, where the user sets them (``method.*``, or the stage's
     per-method settings, ``++stage.method_overrides.<m>.*`` / ``++stage.methods.<m>.*``: ``++`` adds or replaces)."""
     if need.method is None:
-        return f"finetune.max_tokens_per_batch={max(1, run.finetune.max_tokens_per_batch // 4)}"
+        return need.batch
     name, cfg = need.method.name, need.settings
     p = need.method.prefix if need.method.listed_in is None else f"++{need.method.prefix}"
     if name == "rapidin":
@@ -156,10 +174,13 @@ def _batch_setting(run: RunConfig, need: Need) -> str:
 
 
 def needs(run: RunConfig) -> list[Need]:
-    """What the run will hold on one device, per phase: a finetune, then each method the stage builds
+    """What the run will hold on one device, per phase: a finetune, the closed loop's continued pretraining, then
+    each method the stage builds
     (:func:`~rise_exp.run.stage_methods.stage_methods`: the run's ``method``, or ``stage.methods`` of lds and
     removal, or the closed loop's method selectors, each with its stage's settings)."""
     out = [finetune_need(run)] if run.finetune.epochs > 0 else []
+    if isinstance(run.stage, ClosedLoopStageConfig):
+        out.append(continued_training_need(run))
     methods = (method_need(run, planned) for planned in stage_methods(run))
     return out + [need for need in methods if need is not None]
 
@@ -167,7 +188,7 @@ def needs(run: RunConfig) -> list[Need]:
 def _per_device(run: RunConfig, need: Need) -> Need:
     """``need`` as one device holds it: FSDP shards the state over ``trainer.devices x num_nodes``;
     ``model.device_map`` spreads the weights of forward-only work over GPUs, CPU and disk."""
-    if run.trainer.strategy.startswith("fsdp") and need.what.startswith("finetune"):  # Lightning-owned loops
+    if run.trainer.strategy.startswith("fsdp") and need.method is None:  # Lightning-owned training loops
         world = max(1, run.trainer.devices) * run.trainer.num_nodes
         return replace(need, state=need.state / world)
     if run.model.device_map is not None and need.method is not None and need.method.name in FORWARD_ONLY:
@@ -212,7 +233,7 @@ def admit(run: RunConfig, capacity: tuple[str, float] | None = None) -> None:
     over = [placed for placed in (_per_device(run, need) for need in needs(run)) if placed.total > usable]
     if not over:
         return
-    # the finetune first (it runs first), then the largest method: the one line names the binding phase
+    # a training loop first (the finetune runs first), then the largest method: the line names the binding phase
     first, *rest = sorted(over, key=lambda n: (n.method is not None, -n.total))
     also = f" (also over: {', '.join(f'{n.what} ~{_gb(n.total)}' for n in rest)})" if rest else ""
     fixes = "; ".join(remedies(run, first, usable))

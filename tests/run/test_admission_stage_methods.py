@@ -59,7 +59,7 @@ def test_the_stage_overrides_are_what_is_estimated():
 
 
 def test_the_closed_loop_estimates_its_method_selectors():
-    run = run_config("model=olmo-7b", "finetune=none", "stage=closed_loop", "stage.selectors=[rise,random,ekfac,all]")
+    run = run_config("model=pythia-1b", "finetune=none", "stage=closed_loop", "stage.selectors=[rise,random,ekfac,all]")
     assert [(m.name, m.prefix, m.listed_in) for m in stage_methods(run)] == [
         ("rise", "stage.methods.rise", "stage.selectors"),
         ("ekfac", "stage.methods.ekfac", "stage.selectors"),
@@ -113,3 +113,23 @@ def test_the_cli_refuses_lds_with_ekfac_on_olmo_7b_before_anything_loads(tmp_pat
     errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "ekfac (in stage=lds's methods)" in errors[0], errors
     assert not (tmp_path / "c").exists()  # no tokenizer, model or finetune was built
+
+
+def test_the_closed_loops_continued_pretraining_is_estimated():
+    """Hand-computed on the GPT-NeoX of L = 1, d = 4, V = 10, float32 (P = 260): 10 tokens a batch take two blocks
+    of 4, 8 tokens: every weight with AdamW, 16 P = 4160, and 17 x 4 x 4 x 8 + (2 x 4 + 8) x 8 x 10 = 3456."""
+    hand = ModelConfig(
+        name="hand", source="embedded", arch="gpt_neox", layers=1, hidden_size=4, heads=2, intermediate_size=8,
+        vocab_size=10, max_position=8,
+    )  # fmt: skip
+    loop = ["stage=closed_loop", "stage.selectors=[random,all]", "finetune=none"]
+    run = run_config(*loop, "stage.pack.block_len=4", "stage.train.max_tokens_per_batch=10")
+    assert [(n.what, n.total, n.batch) for n in needs(dataclasses.replace(run, model=hand))] == [
+        ("continued pretraining (full)", 4160 + 3456, "stage.train.max_tokens_per_batch=4")  # a block at least
+    ]
+    with pytest.raises(ConfigError) as err:  # OLMo 7B's copies do not fit one 80 GB GPU whole: shard them
+        admit(run_config("model=olmo-7b", *loop), capacity=("GPU", 80 * GB))
+    line = str(err.value)
+    assert "does not fit: continued pretraining (full) needs ~" in line and "finetune=none" not in line
+    assert "trainer=fsdp trainer.devices=" in line and "trainer.activation_checkpointing=true" in line
+    admit(run_config("model=olmo-7b", *loop, "trainer=fsdp", "trainer.devices=8"), capacity=("GPU", 80 * GB))
