@@ -29,7 +29,11 @@ one block's ``b (4 d + 2 f)`` per token at a time):
   are fitted from, ``sum_m c (a_m^2 + s_m^2)`` (none for ``diagonal``); the preconditioned query
   gradients ``c Q sum_m s_m a_m`` (``Q = method.query_batch``; rank ``r = method.query_low_rank``:
   ``c Q sum_m r (s_m + a_m)``); and the backward of ``R = max(method.factor_batch, method.train_batch)`` rows,
-  ``R (17 b d l L + (2b + 8) l V)``, with one module's per-row gradients, ``c R max_m s_m a_m``;
+  ``R (17 b d l L + (2b + 8) l V)``, with one module's per-row gradients, ``c R max_m s_m a_m``. After a LoRA
+  finetune (``finetune.lora``, an adapter left unmerged) the modules are those of the adapted model: each adapted
+  linear layer's ``base_layer`` and its LoRA ``A`` (``s = r``, ``a`` = in) and ``B`` (``s`` = out, ``a = r``),
+  ``r = finetune.lora_r`` (so ``method.modules=lora_`` tracks, and the gradients above are, the adapter's
+  alone), and the weights add the adapter's float32 parameters twice, ``8 r sum (in + out)``;
 - TrackStar (bergson; the trunk's ``nn.Linear`` modules, ``P_t`` their weights, ``k = method.projection_dim``):
   the weights ``b P``; the pool's float32 second moments ``4 P_t`` (``normalizer: pool``); then the larger of
   their accumulation (float32 sums ``4 P_t``, one row's gradients ``b P_t`` and backward) and the gradient
@@ -47,6 +51,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from rise_exp.config.finetune import FinetuneConfig
 from rise_exp.config.model import ModelConfig
 from rise_exp.methods.ekfac.config import EKFACConfig
 from rise_exp.methods.rapidin.config import RapidInConfig
@@ -54,7 +59,7 @@ from rise_exp.methods.rise.config import RiseMethodConfig
 from rise_exp.methods.stride.config import StrideConfig
 from rise_exp.methods.trackstar.config import TrackStarConfig
 from rise_exp.methods.zo_inf.config import ZOInfConfig
-from rise_exp.models.catalogue import linear_shapes, parameter_count
+from rise_exp.models.catalogue import adapted_linear_shapes, linear_shapes, lora_parameter_count, parameter_count
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
 ACT_PER_TOKEN_LAYER = 17  # x b x d bytes kept for backward per token and block (Korthikanti et al. 2022)
@@ -89,8 +94,10 @@ def estimate(
     zo_inf: ZOInfConfig | None = None,
     ekfac: EKFACConfig | None = None,
     trackstar: TrackStarConfig | None = None,
+    finetune: FinetuneConfig | None = None,
 ) -> Estimate:
-    """Peak GPU bytes of every GPU method for model ``m`` (formulas in the module docstring)."""
+    """Peak GPU bytes of every GPU method for model ``m`` (formulas in the module docstring); ``finetune``: the
+    run's, whose LoRA adapter EK-FAC's model carries (None: the model as loaded)."""
     rise, rapidin = rise or RiseMethodConfig(), rapidin or RapidInConfig()
     stride, zo_inf = stride or StrideConfig(), zo_inf or ZOInfConfig()
     p, b = parameter_count(m), DTYPE_BYTES[m.dtype]
@@ -117,7 +124,7 @@ def estimate(
         "STRIDE": stride_peak,
         "RapidIn (c=1)": rapid(1),
         f"RapidIn (c={rapidin.compress_batch})": rapid(rapidin.compress_batch),
-        "EK-FAC": ekfac_peak(m, seq, ekfac or EKFACConfig()),
+        "EK-FAC": ekfac_peak(m, seq, ekfac or EKFACConfig(), finetune),
         "TrackStar": trackstar_peak(m, seq, trackstar or TrackStarConfig()),
         "full-gradient TracIn": tracin,
     }
@@ -130,40 +137,44 @@ def backward_bytes(m: ModelConfig, seq_len: int, rows: int) -> float:
     return float(rows * (ACT_PER_TOKEN_LAYER * b * d * seq_len * m.layers + (2 * b + 8) * seq_len * v))
 
 
-def ekfac_modules(m: ModelConfig, cfg: EKFACConfig) -> list[tuple[int, int]]:
-    """``(s, a)`` of each module EK-FAC tracks (``method.modules``; a bias adds one input column)."""
+def ekfac_modules(m: ModelConfig, cfg: EKFACConfig, finetune: FinetuneConfig | None = None) -> list[tuple[int, int]]:
+    """``(s, a)`` of each module EK-FAC tracks (``method.modules``; a bias adds one input column), on the model
+    ``finetune`` leaves (a LoRA adapter's layers included: :func:`~rise_exp.models.catalogue.adapted_linear_shapes`)."""
     regex = re.compile(cfg.modules)
-    return [(s, a + int(bias)) for name, s, a, bias in linear_shapes(m) if regex.search(name)]
+    shapes = linear_shapes(m) if finetune is None else adapted_linear_shapes(m, finetune)
+    return [(s, a + int(bias)) for name, s, a, bias in shapes if regex.search(name)]
 
 
-def ekfac_factor_bytes(m: ModelConfig, cfg: EKFACConfig | None = None) -> float:
+def ekfac_factor_bytes(m: ModelConfig, cfg: EKFACConfig | None = None, finetune: FinetuneConfig | None = None) -> float:
     """Bytes of kronfluence's fitted factors that scoring reads (module docstring)."""
     cfg = cfg or EKFACConfig()
     c, total = DTYPE_BYTES[cfg.dtype], 0
-    for s, a in ekfac_modules(m, cfg):
+    for s, a in ekfac_modules(m, cfg, finetune):
         lam = s * a if cfg.strategy != "kfac" else 0
         eigen = a * a + s * s + a + s if cfg.strategy != "diagonal" else 0
         total += c * (eigen + lam)
     return float(total)
 
 
-def ekfac_covariance_bytes(m: ModelConfig, cfg: EKFACConfig) -> float:
+def ekfac_covariance_bytes(m: ModelConfig, cfg: EKFACConfig, finetune: FinetuneConfig | None = None) -> float:
     """Bytes of the activation and gradient covariances the eigendecompositions are fitted from."""
     if cfg.strategy == "diagonal":
         return 0.0
-    return float(DTYPE_BYTES[cfg.dtype] * sum(a * a + s * s for s, a in ekfac_modules(m, cfg)))
+    return float(DTYPE_BYTES[cfg.dtype] * sum(a * a + s * s for s, a in ekfac_modules(m, cfg, finetune)))
 
 
-def ekfac_peak(m: ModelConfig, seq_len: int, cfg: EKFACConfig) -> float:
-    """EK-FAC's peak bytes (module docstring): two weight copies, factors, query gradients, one batch's backward."""
+def ekfac_peak(m: ModelConfig, seq_len: int, cfg: EKFACConfig, finetune: FinetuneConfig | None = None) -> float:
+    """EK-FAC's peak bytes (module docstring): two weight copies (with a LoRA adapter's, float32), factors, query
+    gradients, one batch's backward."""
     b, c = DTYPE_BYTES[m.dtype], DTYPE_BYTES[cfg.dtype]
-    shapes = ekfac_modules(m, cfg) or [(0, 0)]
+    shapes = ekfac_modules(m, cfg, finetune) or [(0, 0)]
     r = cfg.query_low_rank
     query = c * cfg.query_batch * sum(s * a if r is None else r * (s + a) for s, a in shapes)
     rows = max(cfg.factor_batch, cfg.train_batch)
     work = backward_bytes(m, seq_len, rows) + c * rows * max(s * a for s, a in shapes)
-    factors = ekfac_factor_bytes(m, cfg) + ekfac_covariance_bytes(m, cfg)
-    return float(2 * b * parameter_count(m) + factors + query + work)
+    factors = ekfac_factor_bytes(m, cfg, finetune) + ekfac_covariance_bytes(m, cfg, finetune)
+    adapter = 4 * lora_parameter_count(m, finetune) if finetune is not None else 0
+    return float(2 * (b * parameter_count(m) + adapter) + factors + query + work)
 
 
 def trackstar_peak(m: ModelConfig, seq_len: int, cfg: TrackStarConfig) -> float:

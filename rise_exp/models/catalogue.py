@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rise_exp.config.finetune import FinetuneConfig
 from rise_exp.config.model import ModelConfig
 from rise_exp.core.errors import ConfigError
 
@@ -42,3 +43,36 @@ def linear_shapes(m: ModelConfig) -> list[tuple[str, int, int, bool]]:
         prefix, bias, head = "gpt_neox.layers", True, "lm_head"  # transformers 5 (Pythia files: embed_out)
     out = [(f"{prefix}.{i}.{name}", o, k, bias) for i in range(m.layers) for name, o, k in block]
     return [*out, (head, v, d, False)]
+
+
+def lora_targeted(name: str, targets: str, head: str = "lm_head") -> bool:
+    """Whether peft adapts the ``nn.Linear`` called ``name`` under ``finetune.lora_targets``: ``all-linear`` is
+    every one but the LM head; a comma-separated list matches a name equal to an entry or ending in ``.<entry>``."""
+    if targets == "all-linear":
+        return name != head
+    return any(name == t or name.endswith(f".{t}") for t in (t.strip() for t in targets.split(",")) if t)
+
+
+def adapted_linear_shapes(m: ModelConfig, finetune: FinetuneConfig) -> list[tuple[str, int, int, bool]]:
+    """:func:`linear_shapes` of the model a LoRA finetune leaves (an adapter on the base model, not merged).
+
+    Each adapted ``nn.Linear`` (``finetune.lora_targets``) becomes ``<name>.base_layer`` (its own shape), and
+    peft's ``<name>.lora_A.default`` (``in -> r``) and ``<name>.lora_B.default`` (``r -> out``) are added, both
+    without bias, ``r = finetune.lora_r``. Without a LoRA finetune that trains: :func:`linear_shapes` itself."""
+    plain = linear_shapes(m)
+    if not (finetune.lora and finetune.epochs > 0):
+        return plain
+    out: list[tuple[str, int, int, bool]] = []
+    for name, s, a, bias in plain:
+        if not lora_targeted(name, finetune.lora_targets, head=plain[-1][0]):
+            out.append((name, s, a, bias))
+            continue
+        out.append((f"{name}.base_layer", s, a, bias))
+        out.append((f"{name}.lora_A.default", finetune.lora_r, a, False))
+        out.append((f"{name}.lora_B.default", s, finetune.lora_r, False))
+    return out
+
+
+def lora_parameter_count(m: ModelConfig, finetune: FinetuneConfig) -> int:
+    """Parameters of the LoRA adapter a finetune adds (``r (in + out)`` per adapted layer; 0 without one)."""
+    return sum(s * a for name, s, a, _ in adapted_linear_shapes(m, finetune) if ".lora_" in name)

@@ -200,10 +200,9 @@ def stage_method_scores(
 ) -> dict[str, np.ndarray]:
     """:func:`method_scores` of the methods a stage lists (``stage.methods``, ``stage.method_overrides``),
     cached in ``<paths.cache_dir>/scores`` (the lds and removal stages score the same models)."""
-    from rise_exp.run.config import named_method
+    from rise_exp.run.stage_methods import stage_methods
 
-    st = run.stage
-    methods = {name: named_method(run, name, st.method_overrides.get(name)) for name in st.methods}
+    methods = {m.name: m.settings(run) for m in stage_methods(run)}  # as admission estimated them
     return method_scores(methods, ctx, pool, queries, Path(run.paths.cache_dir).resolve() / "scores")
 
 

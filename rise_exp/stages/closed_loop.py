@@ -24,7 +24,7 @@ from rise_exp.closed_loop.packing import num_blocks, pack_blocks, text_tokens
 from rise_exp.closed_loop.selectors import Selection, select
 from rise_exp.closed_loop.training import continued_pretraining
 from rise_exp.config.settings import Settings
-from rise_exp.config.stages import BUILTIN_SELECTORS, ClosedLoopStageConfig
+from rise_exp.config.stages import ClosedLoopStageConfig
 from rise_exp.core import progress
 from rise_exp.data.task_builders import build_task
 from rise_exp.models.embedded import embedded_dir
@@ -38,10 +38,11 @@ from rise_exp.report.closed_loop import (
     print_table,
     write_csv,
 )
-from rise_exp.run.config import RunConfig, named_method
+from rise_exp.run.config import RunConfig
 from rise_exp.run.loggers import close_loggers, make_loggers
 from rise_exp.run.pipeline import Prepared, prepare_logged, tokenizer_texts
 from rise_exp.run.runner import build_on, placed, publish, valuation_values
+from rise_exp.run.stage_methods import stage_methods
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +60,14 @@ def start_source(run: RunConfig, prep: Prepared) -> tuple[str, str | None]:
 
 def selector_method(run: RunConfig, name: str) -> Settings:
     """The settings of the method behind selector ``name`` (``stage.methods.<name>`` overrides on top)."""
-    return named_method(run, name, run.stage.methods.get(name, {}))
+    return next(m for m in stage_methods(run) if m.name == name).settings(run)
 
 
-def method_values(run: RunConfig, prep: Prepared, names: list[str]) -> dict[str, np.ndarray]:
+def method_values(run: RunConfig, prep: Prepared) -> dict[str, np.ndarray]:
     """Values of every candidate for each method selector (built on the candidates, valued on the queries)."""
     out: dict[str, np.ndarray] = {}
-    for name in names:
-        cfg = selector_method(run, name)
+    for planned in stage_methods(run):  # the methods admission estimated, with the same settings
+        name, cfg = planned.name, planned.settings(run)
         ctx = replace(prep.ctx, work_dir=Path(prep.ctx.work_dir) / name)
         built = build_on(cfg, ctx, prep.task.candidates)
         values, seconds = valuation_values(built, prep.task.queries, run.stage.mode)
@@ -109,7 +110,6 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     t_start = time.perf_counter()
     run_dir = Path(run_dir)
     selectors = list(st.selectors)
-    method_names = [s for s in selectors if s not in BUILTIN_SELECTORS]
     unit, budgets, seeds = st.budget_unit, list(st.budgets), list(st.seeds)
     block_len, passes = st.pack.block_len, st.pack.passes
     max_length = run.data.max_length
@@ -120,7 +120,7 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     task, tokenizer = prep.task, prep.ctx.tokenizer
     token_lists = text_tokens(task.candidates, tokenizer)
     counts = np.asarray([len(t) for t in token_lists], dtype=np.int64)
-    values = method_values(run, prep, method_names)
+    values = method_values(run, prep)
     for name, v in values.items():
         np.save(run_dir / f"values_{name}.npy", v)
     lm_skip = lm_eval_status(st.eval.lm_eval)
