@@ -58,6 +58,22 @@ def start_source(run: RunConfig, prep: Prepared) -> tuple[str, str | None]:
     return str(run.model.hub_id), run.model.revision
 
 
+def fresh_start_model(run: RunConfig, source: str, revision: str | None) -> Any:
+    """A fresh copy of the starting model with every weight trainable (continued pretraining trains them all).
+
+    A LoRA finetune's adapter is merged into the weights: PEFT loads adapters frozen, so the unmerged model
+    would have nothing to train.
+    """
+    model, _ = load_pretrained(
+        source,
+        revision=revision,
+        dtype=run.model.dtype,
+        trust_remote_code=run.model.trust_remote_code,
+        merge_adapter=True,
+    )
+    return model.requires_grad_(True)
+
+
 def selector_method(run: RunConfig, name: str) -> Settings:
     """The settings of the method behind selector ``name`` (``stage.methods.<name>`` overrides on top)."""
     return next(m for m in stage_methods(run) if m.name == name).settings(run)
@@ -153,9 +169,7 @@ def run(run: RunConfig, run_dir: Path) -> dict[str, Any]:
                         + "\n"
                     )
                     blocks = pack_blocks(token_lists, sel.rows, n_blocks, block_len, seed)
-                    model, _ = load_pretrained(
-                        source, revision=revision, dtype=run.model.dtype, trust_remote_code=run.model.trust_remote_code
-                    )
+                    model = fresh_start_model(run, source, revision)
                     tag = f"{name}-b{budget:g}-s{seed}"
                     loggers = (
                         make_loggers(run.logger, run_dir, name=f"closed_loop-{tag}", group=task.name)
