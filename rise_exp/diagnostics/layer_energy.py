@@ -79,10 +79,17 @@ def run(inp: DiagnosticInputs) -> DiagnosticResult:
     return inp.result(title, [section], metrics, _plot(frame, names))
 
 
+MANY_GROUPS = 10  # above this, blocks are labelled by number and the y axis follows the data
+
+
 def _plot(frame: pd.DataFrame, names: list[str]) -> Any:
-    fig, axes = new_figure(2, (13.5, 4.8))
+    many = len(names) > MANY_GROUPS
+    fig, axes = new_figure(2, (16.0 if many else 13.5, 4.8))
     colors = palette(2)
     x = np.arange(len(names))
+    tops = [frame[f"{r}_{m}_mean"] + frame[f"{r}_{m}_std"] for r in ("rows", "queries") for m in ("start", "finetuned")]
+    top = min(1.05, 1.15 * max(float(np.nanmax([*tops, frame["parameter_share"]])), 0.05)) if many else 1.05
+    labels = [n.removeprefix("block ") for n in names] if many else names
     for ax, r_key in zip(axes, ("rows", "queries")):
         for j, m_key in enumerate(("start", "finetuned")):
             ax.bar(
@@ -95,8 +102,12 @@ def _plot(frame: pd.DataFrame, names: list[str]) -> Any:
                 label=f"{m_key} model",
             )
         ax.plot(x, frame["parameter_share"], "k_", markersize=18, label="share of parameters")
-        ax.set_xticks(x, names, rotation=25, ha="right")
-        ax.set_ylim(0, 1.05)
+        ax.set_xticks(
+            x, labels, rotation=90 if many else 25, ha="center" if many else "right", fontsize=8 if many else 10
+        )
+        if many:
+            ax.set_xlabel("block (0 = next to the embeddings)")
+        ax.set_ylim(0, top)
         ax.set_ylabel("share of squared gradient norm")
         ax.set_title(f"training {r_key}" if r_key == "rows" else "queries", fontsize=10)
         ax.grid(True, axis="y", alpha=0.3)
