@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -55,6 +56,32 @@ def parameter_groups(model: torch.nn.Module) -> dict[str, list[str]]:
     order = [EMBEDDINGS, *(f"block {i}" for i in sorted(blocks)), FINAL_NORM, "other", HEAD]
     groups.update({f"block {i}": names for i, names in blocks.items()})
     return {k: groups[k] for k in order if k in groups} | {k: v for k, v in groups.items() if k not in order}
+
+
+def is_tied(model: torch.nn.Module) -> bool:
+    """Whether the LM head's weight is the input embedding matrix (tied embeddings, e.g. SmolLM2)."""
+    head, emb = model.get_output_embeddings(), model.get_input_embeddings()
+    return head is not None and emb is not None and head.weight is emb.weight
+
+
+@contextmanager
+def untied_head(model: torch.nn.Module) -> Iterator[bool]:
+    """Within the block a tied LM head computes with its own copy of the weight; yields whether it was tied.
+
+    The function is unchanged (same values), and autograd then returns the tied matrix's gradient in its two
+    parts: the output projection's ``sum_t r_t h_t^T`` (group ``LM head``: what RISE sketches) and the
+    input embedding's (group ``embeddings``); they sum to the tied gradient. The tie is restored on exit.
+    """
+    if not is_tied(model):
+        yield False
+        return
+    head, emb = model.get_output_embeddings(), model.get_input_embeddings()
+    shared = emb.weight
+    head.weight = torch.nn.Parameter(shared.detach().clone(), requires_grad=shared.requires_grad)
+    try:
+        yield True
+    finally:
+        head.weight = shared
 
 
 def example_gradients(

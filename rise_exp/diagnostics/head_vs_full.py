@@ -18,7 +18,14 @@ import torch
 
 from rise_exp.core import progress
 from rise_exp.diagnostics.context import DiagnosticInputs, subset
-from rise_exp.diagnostics.gradients import HEAD, example_gradients, parameter_groups
+from rise_exp.diagnostics.gradients import (
+    EMBEDDINGS,
+    HEAD,
+    example_gradients,
+    is_tied,
+    parameter_groups,
+    untied_head,
+)
 from rise_exp.diagnostics.kernels import sketch_scores
 from rise_exp.diagnostics.plotting import new_figure, palette
 from rise_exp.diagnostics.ranking import positives_in_top, spearman_rows, top_overlap_rows
@@ -29,27 +36,34 @@ from rise_exp.retrieval.metrics import retrieval_metrics
 def gradient_kernels(inp: DiagnosticInputs, queries: list, pool: list) -> dict[str, np.ndarray]:
     """Raw ``[Q, N]`` kernels of the full gradient, its LM-head block and the rest, and the full cosine.
 
-    Holds the queries' gradients and one row's: ``(Q + 1) x 4 P`` bytes for ``P`` parameters.
+    With tied embeddings the LM-head block is the output projection's part of the tied matrix's gradient
+    (``sum_t r_t h_t^T``, :func:`~rise_exp.diagnostics.gradients.untied_head`), the rest includes the input
+    embedding's part, and the full kernel is the tied model's (its matrix's gradient is the two parts' sum,
+    so full = head + rest + the cross terms). Holds the queries' gradients and one row's: ``(Q + 1) x 4 P``
+    bytes for ``P`` parameters (``P`` counting a tied matrix twice).
     """
-    groups = parameter_groups(inp.model)
-    heads = [k for k in groups if HEAD in k]
+    with untied_head(inp.model) as tied:
+        groups = parameter_groups(inp.model)
+        emb = [EMBEDDINGS] if tied else []
+        others = [k for k in groups if k != HEAD and k not in emb]
 
-    def split(g: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        head = torch.cat([g[k] for k in heads])
-        rest = torch.cat([g[k] for k in groups if k not in heads])
-        return head, rest
+        def parts(g: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            e = g[EMBEDDINGS] if tied else g[HEAD][:0]
+            return g[HEAD], e, torch.cat([g[k] for k in others])
 
-    q_head, q_rest = zip(*(split(g) for g in example_gradients(inp.model, queries, inp.pad_id, groups)))
-    qh, qr = torch.stack(q_head), torch.stack(q_rest)
-    head = np.empty((len(queries), len(pool)))
-    rest = np.empty_like(head)
-    x_norm = np.empty(len(pool))
-    for i, g in enumerate(example_gradients(inp.model, pool, inp.pad_id, groups)):
-        xh, xr = split(g)
-        head[:, i], rest[:, i] = (qh @ xh).numpy(), (qr @ xr).numpy()
-        x_norm[i] = float((xh.square().sum() + xr.square().sum()).sqrt())
-    q_norm = (qh.square().sum(1) + qr.square().sum(1)).sqrt().numpy()
-    full = head + rest
+        qh, qe, qo = (
+            torch.stack(t) for t in zip(*map(parts, example_gradients(inp.model, queries, inp.pad_id, groups)))
+        )
+        head = np.empty((len(queries), len(pool)))
+        rest, full = np.empty_like(head), np.empty_like(head)
+        x_norm = np.empty(len(pool))
+        for i, g in enumerate(example_gradients(inp.model, pool, inp.pad_id, groups)):
+            xh, xe, xo = parts(g)
+            hh, ee, oo = qh @ xh, qe @ xe, qo @ xo
+            cross = qe @ xh + qh @ xe if tied else 0.0
+            head[:, i], rest[:, i], full[:, i] = hh.numpy(), (oo + ee).numpy(), (oo + ee + hh + cross).numpy()
+            x_norm[i] = float((xo.square().sum() + (xe + xh if tied else xh).square().sum()).sqrt())
+    q_norm = (qo.square().sum(1) + (qe + qh if tied else qh).square().sum(1)).sqrt().numpy()
     return {"full": full, "full_cos": full / np.outer(q_norm, x_norm), "head": head, "trunk": rest}
 
 
@@ -105,6 +119,16 @@ def run(inp: DiagnosticInputs) -> DiagnosticResult:
         "NLL of the scored tokens, every parameter, the finetuned model (one checkpoint, no learning-rate weights).",
         f"RISE: the run's settings, cells mean ± sample std over sketch seeds {', '.join(map(str, s.seeds))}; "
         "kernels are deterministic (one run).",
+        *(
+            [
+                "The model ties its LM head to the input embeddings: 'LM-head kernel' is the output projection's part "
+                "of the tied matrix's gradient (sum_t r_t h_t^T, what RISE sketches); 'every parameter but the LM "
+                "head' holds the input-embedding part; full TracIn is the tied model's "
+                "(full = head + rest + cross terms)."
+            ]
+            if is_tied(inp.model)
+            else []
+        ),
     ]
     data = pd.DataFrame(out)
     section = Section("head_vs_full", "Agreement with full-model TracIn", data, pd.DataFrame(shown), notes)

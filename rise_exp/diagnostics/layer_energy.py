@@ -16,7 +16,7 @@ import pandas as pd
 
 from rise_exp.core import progress
 from rise_exp.diagnostics.context import DiagnosticInputs, subset
-from rise_exp.diagnostics.gradients import example_gradients, group_sizes, parameter_groups
+from rise_exp.diagnostics.gradients import example_gradients, group_sizes, parameter_groups, untied_head
 from rise_exp.diagnostics.plotting import new_figure, palette
 from rise_exp.diagnostics.result import DiagnosticResult, Section, cell, mean_std
 from rise_exp.models.weights import load_base_model
@@ -24,10 +24,15 @@ from rise_exp.run.pipeline import tokenizer_texts
 
 
 def squared_norms(model: Any, rows: list, pad_id: int) -> tuple[list[str], np.ndarray]:
-    """Group names and ``[n_rows, n_groups]`` squared gradient norms of each row's summed token loss."""
-    groups = parameter_groups(model)
-    grads = example_gradients(model, rows, pad_id, groups)
-    return list(groups), np.array([[float(g[k].square().sum()) for k in groups] for g in grads])
+    """Group names and ``[n_rows, n_groups]`` squared gradient norms of each row's summed token loss.
+
+    A tied embedding matrix counts as two groups, its input-embedding and its LM-head part
+    (:func:`~rise_exp.diagnostics.gradients.untied_head`): the head's is what RISE sketches.
+    """
+    with untied_head(model):
+        groups = parameter_groups(model)
+        grads = example_gradients(model, rows, pad_id, groups)
+        return list(groups), np.array([[float(g[k].square().sum()) for k in groups] for g in grads])
 
 
 def shares(sq: np.ndarray) -> np.ndarray:
@@ -54,7 +59,8 @@ def run(inp: DiagnosticInputs) -> DiagnosticResult:
             for r_key, rr in (("rows", rows), ("queries", queries)):
                 names, sq = squared_norms(model, rr, inp.pad_id)
                 by_set[(r_key, m_key)] = shares(sq)
-    sizes = group_sizes(inp.model, parameter_groups(inp.model))
+    with untied_head(inp.model) as tied:
+        sizes = group_sizes(inp.model, parameter_groups(inp.model))
     total = sum(sizes.values())
     data, shown, metrics = [], [], {}
     for j, name in enumerate(names):
@@ -72,6 +78,15 @@ def run(inp: DiagnosticInputs) -> DiagnosticResult:
         f"{len(queries)} queries. Cells: mean ± sample std over examples of the group's share of the squared "
         "gradient norm of the example's summed token loss (each example's shares sum to 1). 'start' is the model "
         "before finetuning (for an embedded model: its random initialisation).",
+        *(
+            [
+                "The model ties its LM head to the input embeddings: the tied matrix's gradient is split into its "
+                "input-embedding part and its LM-head part (sum_t r_t h_t^T, what RISE sketches), each a group with "
+                "the matrix's parameter count, so the parameter shares count the matrix twice."
+            ]
+            if tied
+            else []
+        ),
     ]
     frame = pd.DataFrame(data)
     section = Section("layer_energy", "Share of squared gradient norm", frame, pd.DataFrame(shown), notes)
