@@ -113,8 +113,12 @@ def run(inp: DiagnosticInputs) -> DiagnosticResult:
     return inp.result(title, [section], metrics, _plot(frame, s, names))
 
 
+MANY_LAYERS = 10  # above this, blocks are labelled by number and the legend goes below the axes
+
+
 def _plot(frame: pd.DataFrame, s: Any, names: list[str]) -> Any:
-    fig, (ax,) = new_figure(1, (8.0, 4.8))
+    many = len(names) > MANY_LAYERS
+    fig, (ax,) = new_figure(1, (12.0, 5.6) if many else (8.0, 4.8))
     layers = frame[frame["scores"] != "RISE"]
     rise = frame[frame["scores"] == "RISE"].iloc[0]
     x = np.arange(len(layers))
@@ -124,12 +128,22 @@ def _plot(frame: pd.DataFrame, s: Any, names: list[str]) -> Any:
         m, sd = rise[f"auprc@{k}_mean"], rise[f"auprc@{k}_std"]
         ax.axhline(m, color=c, linestyle="--", linewidth=1.2, label=f"RISE auPRC@{k}: {m:.3f}")
         ax.axhspan(m - sd, m + sd, color=c, alpha=0.15)
-    ax.set_xticks(x, names, rotation=20, ha="right")
-    ax.set_xlabel("representation (hidden state after this layer, mean over the scored positions)")
+    if many:
+        short = ["emb", *(n.removeprefix("block ").replace(" + final norm", "+norm") for n in names[1:])]
+        ax.set_xticks(x, short, rotation=90, fontsize=8)
+        ax.set_xlabel(
+            "hidden state after this block (emb = embeddings; last: after the final norm), mean over scored positions"
+        )
+    else:
+        ax.set_xticks(x, names, rotation=20, ha="right")
+        ax.set_xlabel("representation (hidden state after this layer, mean over the scored positions)")
     ax.set_ylabel("auPRC@K (mean over queries)")
     ax.set_ylim(0, 1.02)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    if many:
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3)
+    else:
+        ax.legend(fontsize=8, loc="best")
     ax.set_title(
         f"RISE band: ± sample std over {len(s.seeds)} sketch seeds ({', '.join(map(str, s.seeds))})", fontsize=10
     )
