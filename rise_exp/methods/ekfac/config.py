@@ -34,6 +34,11 @@ class EKFACConfig(Settings):
     query_low_rank: int | None = setting(
         None, "rank of the low-rank approximation of the preconditioned query gradients; null: full rank", gt=0
     )
+    relative: bool = setting(
+        False,
+        "relative influence (RelatIF's l-relative form): each training row's influence divided by the square root "
+        "of its self-influence g_x^T (F + lambda I)^-1 g_x, so rows with large gradients stop dominating",
+    )
     factor_batch: int = setting(8, "rows per batch when fitting the factors", gt=0)
     train_batch: int = setting(16, "training rows per batch when scoring", gt=0)
     query_batch: int = setting(

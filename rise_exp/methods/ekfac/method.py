@@ -293,7 +293,40 @@ class EKFAC(AttributionMethod):
             scores = self.analyzer.load_pairwise_scores(name)["all_modules"]
         finally:
             shutil.rmtree(out_dir, ignore_errors=True)
+        if self.cfg.relative:
+            scores = scores / self.self_influence().sqrt()[None, :]
         return scores.float().cpu().numpy()
+
+    def self_influence(self) -> torch.Tensor:
+        """``g_x^T (F + lambda I)^-1 g_x`` of every training row (float64 ``[N]``; 0 rows scored as 1).
+
+        Computed once per damping and stored beside the factors (``self_influence-<damping>.safetensors``).
+        """
+        from safetensors.torch import load_file, save_file
+
+        path = self.factors_path.parent / f"self_influence-{self.cfg.damping}.safetensors"
+        if path.is_file():
+            return load_file(path)["self"]
+        name = f"tmp-self-{os.getpid()}"
+        try:
+            with quiet_amp(), frozen_gc():
+                self.analyzer.compute_self_scores(
+                    scores_name=name,
+                    factors_name=FACTORS,
+                    train_dataset=RowDataset(self.train_rows),
+                    per_device_train_batch_size=self.cfg.train_batch,
+                    dataloader_kwargs=self._loader_kwargs(),
+                    score_args=self.score_args(),
+                    overwrite_output_dir=True,
+                )
+            own = self.analyzer.load_self_scores(name)["all_modules"].double().cpu()
+        finally:
+            shutil.rmtree(self.analyzer.scores_output_dir(name), ignore_errors=True)
+        own = torch.where(own > 0, own, torch.ones_like(own))  # no gradient (or rounding): leave the row's score
+        tmp = path.with_suffix(".part")
+        save_file({"self": own}, tmp)
+        tmp.replace(path)
+        return own
 
     def factors(self) -> dict[str, dict[str, torch.Tensor]]:
         """The fitted factors as kronfluence stores them: ``{factor name: {module name: tensor}}``."""
