@@ -35,6 +35,11 @@ class TrackStarConfig(Settings):
         0.1, "damping of R: its eigenvalues plus this times their mean (bergson's damped inverse)", gt=0
     )
     loss_reduction: str = setting("mean", "per-example loss = mean (or sum) of target-token NLL", choices=REDUCTIONS)
+    modules: str = setting(
+        "",
+        "regular expression over the trunk's nn.Linear module names (relative to model.base_model) choosing the "
+        "tracked modules; empty: every one; lora_: a PEFT adapter's LoRA layers only",
+    )
     batch_rows: int = setting(8, "rows per gradient batch", gt=0)
     seed: int | None = setting(None, "seed of the random projections; null = the global seed")
     reuse: bool = setting(True, "reuse the cached training gradients of the same model, tokens and settings")

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +58,34 @@ def require_bergson() -> Any:
     return bergson
 
 
-def trunk_linear_modules(model: torch.nn.Module) -> list[str]:
-    """Names (relative to ``model.base_model``, as bergson keys them) of the trunk's ``nn.Linear`` modules."""
-    return [n for n, m in model.base_model.named_modules() if isinstance(m, torch.nn.Linear)]
+def trunk_linear_modules(model: torch.nn.Module, pattern: str = "") -> list[str]:
+    """Names (relative to ``model.base_model``, as bergson keys them) of the trunk's ``nn.Linear`` modules
+    matching ``pattern`` (empty: all of them).
+
+    Raises:
+        ConfigError: if none matches.
+    """
+    linear = [n for n, m in model.base_model.named_modules() if isinstance(m, torch.nn.Linear)]
+    names = [n for n in linear if re.search(pattern, n)]
+    if not names:
+        raise ConfigError(f"method.modules={pattern!r} matches no nn.Linear module of the model (some: {linear[:4]})")
+    return names
+
+
+@contextmanager
+def trainable(model: torch.nn.Module, modules: Sequence[str]) -> Iterator[None]:
+    """The weights of ``modules`` require gradients within the block (bergson needs them to; a PEFT adapter
+    loads frozen), every flag restored on exit."""
+    named = dict(model.base_model.named_modules())
+    weights = [named[m].weight for m in modules]
+    flags = [w.requires_grad for w in weights]
+    try:
+        for w in weights:
+            w.requires_grad_(True)
+        yield
+    finally:
+        for w, f in zip(weights, flags, strict=True):
+            w.requires_grad_(f)
 
 
 def pool_second_moments(
@@ -67,18 +94,12 @@ def pool_second_moments(
     """Mean over ``rows`` of each module's squared per-row weight gradient ``[out, in]`` (float32)."""
     named = dict(model.base_model.named_modules())
     weights = [named[m].weight for m in modules]
-    flags = [w.requires_grad for w in weights]
     sums = [torch.zeros_like(w, dtype=torch.float32) for w in weights]
-    try:
-        for w in weights:
-            w.requires_grad_(True)
+    with trainable(model, modules):
         for row in progress.bar(len(rows), "trackstar second moments", iterable=rows):
             loss = batch_row_loss(model, collate([row], pad), reduction).sum()
             for s, g in zip(sums, torch.autograd.grad(loss, weights)):
                 s += g.float() ** 2
-    finally:
-        for w, f in zip(weights, flags):
-            w.requires_grad_(f)
     return {m: s / max(len(rows), 1) for m, s in zip(modules, sums)}
 
 
@@ -142,6 +163,7 @@ class TrackStar(AttributionMethod):
             "projection_dim": c.projection_dim,
             "normalizer": c.normalizer,
             "loss_reduction": c.loss_reduction,
+            **({"modules": c.modules} if c.modules else {}),  # (absent when empty: earlier stores keep their key)
             "seed": self.seed,
             "bergson": self.bergson.__version__,
         }
@@ -186,8 +208,16 @@ class TrackStar(AttributionMethod):
         ]
         # outside autocast (trainer.precision=bf16-mixed): bergson clamps each gradient to the range of the weights'
         # dtype, which a bf16 gradient cannot hold when the weights are float32 (an overflow error)
-        with full_precision(model_device(self.ctx.model)):
-            collect_gradients(self.ctx.model, data, processor, cfg, batches=batches)  # (its hooks end with the call)
+        modules = trunk_linear_modules(self.ctx.model, self.cfg.modules)
+        with full_precision(model_device(self.ctx.model)), trainable(self.ctx.model, modules):
+            collect_gradients(  # (its hooks end with the call)
+                self.ctx.model,
+                data,
+                processor,
+                cfg,
+                batches=batches,
+                target_modules=set(modules) if self.cfg.modules else None,
+            )
         if moments:
             save_file({m: v.contiguous() for m, v in moments.items()}, str(part / MOMENTS))
         part.rename(path)
@@ -205,7 +235,7 @@ class TrackStar(AttributionMethod):
                         self.ctx.model,
                         rows,
                         pad_id(self.ctx.tokenizer),
-                        trunk_linear_modules(self.ctx.model),
+                        trunk_linear_modules(self.ctx.model, self.cfg.modules),
                         self.cfg.loss_reduction,
                     )
             self._set_normalizers(moments)
