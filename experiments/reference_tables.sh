@@ -30,6 +30,16 @@ for t in howdy finance_medical brain_rot; do
   step $PY experiments/compact.py "$OUT/reference_precond/$t/report/runs.csv" --metrics auprc@5,auprc@10,auprc@50,p@10
 done
 
+# EK-FAC's relative influence (method.relative: each row over the square root of its self-influence), the same
+# pairs; reuses the fitted factors.
+for t in howdy finance_medical brain_rot; do
+  for i in 0 1 2 3 4; do
+    step $PY -m rise_exp -m experiment=table_$t method=ekfac method.relative=true finetune.seed=$i seed=$i \
+        logger=csv trainer.threads=1 hydra.sweep.dir="$OUT/ekfac_relative/$t/ft$i"
+  done
+  step $PY -m rise_exp.report "$OUT/ekfac_relative/$t" --no-wandb
+done
+
 # Build time, bytes per row, peak RSS (a fresh process per method) and 100-query time of all seven methods.
 OMP_NUM_THREADS=1 step $PY benchmarks/bench_methods.py --methods rise,bm25,rapidin,zo_inf,stride,ekfac,trackstar \
     --json "$OUT/bench_seven.json" trainer.threads=1
