@@ -10,35 +10,27 @@ OUT="${1:-multirun/embedded}"
 PY="${PYTHON:-python}"
 step() { echo "== $*"; "$@" || echo "== FAILED (exit $?): $*"; }
 
-for t in howdy finance_medical brain_rot; do
-  for i in 0 1 2 3 4; do
-    step $PY -m rise_exp -m experiment=table_$t method=ekfac,trackstar finetune.seed=$i seed=$i logger=csv \
-        trainer.threads=1 hydra.sweep.dir="$OUT/reference_ft/$t/ft$i"
+# pairs <sweep name> <compact.py metrics> <overrides...>: the three tasks x five pairs, then each task's report
+pairs() {
+  local name=$1 metrics=$2; shift 2
+  for t in howdy finance_medical brain_rot; do
+    for i in 0 1 2 3 4; do
+      step $PY -m rise_exp -m experiment=table_$t "$@" finetune.seed=$i seed=$i logger=csv trainer.threads=1 \
+          hydra.sweep.dir="$OUT/$name/$t/ft$i"
+    done
+    step $PY -m rise_exp.report "$OUT/$name/$t" --no-wandb
+    step $PY experiments/compact.py "$OUT/$name/$t/report/runs.csv" --metrics "$metrics"
   done
-  step $PY -m rise_exp.report "$OUT/reference_ft/$t" --no-wandb
-  step $PY experiments/compact.py "$OUT/reference_ft/$t/report/runs.csv" \
-      --metrics auprc@5,auprc@10,auprc@50,auroc@10,p@10,index_bytes_per_row,index_seconds,query_seconds,peak_rss_mb
-done
+}
+QUALITY=auprc@5,auprc@10,auprc@50,p@10
 
-# TrackStar with its R^-1/2 preconditioner (the pool's autocorrelation), the same pairs; reuses the stored gradients.
-for t in howdy finance_medical brain_rot; do
-  for i in 0 1 2 3 4; do
-    step $PY -m rise_exp -m experiment=table_$t method=trackstar method.preconditioner=pool finetune.seed=$i seed=$i \
-        logger=csv trainer.threads=1 hydra.sweep.dir="$OUT/reference_precond/$t/ft$i"
-  done
-  step $PY -m rise_exp.report "$OUT/reference_precond/$t" --no-wandb
-  step $PY experiments/compact.py "$OUT/reference_precond/$t/report/runs.csv" --metrics auprc@5,auprc@10,auprc@50,p@10
-done
-
-# EK-FAC's relative influence (method.relative: each row over the square root of its self-influence), the same
-# pairs; reuses the fitted factors.
-for t in howdy finance_medical brain_rot; do
-  for i in 0 1 2 3 4; do
-    step $PY -m rise_exp -m experiment=table_$t method=ekfac method.relative=true finetune.seed=$i seed=$i \
-        logger=csv trainer.threads=1 hydra.sweep.dir="$OUT/ekfac_relative/$t/ft$i"
-  done
-  step $PY -m rise_exp.report "$OUT/ekfac_relative/$t" --no-wandb
-done
+pairs reference_ft "$QUALITY,auroc@10,index_bytes_per_row,index_seconds,query_seconds,peak_rss_mb" \
+    method=ekfac,trackstar
+# TrackStar with its R^-1/2 preconditioner (the pool's autocorrelation); reuses the stored gradients.
+pairs reference_precond "$QUALITY" method=trackstar method.preconditioner=pool
+# EK-FAC's relative influence (method.relative: each row over the square root of its self-influence); reuses the
+# fitted factors.
+pairs ekfac_relative "$QUALITY" method=ekfac method.relative=true
 
 # Build time, bytes per row, peak RSS (a fresh process per method) and 100-query time of all seven methods.
 OMP_NUM_THREADS=1 step $PY benchmarks/bench_methods.py --methods rise,bm25,rapidin,zo_inf,stride,ekfac,trackstar \

@@ -48,7 +48,7 @@ def gradient_kernels(inp: DiagnosticInputs, queries: list, pool: list) -> dict[s
         others = [k for k in groups if k != HEAD and k not in emb]
 
         def parts(g: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-            e = g[EMBEDDINGS] if tied else g[HEAD][:0]
+            e = g[EMBEDDINGS] if tied else g[HEAD][:0]  # untied: an empty part, whose products are 0
             return g[HEAD], e, torch.cat([g[k] for k in others])
 
         qh, qe, qo = (

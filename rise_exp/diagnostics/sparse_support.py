@@ -54,10 +54,14 @@ def sample_tokens(inp: DiagnosticInputs, n_tokens: int, seed: int) -> tuple[torc
     return torch.cat(hs)[:n_tokens], torch.cat(ys)[:n_tokens]
 
 
+def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    """``num / den`` where ``den > 0``, else 0 (a support holding only the ground truth keeps nothing)."""
+    return torch.where(den > 0, num / torch.where(den > 0, den, torch.ones_like(den)), 0.0)
+
+
 def _cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Row cosines; 0 where either row is zero (a support holding only the ground truth keeps nothing)."""
-    den = a.norm(dim=1) * b.norm(dim=1)
-    return torch.where(den > 0, (a * b).sum(1) / torch.where(den > 0, den, torch.ones_like(den)), 0.0)
+    """Row cosines; 0 where either row is zero."""
+    return _ratio((a * b).sum(1), a.norm(dim=1) * b.norm(dim=1))
 
 
 TOKEN_SLICE = 512  # tokens per pass: bounds the dense [tokens, V] residuals
@@ -98,24 +102,13 @@ def sparse_stats(head: RiseHead, side: DenseSide, cfg: RiseConfig) -> dict[str, 
             for i in range(0, len(vals), GATHER_SLICE)
         ]
     )
-    dot = (vals * at_dense).sum(1)
-    den = vals.norm(dim=1) * side.energy.sqrt()
     return {
         "energy": side.energy,
         "kept": at_dense.square().sum(1) / side.energy,
-        "cos_r": torch.where(den > 0, dot / torch.where(den > 0, den, torch.ones_like(den)), 0.0),
+        "cos_r": _ratio((vals * at_dense).sum(1), vals.norm(dim=1) * side.energy.sqrt()),
         "cos_gh": _cos(gh, side.gh),
         "size": sup.mask.sum(1).double(),
     }
-
-
-def support_stats(head: RiseHead, h: torch.Tensor, y: torch.Tensor, cfg: RiseConfig) -> dict[str, torch.Tensor]:
-    """Per-token energy kept, residual cosine and GH cosine of ``cfg``'s support, and the support sizes."""
-    parts = [
-        sparse_stats(head, dense_side(head, h[i : i + TOKEN_SLICE], y[i : i + TOKEN_SLICE], cfg), cfg)
-        for i in range(0, len(y), TOKEN_SLICE)
-    ]
-    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
 
 def all_stats(
@@ -128,6 +121,11 @@ def all_stats(
         for rho, k in parts:
             parts[(rho, k)].append(sparse_stats(head, side, cfg.replace(rho=rho, topk=k)))
     return {key: {n: torch.cat([p[n] for p in ps]) for n in ps[0]} for key, ps in parts.items()}
+
+
+def support_stats(head: RiseHead, h: torch.Tensor, y: torch.Tensor, cfg: RiseConfig) -> dict[str, torch.Tensor]:
+    """Per-token energy kept, residual cosine and GH cosine of ``cfg``'s support, and the support sizes."""
+    return all_stats(head, h, y, cfg, [cfg.rho], [cfg.topk])[(cfg.rho, cfg.topk)]
 
 
 def run(inp: DiagnosticInputs) -> DiagnosticResult:
